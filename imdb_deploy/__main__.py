@@ -1,0 +1,3 @@
+from imdb_deploy.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""The one place that opens model artifacts: Hub ids, trained model folders and exported ONNX folders.
+
+Every later stage (evaluate, export, verify, predict, bench) loads through these functions, so a model
+folder is always read the same way: weights, tokenizer, and the tokenization settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from imdb_deploy.errors import HubUnreachableError, ModelLoadError
+from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
+
+TRAIN_CONFIG = "train_config.json"
+METRICS = "metrics.json"
+EXPORT_REPORT = "export_report.json"
+
+# File name of each ONNX variant inside an exported folder, in the order a CPU prefers them last to first.
+ONNX_VARIANTS = {
+    "fp32": "model.onnx",
+    "optimized": "model_optimized.onnx",
+    "int8": "model_quantized.onnx",
+    "fp16": "model_fp16.onnx",
+}
+
+_LOCAL_HINT = (
+    "Pass a local copy instead, e.g. --model ../shared/models/distilbert-minilm-l6-h384-uncased "
+    "(a folder with config.json, weights and tokenizer files)."
+)
+
+
+def is_local_reference(ref: str | os.PathLike) -> bool:
+    """True when `ref` names a path (exists, or is written like one) rather than a Hub repository id."""
+    text = str(ref)
+    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep + os.sep in text
+
+
+@contextmanager
+def hub_errors(ref: str | os.PathLike, what: str, hint: str = _LOCAL_HINT):
+    """Turn loading failures into errors that say whether a folder is wrong or the Hub is out of reach."""
+    try:
+        yield
+    except (OSError, ValueError, ConnectionError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if is_local_reference(ref):
+            path = Path(str(ref)).expanduser()
+            if not path.exists():
+                raise ModelLoadError(f"{what} {str(ref)!r}: no such file or folder") from exc
+            raise ModelLoadError(f"{what} {str(ref)!r} could not be loaded: {first_line}") from exc
+        raise HubUnreachableError(
+            f"{what} {str(ref)!r} is not a local path, and loading it from the Hugging Face Hub failed "
+            f"({first_line}). The Hub may be out of reach from this machine. {hint}"
+        ) from exc
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON artifact, naming the file when it is broken."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc}); re-create it with the stage that wrote it") from exc
+
+
+def load_train_config(model_dir: str | os.PathLike) -> dict:
+    """The `train_config.json` of a model folder, or {} for a model that imdb-deploy did not train."""
+    path = Path(str(model_dir)) / TRAIN_CONFIG
+    return read_json(path) if path.is_file() else {}
+
+
+def load_settings(model_ref: str | os.PathLike, tokenizer=None) -> TokenizationSettings:
+    """Tokenization settings for a model: from its train_config.json, else head truncation at its limit.
+
+    Args:
+        model_ref: model folder, exported ONNX folder, or Hub id.
+        tokenizer: the model's tokenizer, used for the length limit of a model without train_config.json.
+    """
+    config = load_train_config(model_ref) if is_local_reference(model_ref) else {}
+    if config:
+        return TokenizationSettings.from_dict(config)
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return TokenizationSettings(max_length=min(int(limit), 512), truncation="head", label_names=LABEL_NAMES)
+
+
+def load_tokenizer(model_ref: str | os.PathLike):
+    """The fast tokenizer of a model folder or Hub id."""
+    from transformers import AutoTokenizer
+
+    with hub_errors(model_ref, "Tokenizer"):
+        return AutoTokenizer.from_pretrained(str(model_ref), use_fast=True)
+
+
+def load_torch_classifier(model_ref: str | os.PathLike, num_labels: int = 2, label_names=LABEL_NAMES):
+    """A PyTorch sequence classifier; a base encoder (e.g. distilbert-base-uncased) gets a fresh head.
+
+    Returns:
+        The model in eval mode on the CPU.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected for a base encoder
+    try:
+        with hub_errors(model_ref, "Model"):
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_ref),
+                num_labels=num_labels,
+                id2label=dict(enumerate(label_names)),
+                label2id={name: i for i, name in enumerate(label_names)},
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model.eval()
+
+
+def onnx_variants(onnx_dir: str | os.PathLike) -> dict[str, Path]:
+    """The ONNX variants present in an exported folder, by name."""
+    folder = Path(str(onnx_dir))
+    return {name: folder / file for name, file in ONNX_VARIANTS.items() if (folder / file).is_file()}
+
+
+def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu: bool = False) -> tuple[str, Path]:
+    """Pick an ONNX file from an exported folder.
+
+    Args:
+        onnx_dir: folder written by `imdb-deploy export`.
+        variant: "auto", or one of ONNX_VARIANTS. "auto" takes INT8 on CPU (fastest there, parity-checked),
+            fp16 then optimized then fp32 on GPU (ONNX Runtime's CUDA provider does not run dynamic INT8).
+        gpu: whether the session will run on CUDA.
+
+    Raises:
+        ModelLoadError: the folder or the requested variant is missing.
+    """
+    folder = Path(str(onnx_dir))
+    if not folder.is_dir():
+        raise ModelLoadError(f"ONNX folder {str(onnx_dir)!r}: no such folder; create it with `imdb-deploy export`")
+    present = onnx_variants(folder)
+    if not present:
+        raise ModelLoadError(
+            f"{folder}: no ONNX model in it (expected one of {', '.join(ONNX_VARIANTS.values())}); "
+            "create it with `imdb-deploy export MODEL_DIR --output DIR`"
+        )
+    if variant == "auto":
+        order = ("fp16", "optimized", "fp32") if gpu else ("int8", "optimized", "fp32")
+        for name in order:
+            if name in present:
+                return name, present[name]
+        name = next(iter(present))
+        return name, present[name]
+    if variant not in ONNX_VARIANTS:
+        raise ModelLoadError(f"variant {variant!r}: use auto or one of {', '.join(ONNX_VARIANTS)}")
+    if variant not in present:
+        raise ModelLoadError(
+            f"{folder}: has no {variant} model ({ONNX_VARIANTS[variant]}); present: {', '.join(present)}"
+        )
+    return variant, present[variant]
+
+
+def open_onnx_session(path: str | os.PathLike, provider: str = "cpu", threads: int | None = None):
+    """An onnxruntime InferenceSession for one ONNX file.
+
+    Args:
+        path: the .onnx file.
+        provider: "cpu" or "cuda".
+        threads: intra-op threads; None lets onnxruntime use all physical cores.
+
+    Raises:
+        ModelLoadError: onnxruntime is missing, or CUDA was asked for and is not available.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelLoadError(
+            "onnxruntime is not installed: pip install 'imdb-deploy[cpu]' (or '[gpu]' for onnxruntime-gpu)"
+        ) from exc
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    if provider == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ModelLoadError(
+                "CUDA was requested but onnxruntime has no CUDAExecutionProvider here "
+                f"(available: {', '.join(ort.get_available_providers())}); install the gpu extra "
+                "(pip install 'imdb-deploy[gpu]', which brings onnxruntime-gpu) or use --provider cpu"
+            )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif provider == "cpu":
+        providers = ["CPUExecutionProvider"]
+    else:
+        raise ModelLoadError(f"provider {provider!r}: use cpu or cuda")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for broken files
+        raise ModelLoadError(f"{path}: onnxruntime could not load it ({exc})") from exc

@@ -1,0 +1,31 @@
+"""Errors a user can act on. The CLI turns each into a message and exit code 1."""
+
+from __future__ import annotations
+
+
+class ImdbDeployError(Exception):
+    """Base class: the message names the bad value and the fix."""
+
+
+class DataError(ImdbDeployError):
+    """Training or evaluation data is missing or malformed (names file, row and problem)."""
+
+
+class HubUnreachableError(ImdbDeployError):
+    """Something had to come from the Hugging Face Hub and the Hub could not be reached."""
+
+
+class ModelLoadError(ImdbDeployError):
+    """A model folder is missing, incomplete, or not a DistilBERT-style sequence classifier."""
+
+
+class ParityError(ImdbDeployError):
+    """An exported model disagrees with its PyTorch original beyond the gate's thresholds."""
+
+
+class InputError(ImdbDeployError):
+    """A row of a prediction input file is malformed (names the line and the fix)."""
+
+
+class ConfigError(ImdbDeployError):
+    """A stage configuration value is out of range (quotes the value)."""

@@ -1,0 +1,103 @@
+"""Shared fixtures: a tiny random DistilBERT with a real WordPiece tokenizer, and a separable toy task.
+
+Nothing here touches the network or large weights: the Hub is forced offline and HF_HOME is a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+
+_HF_HOME = tempfile.mkdtemp(prefix="imdb-deploy-hf-")
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    HF_HOME=_HF_HOME,
+    HF_HUB_DISABLE_TELEMETRY="1",
+    TOKENIZERS_PARALLELISM="false",
+)
+
+import pytest  # noqa: E402
+
+POSITIVE_WORDS = ["good", "great", "excellent", "wonderful", "loved", "brilliant", "superb", "enjoyable"]
+NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hated", "dull", "worst", "weak"]
+FILLER_WORDS = ["the", "movie", "film", "plot", "actor", "was", "and", "it", "this", "a", "story", "scene"]
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def toy_reviews(n: int, seed: int = 0, min_words: int = 4, max_words: int = 40) -> tuple[list[str], list[int]]:
+    """`n` reviews, half positive, whose label is decided by which sentiment words they contain."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = rng.choices(FILLER_WORDS, k=rng.randint(min_words, max_words))
+        sentiment = POSITIVE_WORDS if label else NEGATIVE_WORDS
+        for _ in range(rng.randint(1, 3)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(sentiment))
+        texts.append(" ".join(words).capitalize() + ".")
+        labels.append(label)
+    return texts, labels
+
+
+def build_tiny_base_model(folder) -> None:
+    """Save a 2-layer, 32-dim random DistilBERT encoder and its WordPiece tokenizer into `folder`."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIAL_TOKENS + sorted(set(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS)) + list(".,!?")
+    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(vocab), dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=512
+    )
+    DistilBertModel(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Folder of a tiny random DistilBERT base encoder (no classification head) with its tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny-distilbert")
+    build_tiny_base_model(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory, tiny_model_dir):
+    """A tiny sequence classifier folder laid out like `imdb-deploy train` output (untrained head).
+
+    Holds weights, tokenizer and train_config.json (max_length 64, head+tail truncation).
+    """
+    import json
+
+    import torch
+
+    from imdb_deploy.artifacts import TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+    from imdb_deploy.tokenization import TokenizationSettings
+
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    torch.manual_seed(0)
+    model = load_torch_classifier(tiny_model_dir)
+    model.save_pretrained(folder)
+    load_tokenizer(tiny_model_dir).save_pretrained(folder)
+    settings = TokenizationSettings(max_length=64, truncation="head+tail")
+    (folder / TRAIN_CONFIG).write_text(json.dumps({**settings.to_dict(), "base_model": str(tiny_model_dir)}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_data_dir(tmp_path_factory):
+    """A data folder with train.parquet and test.parquet of the toy task (400 / 100 reviews)."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("toy-data")
+    for split, n, seed in (("train", 400, 1), ("test", 100, 2)):
+        texts, labels = toy_reviews(n, seed=seed)
+        pd.DataFrame({"text": texts, "label": labels}).to_parquet(folder / f"{split}.parquet")
+    return folder
