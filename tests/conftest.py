@@ -48,8 +48,9 @@ def build_tiny_base_model(folder) -> None:
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIAL_TOKENS + sorted(set(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS)) + list(".,!?")
-    vocab += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    words = POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + list(".,!?") + letters + ["##" + c for c in letters]
+    vocab = list(dict.fromkeys(SPECIAL_TOKENS + words))
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=512)
     tokenizer.save_pretrained(folder)
@@ -100,4 +101,16 @@ def toy_data_dir(tmp_path_factory):
     for split, n, seed in (("train", 400, 1), ("test", 100, 2)):
         texts, labels = toy_reviews(n, seed=seed)
         pd.DataFrame({"text": texts, "label": labels}).to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tmp_path_factory, tiny_classifier_dir):
+    """`tiny_classifier_dir` exported by `imdb-deploy export --quantize`: model.onnx, model_optimized.onnx,
+    model_quantized.onnx, tokenizer, config.json, train_config.json, export_report.json (parity not run).
+    """
+    from imdb_deploy.export import ExportConfig, export
+
+    folder = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
+    export(tiny_classifier_dir, folder, ExportConfig(quantize=True, verify=False))
     return folder

@@ -1,0 +1,431 @@
+"""`imdb-deploy export`: a trained model folder becomes a self-describing ONNX folder, parity-checked.
+
+Three steps, each with the tool made for it:
+1. optimum's `main_export` (task text-classification) writes the fp32 graph `model.onnx` with dynamic
+   `batch_size` and `sequence_length` axes, plus config.json and the tokenizer.
+2. optimum's `ORTOptimizer` fuses attention, GELU and LayerNorm into ONNX Runtime's contrib ops
+   (`model_optimized.onnx`; the fp16 level O4 writes `model_fp16.onnx` and is for GPUs only).
+3. `--quantize`: dynamic INT8 (`model_quantized.onnx`) with the settings optimum's `AutoQuantizationConfig`
+   picks for this CPU (avx512_vnni, avx512, avx2, arm64). optimum's `ORTQuantizer` cannot quantize a fused
+   graph (shape inference knows no type for the contrib ops' outputs and it stops), so the fused graph is
+   quantized by ONNX Runtime's `quantize_dynamic` with the same settings and `DefaultTensorType` float, which
+   supplies the missing type. The unfused graph goes through `ORTQuantizer` (`quantize_from="fp32"`).
+
+Then the parity gate (imdb_deploy.verify) runs PyTorch and every variant on real labelled reviews. The
+output folder is written under a temporary name and renamed only when everything, the gate included,
+has passed: a failed gate leaves no folder (and an existing one untouched). `verify=False` (--no-verify)
+writes the folder with `"verified": false` in export_report.json.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from imdb_deploy.artifacts import (
+    EXPORT_REPORT,
+    ONNX_VARIANTS,
+    TRAIN_CONFIG,
+    is_local_reference,
+    load_settings,
+    load_tokenizer,
+    load_train_config,
+    onnx_variants,
+)
+from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.fileio import atomic_dir, write_json_atomic
+
+# "none" skips fusion; O1 basic graph rewrites; O2 adds the transformer fusions (attention, GELU, LayerNorm)
+# and is the CPU default (numerically exact up to float rounding); O3 also approximates GELU (tanh form,
+# changes outputs slightly); O4 is O3 in fp16, which only a GPU runs fast.
+OPTIMIZATION_LEVELS = ("none", "O1", "O2", "O3", "O4")
+GPU_ONLY_LEVELS = ("O4",)
+QUANTIZATION_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+QUANTIZE_SOURCES = ("optimized", "fp32")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class ExportConfig:
+    """Settings of `imdb-deploy export`.
+
+    Attributes:
+        opset: ONNX opset; None takes optimum's default for the architecture (recorded in the report).
+        optimize: fusion level, one of OPTIMIZATION_LEVELS. "O2" is the CPU default: its fusions
+            (attention, GELU, LayerNorm) speed a CPU up without changing the math; "O4" (fp16) needs
+            device "cuda".
+        quantize: also write the dynamic INT8 model (CPU only).
+        quantize_target: CPU whose INT8 settings to use ("auto" detects this machine's), one of
+            QUANTIZATION_TARGETS.
+        per_channel: one INT8 scale per weight column instead of per tensor: more accurate, same speed.
+        reduce_range: 7-bit weights, the cure for VPMADDUBSW saturation on AVX512 CPUs without VNNI.
+        quantize_from: quantize the fused graph ("optimized", faster) or the plain one ("fp32").
+        device: "cpu" or "cuda"; the device the exported graphs are optimized for.
+        verify: run the parity gate; False writes the folder marked `"verified": false`.
+        data: labelled reviews for the gate (see imdb_deploy.data).
+        split: split of `data` the gate scores.
+        verify_samples: stratified sample size for the gate; None for the whole split.
+        thresholds: parity thresholds per variant; None uses verify.DEFAULT_THRESHOLDS.
+        overwrite: replace an existing output folder (only once the new one is complete and verified).
+    """
+
+    opset: int | None = None
+    optimize: str = "O2"
+    quantize: bool = False
+    quantize_target: str = "auto"
+    per_channel: bool = True
+    reduce_range: bool = False
+    quantize_from: str = "optimized"
+    device: str = "cpu"
+    verify: bool = True
+    data: str = "imdb"
+    split: str = "test"
+    verify_samples: int | None = 1000
+    thresholds: dict | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.opset is not None and not 11 <= self.opset <= 23:
+            raise ConfigError(f"opset={self.opset!r}: use an ONNX opset from 11 to 23 (or leave it unset)")
+        if self.optimize not in OPTIMIZATION_LEVELS:
+            raise ConfigError(f"optimize={self.optimize!r}: use one of {', '.join(OPTIMIZATION_LEVELS)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device={self.device!r}: use one of {', '.join(DEVICES)}")
+        if self.optimize in GPU_ONLY_LEVELS and self.device != "cuda":
+            raise ConfigError(
+                f"optimize={self.optimize!r} converts the graph to fp16, which only a GPU runs fast; "
+                "use --device cuda, or O2 for a CPU"
+            )
+        if self.quantize and self.device == "cuda":
+            raise ConfigError(
+                "--quantize writes a dynamic INT8 model, which is CPU-only: ONNX Runtime's CUDA provider has no "
+                "kernels for its DynamicQuantizeLinear/MatMulInteger ops. Drop --quantize for a GPU export "
+                "(use --optimize O4 for fp16), or export for --device cpu"
+            )
+        if self.quantize_target != "auto" and self.quantize_target not in QUANTIZATION_TARGETS:
+            raise ConfigError(
+                f"quantize_target={self.quantize_target!r}: use auto or one of {', '.join(QUANTIZATION_TARGETS)}"
+            )
+        if self.quantize_from not in QUANTIZE_SOURCES:
+            raise ConfigError(f"quantize_from={self.quantize_from!r}: use one of {', '.join(QUANTIZE_SOURCES)}")
+        if self.verify_samples is not None and self.verify_samples < 2:
+            raise ConfigError(f"verify_samples={self.verify_samples!r}: use at least 2, or None for all")
+
+
+@dataclass
+class ExportReport:
+    """What `export` wrote and how; saved as export_report.json in the output folder.
+
+    Attributes:
+        output: the output folder.
+        source_model: the model folder (absolute) or Hub id it came from; `verify` reloads PyTorch from it.
+        verified: True only when the parity gate ran and passed.
+        variants: per ONNX variant, its file and size in bytes.
+        settings: the ExportConfig, plus the opset actually written and the quantization settings used.
+        cpu: the CPU the export ran on and the INT8 target chosen for it.
+        versions: library versions that produced the files.
+        parity: the gate's results (verify.ParityReport.to_dict()), or None when it did not run.
+        warnings: things a person should know (e.g. INT8 gains little on a CPU without VNNI).
+        seconds: wall time of each step.
+    """
+
+    output: str
+    source_model: str
+    verified: bool = False
+    variants: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    cpu: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    parity: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cpu_flags() -> set[str]:
+    """Instruction-set flags of this CPU from /proc/cpuinfo (Linux); empty where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def detect_quantization_target() -> tuple[str, dict]:
+    """The AutoQuantizationConfig target for this CPU, and what it was decided from.
+
+    Returns:
+        (target, info): target is one of QUANTIZATION_TARGETS; info holds the machine, the flags that
+        mattered, whether it has VNNI-class integer dot products, and a note when the flags could not be read.
+    """
+    machine = platform.machine().lower()
+    flags = cpu_flags()
+    info: dict = {"machine": machine}
+    if machine in ("arm64", "aarch64"):
+        info["int8_dot_product"] = "asimddp" in flags or platform.system() == "Darwin"
+        return "arm64", info
+    info["flags"] = sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx_vnni"})
+    info["int8_dot_product"] = bool(flags & {"avx512_vnni", "avx512vnni", "avx_vnni"})
+    if flags & {"avx512_vnni", "avx512vnni"}:
+        return "avx512_vnni", info
+    if "avx512f" in flags:
+        return "avx512", info
+    if not flags:
+        info["note"] = "CPU flags could not be read; assumed AVX2"
+    return "avx2", info
+
+
+def quantization_config(target: str, per_channel: bool, reduce_range: bool):
+    """optimum's dynamic-INT8 QuantizationConfig for a CPU target."""
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    if target == "arm64":
+        return AutoQuantizationConfig.arm64(is_static=False, per_channel=per_channel)
+    if target == "avx512_vnni":
+        return AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
+    factory = AutoQuantizationConfig.avx512 if target == "avx512" else AutoQuantizationConfig.avx2
+    return factory(is_static=False, per_channel=per_channel, reduce_range=reduce_range)
+
+
+def _describe_quantization(qconfig) -> dict:
+    return {
+        "weights_dtype": qconfig.weights_dtype.name,
+        "activations_dtype": qconfig.activations_dtype.name,
+        "per_channel": qconfig.per_channel,
+        "reduce_range": qconfig.reduce_range,
+        "weights_symmetric": qconfig.weights_symmetric,
+        "activations_symmetric": qconfig.activations_symmetric,
+        "operators": [getattr(op, "value", op) for op in qconfig.operators_to_quantize],
+    }
+
+
+def _export_fp32(model_ref: str, folder: Path, config: ExportConfig) -> None:
+    """optimum's exporter: model.onnx with dynamic batch/sequence axes, config.json and tokenizer files."""
+    from optimum.exporters.onnx import main_export
+
+    try:
+        main_export(
+            model_ref,
+            output=folder,
+            task="text-classification",
+            opset=config.opset,
+            device=config.device,
+            library_name="transformers",
+            # The parity gate below checks on real reviews; optimum's own check only warns on failure.
+            do_validation=False,
+            local_files_only=is_local_reference(model_ref),
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"{model_ref}: optimum could not export it to ONNX ({str(exc).strip().splitlines()[0]}); "
+            "it must be a DistilBERT-style sequence classifier folder, e.g. the output of `imdb-deploy train`"
+        ) from exc
+    if not (folder / ONNX_VARIANTS["fp32"]).is_file():
+        raise ModelLoadError(f"{model_ref}: optimum wrote no {ONNX_VARIANTS['fp32']}; files: {os.listdir(folder)}")
+
+
+def _optimize(folder: Path, config: ExportConfig) -> str:
+    """Fuse the fp32 graph with ORTOptimizer; returns the variant name written ("optimized" or "fp16")."""
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    variant = "fp16" if config.optimize == "O4" else "optimized"
+    suffix = Path(ONNX_VARIANTS[variant]).stem.removeprefix("model_")
+    optimization = AutoOptimizationConfig.with_optimization_level(config.optimize, for_gpu=config.device == "cuda")
+    optimizer = ORTOptimizer.from_pretrained(folder, file_names=[ONNX_VARIANTS["fp32"]])
+    optimizer.optimize(optimization, save_dir=folder, file_suffix=suffix)
+    (folder / "ort_config.json").unlink(missing_ok=True)  # optimum's record; export_report.json has ours
+    return variant
+
+
+def _quantize(folder: Path, source: Path, qconfig) -> None:
+    """Dynamic INT8 of `source` into model_quantized.onnx with optimum's settings `qconfig`."""
+    target = folder / ONNX_VARIANTS["int8"]
+    if source.name == ONNX_VARIANTS["fp32"]:
+        from optimum.onnxruntime import ORTQuantizer
+
+        quantizer = ORTQuantizer.from_pretrained(folder, file_name=source.name)
+        with _scratch(folder) as scratch:
+            quantizer.quantize(qconfig, save_dir=scratch, file_suffix="quantized")
+            shutil.move(scratch / f"{source.stem}_quantized.onnx", target)
+        return
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(
+        source,
+        target,
+        op_types_to_quantize=[getattr(op, "value", op) for op in qconfig.operators_to_quantize],
+        per_channel=qconfig.per_channel,
+        reduce_range=qconfig.reduce_range,
+        weight_type=qconfig.weights_dtype,
+        nodes_to_quantize=qconfig.nodes_to_quantize or None,
+        nodes_to_exclude=qconfig.nodes_to_exclude or None,
+        extra_options={
+            # Fused contrib ops (Attention, SkipLayerNormalization...) have outputs shape inference cannot
+            # type; they are all float here.
+            "DefaultTensorType": onnx.TensorProto.FLOAT,
+            "WeightSymmetric": qconfig.weights_symmetric,
+            "ActivationSymmetric": qconfig.activations_symmetric,
+        },
+    )
+
+
+class _scratch:
+    """A temporary folder inside `folder` (same filesystem, so moves are renames), removed afterwards."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".scratch"
+
+    def __enter__(self) -> Path:
+        self.path.mkdir()
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("imdb-deploy", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            if name == "onnxruntime":
+                try:
+                    out[name] = version("onnxruntime-gpu")
+                except PackageNotFoundError:
+                    out[name] = None
+            else:
+                out[name] = None
+    return out
+
+
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
+def export(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: ExportConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExportReport:
+    """Export a sequence classifier to ONNX (fp32, fused, optionally INT8) and gate it on parity.
+
+    Args:
+        model_dir: a model folder written by `imdb-deploy train` (or any local folder or Hub id of a
+            DistilBERT sequence classifier).
+        out_dir: the output folder; written complete or not at all.
+        config: export settings; defaults to ExportConfig().
+        log: receives progress lines for people (the CLI passes its stderr printer).
+
+    Returns:
+        The report, also written as export_report.json in `out_dir`.
+
+    Raises:
+        ConfigError: a bad setting.
+        ModelLoadError, HubUnreachableError: the model cannot be read or exported.
+        DataError: the gate's data cannot be read.
+        ParityError: an ONNX variant disagrees with PyTorch beyond the thresholds; nothing is written.
+        FileExistsError: `out_dir` exists and `config.overwrite` is False.
+    """
+    config = config or ExportConfig()
+    log = log or (lambda message: None)
+    model_ref = str(model_dir)
+    out_dir = Path(out_dir)
+    local = is_local_reference(model_ref)
+    if local and not Path(model_ref).expanduser().is_dir():
+        raise ModelLoadError(f"model folder {model_ref!r}: no such folder; train one with `imdb-deploy train`")
+    source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
+    report = ExportReport(output=str(out_dir), source_model=source, versions=_versions())
+
+    qconfig = None
+    if config.quantize:
+        detected, info = detect_quantization_target()
+        target = detected if config.quantize_target == "auto" else config.quantize_target
+        report.cpu = {**info, "detected_target": detected, "quantize_target": target}
+        qconfig = quantization_config(target, config.per_channel, config.reduce_range)
+        if not info.get("int8_dot_product"):
+            report.warnings.append(
+                "this CPU has no VNNI-class int8 dot-product instructions (AVX512-VNNI / AVX-VNNI / ARM dotprod); "
+                "ONNX Runtime's dynamic INT8 then gains little over fp32 here, though it still shrinks the model "
+                "about 4x. Measure with `imdb-deploy bench` before choosing INT8 for this machine"
+            )
+            log(f"warning: {report.warnings[-1]}")
+        if info.get("note"):
+            report.warnings.append(info["note"])
+
+    with atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
+        started = time.perf_counter()
+        log(f"exporting {model_ref} to ONNX (opset {config.opset or 'default'}) ...")
+        _export_fp32(model_ref, tmp, config)
+        report.seconds["export"] = round(time.perf_counter() - started, 2)
+
+        fused = None
+        if config.optimize != "none":
+            started = time.perf_counter()
+            log(f"optimizing the graph ({config.optimize}) ...")
+            fused = _optimize(tmp, config)
+            report.seconds["optimize"] = round(time.perf_counter() - started, 2)
+
+        if qconfig is not None:
+            started = time.perf_counter()
+            use_fused = config.quantize_from == "optimized" and fused == "optimized"
+            quantize_source = tmp / ONNX_VARIANTS["optimized" if use_fused else "fp32"]
+            log(f"quantizing {quantize_source.name} to INT8 ({report.cpu['quantize_target']}) ...")
+            _quantize(tmp, quantize_source, qconfig)
+            report.seconds["quantize"] = round(time.perf_counter() - started, 2)
+            quantization = {**_describe_quantization(qconfig), "source": quantize_source.name}
+        else:
+            quantization = None
+
+        # The folder must describe its own tokenization: copy train_config.json, or record the settings a
+        # model without one is read with (head truncation at its limit), so predict tokenizes the same way.
+        train_config = load_train_config(model_ref) if local else {}
+        if not train_config:
+            train_config = {**load_settings(model_ref, load_tokenizer(model_ref)).to_dict(), "base_model": model_ref}
+        write_json_atomic(tmp / TRAIN_CONFIG, train_config)
+
+        report.settings = {
+            **asdict(config),
+            "opset_written": _opset(tmp / ONNX_VARIANTS["fp32"]),
+            "quantization": quantization,
+        }
+        report.variants = {
+            name: {"file": path.name, "bytes": path.stat().st_size} for name, path in onnx_variants(tmp).items()
+        }
+
+        if config.verify:
+            from imdb_deploy.verify import VerifyConfig, check_parity
+
+            started = time.perf_counter()
+            verify_config = VerifyConfig(
+                data=config.data, split=config.split, samples=config.verify_samples, thresholds=config.thresholds
+            )
+            parity = check_parity(tmp, model=model_ref, config=verify_config, log=log)
+            report.seconds["verify"] = round(time.perf_counter() - started, 2)
+            report.parity = parity.to_dict()
+            log(parity.summary())
+            parity.raise_for_failure()  # inside atomic_dir: a failed gate leaves no output folder
+            report.verified = True
+        else:
+            report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
+        write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
+    return report

@@ -1,0 +1,389 @@
+"""The parity gate: does each exported ONNX variant answer like its PyTorch original on real reviews?
+
+`check_parity` runs the PyTorch model (evaluation.torch_logits) and every ONNX variant (through
+predict.Predictor, the same code that serves predictions) on the same labelled reviews, tokenized by the
+same `tokenization.encode` with the folder's settings, and compares per variant: accuracy and its change,
+label agreement, max and mean absolute probability difference, and the reviews whose label flipped.
+`export` runs it before it writes a folder; `imdb-deploy verify ONNX_DIR` runs it alone. A failed gate is
+an error (exit 1), never a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, onnx_variants, read_json
+from imdb_deploy.errors import ConfigError, ModelLoadError, ParityError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What one ONNX variant must achieve against PyTorch. Fractions, not percentages.
+
+    Attributes:
+        min_agreement: share of reviews whose predicted label equals PyTorch's.
+        max_accuracy_drop: PyTorch accuracy minus the variant's, at most (a variant that scores higher
+            is not a defect).
+        max_prob_diff: largest absolute difference of any class probability on any review; None: not gated.
+        max_mean_prob_diff: mean absolute difference of the probabilities; None: not gated.
+    """
+
+    min_agreement: float = 1.0
+    max_accuracy_drop: float = 0.0
+    max_prob_diff: float | None = None
+    max_mean_prob_diff: float | None = None
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ConfigError(f"{item.name}={value!r}: use a fraction from 0 to 1")
+
+
+# fp32 and the fused graph compute the same function as PyTorch up to float32 rounding: measured max
+# |dp| is ~1e-6 (fp32) and ~1e-5 (O2 fusion), so 1e-4 is strict yet far above rounding, and every label
+# must agree. INT8 rounds every weight and activation; see DEFAULT_INT8 for where its bounds come from.
+# fp16 (the GPU's O4 graph) is bounded like a slightly noisier fp32: agreement 99.5%, |dp| 2e-2.
+DEFAULT_EXACT = Thresholds(min_agreement=1.0, max_accuracy_drop=0.0, max_prob_diff=1e-4, max_mean_prob_diff=1e-5)
+# INT8 bounds, derived from measurements on 2,000 IMDb test reviews (see the README's real-data check):
+# the fine-tuned MiniLM-L6 DistilBERT lost PLACEHOLDER points and agreed on PLACEHOLDER% of labels.
+DEFAULT_INT8 = Thresholds(min_agreement=0.98, max_accuracy_drop=0.005, max_prob_diff=None, max_mean_prob_diff=0.02)
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "fp32": DEFAULT_EXACT,
+    "optimized": DEFAULT_EXACT,
+    "int8": DEFAULT_INT8,
+    "fp16": Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=2e-2, max_mean_prob_diff=2e-3),
+}
+
+
+def parse_threshold_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
+    """Thresholds from DEFAULT_THRESHOLDS with `VARIANT.FIELD=VALUE` overrides, e.g. "int8.min_agreement=0.97".
+
+    Raises:
+        ConfigError: quoting the item that is malformed, or names an unknown variant, field or value.
+    """
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    names = [item.name for item in fields(Thresholds)]
+    for item in items:
+        key, sep, value = item.partition("=")
+        variant, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"threshold {item!r}: write VARIANT.FIELD=VALUE, e.g. int8.min_agreement=0.97")
+        if variant not in ONNX_VARIANTS:
+            raise ConfigError(f"threshold {item!r}: variant {variant!r} is not one of {', '.join(ONNX_VARIANTS)}")
+        if name not in names:
+            raise ConfigError(f"threshold {item!r}: field {name!r} is not one of {', '.join(names)}")
+        text = value.strip().lower()
+        try:
+            number = None if text in ("none", "off") else float(text)
+        except ValueError as exc:
+            raise ConfigError(f"threshold {item!r}: {value!r} is not a number (or none)") from exc
+        if number is None and name in ("min_agreement", "max_accuracy_drop"):
+            raise ConfigError(f"threshold {item!r}: {name} needs a number")
+        thresholds[variant] = replace(thresholds[variant], **{name: number})
+    return thresholds
+
+
+@dataclass
+class VerifyConfig:
+    """Settings of the parity gate.
+
+    Attributes:
+        data: labelled reviews (see imdb_deploy.data); "imdb" is the Hub dataset.
+        split: the split to score.
+        samples: a stratified sample of this many reviews (None: the whole split). 1,000 reviews resolve a
+            1% disagreement rate to about +-0.6 points; use 2,000 or all for a release.
+        seed: seed of the sample.
+        variants: the ONNX variants to check; None checks every variant the folder holds.
+        thresholds: per variant; None uses DEFAULT_THRESHOLDS (variants missing from a dict use theirs too).
+        provider: "cpu" or "cuda" for the ONNX sessions; INT8 is skipped on cuda (CPU-only ops).
+        batch_size: reviews per PyTorch forward pass.
+        flips_listed: how many label flips to list per variant (largest probability change first).
+    """
+
+    data: str = "imdb"
+    split: str = "test"
+    samples: int | None = 1000
+    seed: int = 42
+    variants: tuple[str, ...] | None = None
+    thresholds: dict[str, Thresholds] | None = None
+    provider: str = "cpu"
+    batch_size: int = 32
+    flips_listed: int = 5
+
+    def __post_init__(self) -> None:
+        if self.samples is not None and self.samples < 2:
+            raise ConfigError(f"samples={self.samples!r}: use at least 2, or None for all")
+        for name in self.variants or ():
+            if name not in ONNX_VARIANTS:
+                raise ConfigError(f"variant {name!r}: use one of {', '.join(ONNX_VARIANTS)}")
+
+    def thresholds_for(self, variant: str) -> Thresholds:
+        return (self.thresholds or {}).get(variant, DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT))
+
+
+@dataclass
+class VariantParity:
+    """How one ONNX variant compares with PyTorch on the same reviews.
+
+    Attributes:
+        accuracy_change: variant accuracy minus PyTorch accuracy (fraction; -0.004 is 0.4 points lower).
+        agreement: share of reviews with the same predicted label.
+        max_prob_diff, mean_prob_diff: absolute probability differences over all reviews and classes.
+        flips: the first `flips_listed` reviews whose label changed: id, true label, both probabilities.
+        failures: the thresholds it broke, each with the numbers; empty when it passed.
+    """
+
+    variant: str
+    file: str
+    accuracy: float
+    accuracy_change: float
+    agreement: float
+    max_prob_diff: float
+    mean_prob_diff: float
+    flip_count: int
+    flips: list[dict]
+    thresholds: dict
+    failures: list[str]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class ParityReport:
+    """The gate's verdict: PyTorch's numbers and one VariantParity per checked ONNX variant."""
+
+    onnx_dir: str
+    model: str
+    data: str
+    split: str
+    samples: int
+    pytorch_accuracy: float
+    pytorch_seconds: float
+    variants: dict[str, VariantParity] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(v.passed for v in self.variants.values())
+
+    def failures(self) -> list[str]:
+        """Every broken threshold, as `variant: what (numbers)`."""
+        return list(self.problems) + [f"{name}: {text}" for name, v in self.variants.items() for text in v.failures]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["passed"] = self.passed
+        for name, variant in self.variants.items():
+            out["variants"][name]["passed"] = variant.passed
+        return out
+
+    def summary(self) -> str:
+        """A table for people: one line per variant, then the flipped reviews."""
+        lines = [
+            f"parity on {self.samples} reviews of {self.data} [{self.split}]: "
+            f"PyTorch accuracy {self.pytorch_accuracy:.4f} ({self.pytorch_seconds:.1f}s)",
+            f"  {'variant':<10} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} {'mean|dp|':>9} "
+            f"{'flips':>5} {'sec':>6}  gate",
+        ]
+        for name, v in self.variants.items():
+            lines.append(
+                f"  {name:<10} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p {100 * v.agreement:>7.2f}% "
+                f"{v.max_prob_diff:>9.2e} {v.mean_prob_diff:>9.2e} {v.flip_count:>5d} {v.seconds:>6.1f}  "
+                f"{'pass' if v.passed else 'FAIL'}"
+            )
+        for name, why in self.skipped.items():
+            lines.append(f"  {name:<10} skipped: {why}")
+        for name, v in self.variants.items():
+            for flip in v.flips:
+                lines.append(
+                    f"  {name} flip: {flip['id']} (label {flip['label']}): "
+                    f"PyTorch {flip['pytorch']} -> {name} {flip['onnx']}"
+                )
+        lines += [f"  problem: {text}" for text in self.problems]
+        lines.append("  gate: " + ("PASSED" if self.passed else "FAILED"))
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> None:
+        """Raise ParityError naming every broken threshold with its numbers, if any."""
+        if self.passed:
+            return
+        raise ParityError(
+            f"parity gate FAILED on {self.samples} reviews of {self.data} [{self.split}] "
+            f"(PyTorch accuracy {self.pytorch_accuracy:.4f}): "
+            + "; ".join(self.failures())
+            + ". The ONNX model does not answer like its PyTorch original; do not serve it. "
+            "Thresholds can be changed with --threshold VARIANT.FIELD=VALUE"
+        )
+
+
+def compare(
+    variant: str,
+    file: str,
+    torch_probs: np.ndarray,
+    onnx_probs: np.ndarray,
+    labels: np.ndarray,
+    ids: list[str],
+    thresholds: Thresholds,
+    flips_listed: int = 5,
+    seconds: float = 0.0,
+) -> VariantParity:
+    """Compare one variant's probabilities with PyTorch's on the same labelled reviews."""
+    torch_pred = torch_probs.argmax(axis=1)
+    onnx_pred = onnx_probs.argmax(axis=1)
+    diff = np.abs(torch_probs - onnx_probs)
+    torch_accuracy = float((torch_pred == labels).mean())
+    accuracy = float((onnx_pred == labels).mean())
+    agreement = float((torch_pred == onnx_pred).mean())
+    change = accuracy - torch_accuracy
+    flipped = np.flatnonzero(torch_pred != onnx_pred)
+    flipped = flipped[np.argsort(-diff[flipped].max(axis=1), kind="stable")]
+    flips = [
+        {
+            "id": ids[i],
+            "label": int(labels[i]),
+            "pytorch": [round(float(p), 4) for p in torch_probs[i]],
+            "onnx": [round(float(p), 4) for p in onnx_probs[i]],
+        }
+        for i in flipped[:flips_listed]
+    ]
+    max_diff, mean_diff = float(diff.max()), float(diff.mean())
+    failures = []
+    if agreement < thresholds.min_agreement:
+        failures.append(
+            f"label agreement {100 * agreement:.2f}% < {100 * thresholds.min_agreement:.2f}% "
+            f"({len(flipped)} of {len(labels)} labels flipped)"
+        )
+    if -change > thresholds.max_accuracy_drop + 1e-12:
+        failures.append(
+            f"accuracy {accuracy:.4f} is {100 * -change:.2f} points below PyTorch's {torch_accuracy:.4f} "
+            f"(allowed {100 * thresholds.max_accuracy_drop:.2f})"
+        )
+    if thresholds.max_prob_diff is not None and max_diff > thresholds.max_prob_diff:
+        failures.append(f"max |probability difference| {max_diff:.3g} > {thresholds.max_prob_diff:.3g}")
+    if thresholds.max_mean_prob_diff is not None and mean_diff > thresholds.max_mean_prob_diff:
+        failures.append(f"mean |probability difference| {mean_diff:.3g} > {thresholds.max_mean_prob_diff:.3g}")
+    return VariantParity(
+        variant=variant,
+        file=file,
+        accuracy=accuracy,
+        accuracy_change=change,
+        agreement=agreement,
+        max_prob_diff=max_diff,
+        mean_prob_diff=mean_diff,
+        flip_count=int(len(flipped)),
+        flips=flips,
+        thresholds=asdict(thresholds),
+        failures=failures,
+        seconds=round(seconds, 2),
+    )
+
+
+def source_model(onnx_dir: str | os.PathLike) -> str:
+    """The PyTorch model an export came from, as recorded in its export_report.json.
+
+    Raises:
+        ModelLoadError: the folder has no report or the report names no source.
+    """
+    path = Path(str(onnx_dir)) / EXPORT_REPORT
+    source = read_json(path).get("source_model") if path.is_file() else None
+    if not source:
+        raise ModelLoadError(
+            f"{onnx_dir}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
+            "pass the original with --model MODEL_DIR"
+        )
+    return str(source)
+
+
+def check_parity(
+    onnx_dir: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    config: VerifyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Run PyTorch and each ONNX variant on the same labelled reviews and compare them.
+
+    Args:
+        onnx_dir: a folder written by `export` (ONNX files, tokenizer, train_config.json).
+        model: the PyTorch original; None reads `source_model` from the folder's export_report.json.
+        config: data, sample, variants and thresholds; defaults to VerifyConfig().
+        log: receives progress lines for people.
+
+    Returns:
+        The report; call `raise_for_failure()` (or read `passed`) to act on it.
+
+    Raises:
+        ModelLoadError, HubUnreachableError: a model cannot be loaded.
+        DataError: the data cannot be read.
+    """
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
+    from imdb_deploy.data import load_split, stratified_sample
+    from imdb_deploy.evaluation import softmax, torch_logits
+    from imdb_deploy.predict import Predictor
+
+    config = config or VerifyConfig()
+    log = log or (lambda message: None)
+    present = onnx_variants(onnx_dir)
+    if not present:
+        raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")
+    wanted = config.variants or tuple(present)
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
+    model_ref = str(model) if model is not None else source_model(onnx_dir)
+
+    tokenizer = load_tokenizer(model_ref)
+    settings = load_settings(model_ref, tokenizer)
+    torch_model = load_torch_classifier(model_ref, label_names=settings.label_names)
+    data = stratified_sample(load_split(config.data, config.split), config.samples, config.seed)
+    labels = np.asarray(data.labels, dtype=np.int64)
+
+    log(f"parity: PyTorch on {len(data)} reviews ...")
+    started = time.perf_counter()
+    torch_probs = softmax(torch_logits(torch_model, tokenizer, data.texts, settings, config.batch_size))
+    report = ParityReport(
+        onnx_dir=str(onnx_dir),
+        model=model_ref,
+        data=data.source,
+        split=config.split,
+        samples=len(data),
+        pytorch_accuracy=float((torch_probs.argmax(axis=1) == labels).mean()),
+        pytorch_seconds=round(time.perf_counter() - started, 2),
+    )
+    del torch_model
+
+    for name in wanted:
+        if name == "int8" and config.provider == "cuda":
+            report.skipped[name] = "dynamic INT8 runs on CPU only"
+            continue
+        log(f"parity: {name} ({present[name].name}) ...")
+        started = time.perf_counter()
+        predictor = Predictor(onnx_dir, variant=name, provider=config.provider)
+        if predictor.settings != settings:
+            report.problems.append(
+                f"{name}: the ONNX folder tokenizes with {predictor.settings.to_dict()} but the PyTorch model "
+                f"with {settings.to_dict()}; re-export so train_config.json matches"
+            )
+        onnx_probs = softmax(predictor.logits(data.texts))
+        report.variants[name] = compare(
+            name,
+            present[name].name,
+            torch_probs,
+            onnx_probs,
+            labels,
+            data.ids,
+            config.thresholds_for(name),
+            config.flips_listed,
+            time.perf_counter() - started,
+        )
+    return report
