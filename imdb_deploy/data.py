@@ -2,6 +2,8 @@
 
 Sources (`--data`):
 - "imdb" (default) or another Hub dataset id: loaded with `datasets.load_dataset` (needs the Hub).
+- "imdb-sample": 2,000 train + 1,000 test real IMDb reviews shipped inside the package (no download;
+  provenance in imdb_deploy/resources/README.md).
 - a folder holding `train` / `test` files as Parquet, CSV or JSONL (`train.parquet`, `test-00000-of-00001.parquet`,
   also inside a `data/` subfolder), like ../shared/data/imdb or a Hub snapshot;
 - the original Stanford `aclImdb/` layout (`{train,test}/{pos,neg}/*.txt`), or the folder that holds it;
@@ -22,13 +24,16 @@ from imdb_deploy.artifacts import hub_errors, is_local_reference
 from imdb_deploy.errors import DataError
 
 HUB_ALIASES = {"imdb": "stanfordnlp/imdb"}
+# Data sources shipped inside the package, by name.
+PACKAGED_SOURCES = {"imdb-sample": Path(__file__).resolve().parent / "resources"}
 FILE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 TEXT_COLUMNS = ("text", "review")
 LABEL_COLUMNS = ("label", "sentiment")
 _LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 _DATA_HINT = (
-    "Pass local data instead, e.g. --data ../shared/data/imdb (a folder with train/test Parquet, CSV or "
-    "JSONL files), an aclImdb/ folder, or train=FILE,test=FILE."
+    "Pass local data instead: --data imdb-sample (real IMDb reviews shipped with the package), a folder "
+    "with train/test Parquet, CSV or JSONL files (e.g. ../shared/data/imdb), an aclImdb/ folder, or "
+    "train=FILE,test=FILE."
 )
 
 
@@ -275,6 +280,10 @@ def load_split(source: str, split: str) -> ReviewSplit:
         HubUnreachableError: a Hub dataset was asked for and the Hub is out of reach.
     """
     source = str(source)
+    if source in PACKAGED_SOURCES:
+        data = load_split(str(PACKAGED_SOURCES[source]), split)
+        data.source = source
+        return data
     mapping = _parse_mapping(source)
     if mapping is not None:
         if split not in mapping:
