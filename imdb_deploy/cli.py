@@ -62,6 +62,168 @@ def main() -> None:
 
 # --- export / verify --------------------------------------------------------------------------------------
 
+
+def _sample_count(ctx, param, value: str) -> int | None:
+    """--verify-samples: a count of reviews (at least 2) or "all"."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use a number of reviews or 'all'") from None
+    if count < 2:
+        raise click.BadParameter(f"{value!r}: use at least 2 reviews or 'all'")
+    return count
+
+
+def _gate_options(func):
+    """Options shared by export and verify: the gate's data, sample and thresholds."""
+    options = [
+        click.option("--data", default="imdb", show_default=True, help="Labelled reviews for the gate (see train)."),
+        click.option("--split", default="test", show_default=True, help="Split of --data the gate scores."),
+        click.option(
+            "--verify-samples",
+            "samples",
+            default="1000",
+            show_default=True,
+            callback=_sample_count,
+            help="Stratified sample of the split for the gate, or 'all'.",
+        ),
+        click.option(
+            "--threshold",
+            "thresholds",
+            multiple=True,
+            metavar="VARIANT.FIELD=VALUE",
+            help="Override a gate threshold (repeatable), e.g. int8.min_agreement=0.97. Fields: min_agreement, "
+            "max_accuracy_drop, max_prob_diff, max_mean_prob_diff (fractions; 'none' turns the last two off).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="ONNX folder to write, complete or not at all [default: MODEL_DIR-onnx].",
+)
+@click.option("--quantize", is_flag=True, help="Also write a dynamic INT8 model (CPU only).")
+@click.option(
+    "--optimize",
+    default="O2",
+    show_default=True,
+    type=click.Choice(["none", "O1", "O2", "O3", "O4"]),
+    help="Graph fusion level: O2 fuses attention/GELU/LayerNorm (CPU default); O3 adds approximate GELU; "
+    "O4 is fp16 for --device cuda.",
+)
+@click.option("--opset", type=click.IntRange(11, 23), help="ONNX opset [default: optimum's for the model].")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option(
+    "--quantize-target",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "avx512_vnni", "avx512", "avx2", "arm64"]),
+    help="CPU whose INT8 settings to use; auto detects this one.",
+)
+@click.option(
+    "--per-channel/--per-tensor", default=True, show_default=True, help="INT8 weight scales per column or per tensor."
+)
+@click.option("--reduce-range", is_flag=True, help="7-bit INT8 weights (for AVX512 CPUs without VNNI).")
+@click.option(
+    "--quantize-from",
+    default="optimized",
+    show_default=True,
+    type=click.Choice(["optimized", "fp32"]),
+    help="Quantize the fused graph (faster) or the plain one.",
+)
+@_gate_options
+@click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder once the new one passed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines (the summary and warnings stay).")
+@user_errors
+def export(
+    model_dir: str,
+    output_dir: Path | None,
+    thresholds: tuple[str, ...],
+    samples: int | None,
+    no_verify: bool,
+    quiet: bool,
+    **options,
+) -> None:
+    """Export a trained model to ONNX (fp32, fused, INT8) and gate it on parity with PyTorch.
+
+    Example: imdb-deploy export runs/minilm-2k --output runs/minilm-2k-onnx --quantize --data ../shared/data/imdb
+    """
+    from imdb_deploy.export import ExportConfig
+    from imdb_deploy.export import export as run_export
+    from imdb_deploy.verify import parse_threshold_overrides
+
+    if output_dir is None:
+        output_dir = Path(f"{str(model_dir).rstrip('/')}-onnx")
+    config = ExportConfig(
+        verify=not no_verify,
+        verify_samples=samples,
+        thresholds=parse_threshold_overrides(thresholds),
+        **options,
+    )
+    report = run_export(model_dir, output_dir, config, log=None if quiet else echo_err)
+    for name, variant in report.variants.items():
+        echo_err(f"  {name:<10} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB")
+    if quiet:
+        for warning in report.warnings:
+            echo_err(f"warning: {warning}")
+    echo_err(f"wrote {output_dir} ({'verified' if report.verified else 'NOT verified'})")
+
+
+@cli.command()
+@click.argument("onnx_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", "-m", help="PyTorch original [default: source_model in the folder's export_report.json].")
+@_gate_options
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["fp32", "optimized", "int8", "fp16"]),
+    help="Variant to check (repeatable) [default: every one in the folder].",
+)
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the sample.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the parity JSON here instead of stdout.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
+@user_errors
+def verify(
+    onnx_dir: Path,
+    model: str | None,
+    thresholds: tuple[str, ...],
+    variants: tuple[str, ...],
+    output: Path | None,
+    quiet: bool,
+    **options,
+) -> None:
+    """Run the parity gate alone: PyTorch vs each ONNX variant on labelled reviews; exit 1 if it fails.
+
+    Example: imdb-deploy verify runs/minilm-2k-onnx --data ../shared/data/imdb --verify-samples 2000
+    """
+    from imdb_deploy.verify import VerifyConfig, check_parity, parse_threshold_overrides
+
+    config = VerifyConfig(thresholds=parse_threshold_overrides(thresholds), variants=variants or None, **options)
+    report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
+    if not quiet:
+        echo_err(report.summary())
+    emit_json(report.to_dict(), output)
+    report.raise_for_failure()
+
+
 # --- predict ----------------------------------------------------------------------------------------------
 
 # --- bench ------------------------------------------------------------------------------------------------

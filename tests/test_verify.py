@@ -1,0 +1,139 @@
+"""The parity gate: it passes a faithful export, and fails (exit 1, numbers in the message) a corrupted one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, TRAIN_CONFIG
+from imdb_deploy.cli import cli
+from imdb_deploy.errors import ConfigError, ParityError
+from imdb_deploy.verify import DEFAULT_THRESHOLDS, Thresholds, compare, parse_threshold_overrides
+
+
+def corrupt_onnx(path, seed: int = 0) -> None:
+    """Shuffle the rows of every float weight matrix: same file, same shapes, wrong model."""
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    for tensor in model.graph.initializer:
+        values = onnx.numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.ndim == 2:
+            tensor.CopyFrom(onnx.numpy_helper.from_array(rng.permutation(values), tensor.name))
+    onnx.save(model, str(path))
+
+
+@pytest.fixture
+def onnx_copy(tiny_onnx_dir, tmp_path):
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_onnx_dir, folder)
+    return folder
+
+
+def test_verify_passes_a_faithful_export_and_prints_json(tiny_onnx_dir, toy_data_dir):
+    args = ["verify", str(tiny_onnx_dir), "--data", str(toy_data_dir), "--verify-samples", "60"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    assert report["samples"] == 60
+    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    fp32 = report["variants"]["fp32"]
+    assert fp32["agreement"] == 1.0 and fp32["accuracy_change"] == 0.0 and fp32["max_prob_diff"] < 1e-4
+    assert "gate: PASSED" in result.stderr
+
+
+def test_corrupted_onnx_weights_fail_the_gate_with_exit_1(onnx_copy, toy_data_dir):
+    corrupt_onnx(onnx_copy / ONNX_VARIANTS["fp32"])
+    args = ["verify", str(onnx_copy), "--data", str(toy_data_dir), "--verify-samples", "all", "--variant", "fp32"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["passed"] is False  # the numbers still come out as data
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error: parity gate FAILED on 100 reviews")
+    assert "fp32: max |probability difference|" in message and "> 0.0001" in message
+    assert "gate: FAILED" in result.stderr
+
+
+def test_corrupted_pytorch_weights_fail_the_gate(tiny_onnx_dir, tiny_classifier_dir, toy_data_dir, tmp_path):
+    import torch
+
+    from imdb_deploy.artifacts import load_torch_classifier
+
+    model = load_torch_classifier(tiny_classifier_dir)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param))
+    broken = tmp_path / "broken"
+    model.save_pretrained(broken)
+    shutil.copy(tiny_classifier_dir / TRAIN_CONFIG, broken / TRAIN_CONFIG)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(tiny_classifier_dir / name, broken / name)
+    args = ["verify", str(tiny_onnx_dir), "--model", str(broken), "--data", str(toy_data_dir), "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "int8: " in result.stderr and "optimized: " in result.stderr and "fp32: " in result.stderr
+
+
+def test_tokenization_mismatch_fails_the_gate(onnx_copy, toy_data_dir):
+    config = json.loads((onnx_copy / TRAIN_CONFIG).read_text())
+    (onnx_copy / TRAIN_CONFIG).write_text(json.dumps({**config, "max_length": 32, "head_tokens": None}))
+    args = ["verify", str(onnx_copy), "--data", str(toy_data_dir), "--variant", "fp32", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "fp32: the ONNX folder tokenizes with" in result.stderr
+
+
+def test_verify_needs_the_pytorch_original(onnx_copy, toy_data_dir):
+    (onnx_copy / EXPORT_REPORT).unlink()
+    result = CliRunner().invoke(cli, ["verify", str(onnx_copy), "--data", str(toy_data_dir)])
+    assert result.exit_code == 1
+    assert "pass the original with --model MODEL_DIR" in result.stderr
+
+
+def test_compare_counts_flips_and_names_the_broken_bounds():
+    labels = np.array([1, 1, 0, 0, 1, 0, 1, 0, 1, 0])
+    torch_probs = np.array([[0.1, 0.9]] * 5 + [[0.9, 0.1]] * 5)  # accuracy 0.6 (rows 0, 1, 3, 4, 5, 7)
+    onnx_probs = torch_probs.copy()
+    onnx_probs[[0, 1]] = [[0.6, 0.4], [0.55, 0.45]]  # two correct answers flip to wrong
+    ids = [f"row {i}" for i in range(10)]
+    result = compare("int8", "model_quantized.onnx", torch_probs, onnx_probs, labels, ids, DEFAULT_THRESHOLDS["int8"])
+    assert result.agreement == pytest.approx(0.8)
+    assert result.accuracy_change == pytest.approx(-0.2)
+    assert result.flip_count == 2
+    assert [flip["id"] for flip in result.flips] == ["row 0", "row 1"]  # largest probability change first
+    assert result.flips[0] == {"id": "row 0", "label": 1, "pytorch": [0.1, 0.9], "onnx": [0.6, 0.4]}
+    assert result.max_prob_diff == pytest.approx(0.5)
+    assert result.failures == [
+        "label agreement 80.00% < 98.00% (2 of 10 labels flipped)",
+        "accuracy 0.4000 is 20.00 points below PyTorch's 0.6000 (allowed 0.50)",
+        "mean |probability difference| 0.095 > 0.02",
+    ]
+    same = compare("fp32", "model.onnx", torch_probs, torch_probs, labels, ids, DEFAULT_THRESHOLDS["fp32"])
+    assert same.passed and same.agreement == 1.0 and same.max_prob_diff == 0.0
+
+
+def test_threshold_overrides_are_validated():
+    thresholds = parse_threshold_overrides(["int8.min_agreement=0.97", "fp32.max_prob_diff=none"])
+    assert thresholds["int8"].min_agreement == 0.97
+    assert thresholds["fp32"].max_prob_diff is None
+    assert thresholds["optimized"] == DEFAULT_THRESHOLDS["optimized"]
+    for bad, match in [
+        ("int8.min_agreement", "write VARIANT.FIELD=VALUE"),
+        ("bf16.min_agreement=0.9", "variant 'bf16'"),
+        ("int8.agree=0.9", "field 'agree'"),
+        ("int8.min_agreement=high", "'high' is not a number"),
+        ("int8.min_agreement=98", "min_agreement=98.0: use a fraction"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            parse_threshold_overrides([bad])
+    with pytest.raises(ParityError):
+        from imdb_deploy.verify import ParityReport
+
+        report = ParityReport("d", "m", "data", "test", 10, 0.5, 0.0, problems=["x"])
+        report.raise_for_failure()
+    assert Thresholds().min_agreement == 1.0
