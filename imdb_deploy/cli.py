@@ -226,6 +226,93 @@ def verify(
 
 # --- predict ----------------------------------------------------------------------------------------------
 
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--model",
+    "-m",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder written by `imdb-deploy export`.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write predictions here (complete or not at all; .gz compresses) instead of stdout.",
+)
+@click.option("--format", "output_format", default="jsonl", show_default=True, type=click.Choice(["jsonl", "csv"]))
+@click.option(
+    "--input-format",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "jsonl", "csv", "text"]),
+    help="auto: by suffix (.jsonl, .csv, .txt, also .gz), else JSONL if the first line starts with '{', else text.",
+)
+@click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the review.")
+@click.option("--id-field", help="JSONL field or CSV column copied to the output as id [default: line number].")
+@click.option(
+    "--on-error",
+    default="fail",
+    show_default=True,
+    type=click.Choice(["fail", "skip"]),
+    help="fail: stop at the first bad row (exit 1, no output file); skip: set bad rows aside and score the rest.",
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --on-error skip: write bad rows (line, id, reason) here as JSONL [default: list them on stderr].",
+)
+@click.option(
+    "--variant",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "optimized", "int8", "fp16"]),
+    help="ONNX file to run; auto takes int8 on CPU, fp16/optimized/fp32 on CUDA.",
+)
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 8192]."
+)
+@click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1), help="Rows sorted together.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (the one-line summary stays).")
+@user_errors
+def predict(
+    input_path: str,
+    model_dir: Path,
+    output: Path | None,
+    errors_path: Path | None,
+    variant: str,
+    provider: str,
+    threads: int | None,
+    batch_size: int | None,
+    max_tokens: int | None,
+    quiet: bool,
+    **options,
+) -> None:
+    """Score a file of reviews (JSONL, CSV or text; '-' for stdin) with an exported ONNX model.
+
+    Example: imdb-deploy predict reviews.jsonl --model runs/minilm-2k-onnx --output predictions.jsonl
+    """
+    from imdb_deploy.predict import PredictFileConfig, Predictor, predict_file
+
+    if errors_path is not None and options["on_error"] != "skip":
+        raise click.UsageError("--errors needs --on-error skip (with --on-error fail the first bad row stops the run)")
+    config = PredictFileConfig(progress=False if quiet else None, **options)
+    sizes = {k: v for k, v in (("batch_size", batch_size), ("max_tokens", max_tokens)) if v is not None}
+    predictor = Predictor(model_dir, variant=variant, provider=provider, threads=threads, **sizes)
+    summary = predict_file(predictor, input_path, output=output, errors=errors_path, config=config)
+    where = f"; errors in {errors_path}" if errors_path is not None and summary.errors else ""
+    echo_err(f"{summary.describe()}{where}")
+    if output is not None:
+        echo_err(f"wrote {output}")
+
+
 # --- bench ------------------------------------------------------------------------------------------------
 
 # --- demo -------------------------------------------------------------------------------------------------

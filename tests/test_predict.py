@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import toy_reviews
@@ -10,22 +16,9 @@ from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(request, tmp_path_factory, tiny_classifier_dir):
-    """The shared tiny exported folder when conftest has it, else a local optimum export + INT8 copy."""
-    try:
-        return request.getfixturevalue("tiny_onnx_dir")
-    except pytest.FixtureLookupError:
-        pass
-    import shutil
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from optimum.exporters.onnx import main_export
-
-    folder = tmp_path_factory.mktemp("tiny-onnx")
-    main_export(str(tiny_classifier_dir), folder, task="text-classification", do_validation=False)
-    quantize_dynamic(folder / "model.onnx", folder / "model_quantized.onnx", weight_type=QuantType.QInt8)
-    shutil.copy(tiny_classifier_dir / "train_config.json", folder / "train_config.json")
-    return folder
+def onnx_dir(tiny_onnx_dir):
+    """The shared tiny exported folder (fp32, optimized and INT8 models, tokenizer, train_config.json)."""
+    return tiny_onnx_dir
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +82,373 @@ def test_bad_options_and_folders_are_named(onnx_dir, tmp_path):
         Predictor(onnx_dir, variant="fp16")
     with pytest.raises(ModelLoadError, match=r"no such folder"):
         Predictor(tmp_path / "missing")
+
+
+# --- imdb-deploy predict ----------------------------------------------------------------------------------
+
+SKIP_HINT = "(or pass --on-error skip --errors FILE to score the other rows and set bad ones aside)"
+SUMMARY = re.compile(r"^(?P<counts>.+?); [\d,.]+ rows/s \([\d.]+ s\)(?P<rest>.*)$")
+
+
+def run_predict(onnx_dir, *args, input=None):
+    """Run `imdb-deploy predict` with the fp32 model; stdout and stderr apart."""
+    from click.testing import CliRunner
+
+    from imdb_deploy.cli import cli
+
+    return CliRunner().invoke(cli, ["predict", "--model", str(onnx_dir), "--variant", "fp32", *args], input=input)
+
+
+def summary_of(result) -> str:
+    """The counts part of the summary line on stderr (timing varies)."""
+    lines = [line for line in result.stderr.splitlines() if SUMMARY.match(line)]
+    assert len(lines) == 1, result.stderr
+    match = SUMMARY.match(lines[0])
+    return match["counts"] + match["rest"]
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def expected_rows(predictor, ids, texts) -> list[dict]:
+    proba = predictor.predict_proba(texts)
+    rows = []
+    for row_id, p in zip(ids, proba, strict=True):
+        k = int(p.argmax())
+        rows.append(
+            {
+                "id": row_id,
+                "label": ("negative", "positive")[k],
+                "score": round(float(p[k]), 6),
+                "prob_negative": round(float(p[0]), 6),
+                "prob_positive": round(float(p[1]), 6),
+            }
+        )
+    return rows
+
+
+def assert_rows_match(actual: list[dict], expected: list[dict]) -> None:
+    assert [row["id"] for row in actual] == [row["id"] for row in expected]
+    assert [row["label"] for row in actual] == [row["label"] for row in expected]
+    for a, e in zip(actual, expected, strict=True):
+        for key in ("score", "prob_negative", "prob_positive"):
+            assert a[key] == pytest.approx(e[key], abs=2e-6)
+
+
+def test_jsonl_file_to_stdout_in_input_order(onnx_dir, predictor, tmp_path):
+    texts, _ = toy_reviews(50, seed=5, min_words=1, max_words=60)
+    source = write_jsonl(tmp_path / "reviews.jsonl", [{"text": t, "stars": 3} for t in texts])
+    result = run_predict(onnx_dir, str(source), "--chunk-size", "16", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, list(range(1, 51)), texts))
+    assert summary_of(result) == "50 input rows = 50 scored + 0 errors"
+
+
+def test_jsonl_fields_by_name_ids_passed_through_and_blank_lines_ignored(onnx_dir, predictor, tmp_path):
+    records = ['{"review": "great film", "review_id": "a-1"}', "", '{"review": "dull plot", "review_id": 7}', "  "]
+    source = write_jsonl(tmp_path / "in.data", records)
+    result = run_predict(onnx_dir, str(source), "--text-field", "review", "--id-field", "review_id")
+    assert result.exit_code == 0, result.output
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ["a-1", 7], ["great film", "dull plot"]))
+    assert summary_of(result) == "2 input rows = 2 scored + 0 errors; 2 blank lines ignored"
+
+
+def test_csv_input_with_quoting_and_csv_output_file(onnx_dir, predictor, tmp_path):
+    source = tmp_path / "reviews.csv"
+    source.write_text('id,review\nr1,"great, great film"\nr2,"dull\nplot, two lines"\nr3,awful\n')
+    out = tmp_path / "out" / "predictions.csv"
+    result = run_predict(
+        onnx_dir, str(source), "--text-field", "review", "--id-field", "id", "--format", "csv", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert f"wrote {out}" in result.stderr
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "label", "score", "prob_negative", "prob_positive"]
+    expected = expected_rows(predictor, ["r1", "r2", "r3"], ["great, great film", "dull\nplot, two lines", "awful"])
+    assert_rows_match([{**row, **{k: float(row[k]) for k in list(row)[2:]}} for row in rows], expected)
+
+
+def test_csv_ids_default_to_the_line_a_row_starts_on(onnx_dir, tmp_path):
+    source = tmp_path / "reviews.csv"
+    source.write_text('text\n"two\nlines"\nthird row\n')
+    result = run_predict(onnx_dir, str(source))
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [2, 4]
+
+
+def test_plain_text_one_review_per_line(onnx_dir, predictor, tmp_path):
+    source = tmp_path / "reviews.txt"
+    source.write_text("great film\r\n\nawful plot\n{not json, just a review}\n")
+    result = run_predict(onnx_dir, str(source))
+    assert result.exit_code == 0, result.output
+    texts = ["great film", "awful plot", "{not json, just a review}"]
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, [1, 3, 4], texts))
+
+
+@pytest.mark.parametrize(
+    ("payload", "extra", "ids"),
+    [
+        (b'{"text": "great film"}\n{"text": "awful"}\n', [], [1, 2]),  # JSONL sniffed from '{'
+        (b"great film\nawful\n", [], [1, 2]),  # plain text
+        (b"text\ngreat film\nawful\n", ["--input-format", "csv"], [2, 3]),
+    ],
+)
+def test_stdin_plain_and_gzipped(onnx_dir, predictor, payload, extra, ids):
+    for data in (payload, gzip.compress(payload)):
+        result = run_predict(onnx_dir, "-", *extra, input=data)
+        assert result.exit_code == 0, result.output
+        assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ids, ["great film", "awful"]))
+
+
+def test_gzip_file_in_and_out(onnx_dir, predictor, tmp_path):
+    source = tmp_path / "reviews.jsonl.gz"
+    source.write_bytes(gzip.compress(b'{"text": "great film"}\n{"text": "awful"}\n'))
+    out = tmp_path / "predictions.jsonl.gz"
+    result = run_predict(onnx_dir, str(source), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert_rows_match(
+        jsonl(gzip.decompress(out.read_bytes()).decode()), expected_rows(predictor, [1, 2], ["great film", "awful"])
+    )
+
+
+# Each bad row: file name, content (bytes), extra options, the line that is bad, reason, fix.
+BAD_INPUTS = {
+    "malformed JSON": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"text": "broken\n{"text": "also fine"}\n',
+        [],
+        2,
+        "not valid JSON (Unterminated string starting at column 10)",
+        "fix or remove the line",
+    ),
+    "not an object": (
+        "in.jsonl",
+        b'{"text": "fine"}\n["a list"]\n{"text": "also fine"}\n',
+        [],
+        2,
+        "expected a JSON object, got an array",
+        'write one object per line, e.g. {"text": "..."}',
+    ),
+    "missing field": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"body": "x", "id": 2}\n{"text": "also fine"}\n',
+        [],
+        2,
+        "field 'text' missing (fields here: 'body', 'id')",
+        "use --text-field to name another field",
+    ),
+    "missing id field": (
+        "in.jsonl",
+        b'{"text": "fine", "id": 1}\n{"text": "x"}\n{"text": "also fine", "id": 3}\n',
+        ["--id-field", "id"],
+        2,
+        "field 'id' missing",
+        "use --id-field to name another field, or leave it out to number rows by line",
+    ),
+    "number text": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"text": 5}\n{"text": "also fine"}\n',
+        [],
+        2,
+        "field 'text' is a number, not a string",
+        "give the review as text",
+    ),
+    "null text": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"text": null}\n{"text": "also fine"}\n',
+        [],
+        2,
+        "field 'text' is null, not a string",
+        "give the review as text",
+    ),
+    "empty text": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"text": "  "}\n{"text": "also fine"}\n',
+        [],
+        2,
+        "field 'text' is empty",
+        "remove the row or give it a review",
+    ),
+    "invalid UTF-8 in JSONL": (
+        "in.jsonl",
+        b'{"text": "fine"}\n{"text": "caf\xe9"}\n{"text": "also fine"}\n',
+        [],
+        2,
+        "invalid UTF-8 (byte 0xe9 at byte 14)",
+        "re-save the file as UTF-8",
+    ),
+    "invalid UTF-8 in text": (
+        "in.txt",
+        b"fine\n\xff\xfe\nalso fine\n",
+        [],
+        2,
+        "invalid UTF-8 (byte 0xff at byte 1)",
+        "re-save the file as UTF-8",
+    ),
+    "invalid UTF-8 in CSV": (
+        "in.csv",
+        b"text\nfine\ncaf\xe9\nalso fine\n",
+        [],
+        3,
+        "invalid UTF-8 (byte 0xe9 at byte 4)",
+        "re-save the file as UTF-8",
+    ),
+    "empty CSV value": (
+        "in.csv",
+        b"id,text\n1,fine\n2,\n3,also fine\n",
+        [],
+        3,
+        "column 'text' is empty",
+        "remove the row or give it a review",
+    ),
+    "short CSV row": (
+        "in.csv",
+        b"id,text\n1,fine\n2\n3,also fine\n",
+        [],
+        3,
+        "column 'text' missing (the row has 1 of 2 columns)",
+        "quote values that contain commas",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_row_fails_with_line_and_fix_and_leaves_no_output(onnx_dir, tmp_path, case):
+    name, content, extra, line, reason, fix = BAD_INPUTS[case]
+    source = tmp_path / name
+    source.write_bytes(content)
+    out = tmp_path / "predictions.jsonl"
+    result = run_predict(onnx_dir, str(source), *extra, "-o", str(out))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {source}, line {line}: {reason}; {fix} {SKIP_HINT}\n"
+    assert list(tmp_path.iterdir()) == [source]  # no output, no temporary file left behind
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_row_skipped_to_errors_file_and_the_rest_scored(onnx_dir, tmp_path, case):
+    name, content, extra, line, reason, fix = BAD_INPUTS[case]
+    source = tmp_path / name
+    source.write_bytes(content)
+    out, errors = tmp_path / "predictions.jsonl", tmp_path / "errors.jsonl"
+    result = run_predict(onnx_dir, str(source), *extra, "--on-error", "skip", "--errors", str(errors), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    [error] = jsonl(errors.read_text())
+    assert error == {"line": line, "id": line, "reason": reason, "fix": fix}
+    rows = jsonl(out.read_text())
+    assert len(rows) == 2
+    assert line not in [row["id"] for row in rows]
+    assert summary_of(result) == f"3 input rows = 2 scored + 1 error; errors in {errors}"
+
+
+def test_skip_without_errors_file_lists_bad_rows_on_stderr(onnx_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "fine"}', "nope", '{"text": 1}'])
+    result = run_predict(onnx_dir, str(source), "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [1]
+    assert f"skipped {source}, line 2: not valid JSON (Expecting value at column 1)\n" in result.stderr
+    assert f"skipped {source}, line 3: field 'text' is a number, not a string\n" in result.stderr
+    assert summary_of(result) == "3 input rows = 1 scored + 2 errors"
+
+
+@pytest.mark.parametrize("on_error", [[], ["--on-error", "skip"]])
+def test_csv_without_the_named_column_fails_even_when_skipping(onnx_dir, tmp_path, on_error):
+    source = tmp_path / "in.csv"
+    source.write_text("id,review\n1,fine\n")
+    out = tmp_path / "predictions.jsonl"
+    result = run_predict(onnx_dir, str(source), *on_error, "-o", str(out))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {source}, line 1: no column 'text' in the CSV header (columns: 'id', 'review'); "
+        "use --text-field to name the column\n"
+    )
+    assert not out.exists()
+
+
+def test_a_late_bad_row_leaves_no_partial_output(onnx_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": f"fine film {i}"} for i in range(50)] + ["{oops"])
+    out = tmp_path / "predictions.jsonl"
+    out.write_text("old predictions\n")
+    result = run_predict(onnx_dir, str(source), "--chunk-size", "8", "-o", str(out))
+    assert result.exit_code == 1
+    assert "line 51: not valid JSON" in result.stderr
+    assert out.read_text() == "old predictions\n"  # untouched: written completely or not at all
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "predictions.jsonl"]
+
+
+def test_usage_and_missing_input_errors(onnx_dir, tmp_path):
+    result = run_predict(onnx_dir, "in.jsonl", "--errors", str(tmp_path / "e.jsonl"))
+    assert result.exit_code == 2
+    assert "--errors needs --on-error skip" in result.stderr
+    missing = tmp_path / "missing.jsonl"
+    result = run_predict(onnx_dir, str(missing))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {missing}: cannot read it (No such file or directory)\n"
+
+
+def test_predict_command_has_help():
+    from click.testing import CliRunner
+
+    from imdb_deploy.cli import cli
+
+    result = CliRunner().invoke(cli, ["predict", "--help"])
+    assert result.exit_code == 0
+    assert "Example: imdb-deploy predict reviews.jsonl" in result.output
+
+
+class PeakRss:
+    """Samples this process's resident memory every few milliseconds (Linux /proc) while the block runs."""
+
+    def __enter__(self):
+        import resource
+        import threading
+
+        self._page = resource.getpagesize()
+        self.start = self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def now(self) -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * self._page
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.now())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="samples memory through Linux /proc")
+def test_100k_rows_stream_with_flat_memory(onnx_dir, tmp_path):
+    """Resident memory grows by a few MB for 100,000 rows; holding them all would take ~50 MB more."""
+    from imdb_deploy import Predictor
+    from imdb_deploy.predict import PredictFileConfig, predict_file
+
+    predictor = Predictor(onnx_dir)
+    config = PredictFileConfig(progress=False)
+    for n in (2_000, 100_000):  # the small run warms up allocator pools and onnxruntime's arena
+        source = tmp_path / f"in-{n}.txt"
+        source.write_text("good film\n" * n)
+        out = tmp_path / f"out-{n}.jsonl"
+        with PeakRss() as rss:
+            summary = predict_file(predictor, source, output=out, config=config)
+        assert summary.input_rows == summary.scored == n
+    with out.open() as f:
+        assert sum(1 for _ in f) == 100_000
+    assert rss.growth < 20 * 2**20, f"resident memory grew by {rss.growth / 2**20:.1f} MiB"
