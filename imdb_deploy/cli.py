@@ -60,6 +60,112 @@ def main() -> None:
 
 # --- train / evaluate -------------------------------------------------------------------------------------
 
+
+@cli.command()
+@click.option(
+    "--model", default="distilbert-base-uncased", show_default=True, help="Base model: Hub id or local folder."
+)
+@click.option(
+    "--data",
+    default="imdb",
+    show_default=True,
+    help="Hub dataset id, a folder with train/test Parquet/CSV/JSONL, an aclImdb/ folder, or train=F,test=F.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    default="runs/distilbert-imdb",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Model folder to write.",
+)
+@click.option("--epochs", default=2, show_default=True, type=int)
+@click.option("--batch-size", default=16, show_default=True, type=int, help="Per device.")
+@click.option("--lr", default=2e-5, show_default=True, type=float, help="Peak learning rate.")
+@click.option("--weight-decay", default=0.01, show_default=True, type=float)
+@click.option(
+    "--warmup-ratio", default=0.06, show_default=True, type=float, help="Linear warm-up share, then linear decay."
+)
+@click.option("--gradient-accumulation-steps", default=1, show_default=True, type=int)
+@click.option("--max-length", default=512, show_default=True, type=int, help="Tokens per review (at most 512).")
+@click.option(
+    "--truncation",
+    default="head+tail",
+    show_default=True,
+    type=click.Choice(["head", "head+tail"]),
+    help="Which tokens of a long review to keep.",
+)
+@click.option(
+    "--val-size",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Validation share (or count) carved from train to pick the best epoch; 0 disables.",
+)
+@click.option("--max-train-samples", type=int, help="Stratified sample of the training split, for quick runs.")
+@click.option("--max-eval-samples", type=int, help="Stratified sample of validation and test, for quick runs.")
+@click.option("--mixed-precision", default="no", show_default=True, type=click.Choice(["no", "fp16", "bf16"]))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--checkpoint-every", default=500, show_default=True, type=int, help="Optimizer steps between checkpoints."
+)
+@click.option("--eval-batch-size", default=64, show_default=True, type=int)
+@click.option("--cpu", is_flag=True, help="Train on the CPU even when a GPU is present.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --output from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@user_errors
+def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
+    """Fine-tune DistilBERT on IMDb with accelerate and report test metrics.
+
+    Example: imdb-deploy train --data ../shared/data/imdb --max-train-samples 2000 --max-length 256 --epochs 1
+    """
+    import logging
+
+    from imdb_deploy.train import TrainConfig, summary
+    from imdb_deploy.train import train as run_training
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("imdb_deploy").setLevel(logging.WARNING if quiet else logging.INFO)
+    config = TrainConfig(**options)
+    folder = run_training(config, resume=resume, overwrite=overwrite, progress=not quiet)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        echo_err(summary(folder))
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.option("--data", default="imdb", show_default=True, help="Data source (see train --help).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--max-samples", type=int, help="Stratified sample of the split.")
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the metrics JSON here instead of stdout.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or table.")
+@user_errors
+def evaluate(model_dir: str, output: Path | None, quiet: bool, **options) -> None:
+    """Accuracy, F1, precision, recall and confusion matrix of a model on a labelled split.
+
+    Example: imdb-deploy evaluate runs/distilbert-imdb --data ../shared/data/imdb --max-samples 1000
+    """
+    from imdb_deploy.evaluation import EvaluateConfig
+    from imdb_deploy.evaluation import evaluate as run_evaluation
+    from imdb_deploy.metrics import format_metrics_table
+
+    metrics = run_evaluation(model_dir, EvaluateConfig(**options), progress=not quiet)
+    if not quiet:
+        echo_err(format_metrics_table(metrics, f"{model_dir} on {metrics['data']} [{metrics['split']}]:"))
+    emit_json(metrics, output)
+
+
 # --- export / verify --------------------------------------------------------------------------------------
 
 
@@ -316,6 +422,97 @@ def predict(
 # --- bench ------------------------------------------------------------------------------------------------
 
 # --- demo -------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--model",
+    help="Base encoder: Hub id, local folder, or 'minilm' (the offline model) "
+    "[default: distilbert-base-uncased with Hub access, else minilm].",
+)
+@click.option(
+    "--data",
+    default="imdb-sample",
+    show_default=True,
+    help="Labelled reviews: imdb-sample (shipped, no download), imdb (the full Hub dataset), or a local source.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    default="runs/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for every artifact; a previous demo there is replaced.",
+)
+@click.option(
+    "--max-train-samples",
+    default="2000",
+    show_default=True,
+    callback=_sample_count,
+    help="Stratified training sample, or 'all'.",
+)
+@click.option(
+    "--test-samples",
+    default="1000",
+    show_default=True,
+    callback=_sample_count,
+    help="Stratified test sample scored by train (PyTorch) and predict (INT8), or 'all'.",
+)
+@click.option("--max-length", default=256, show_default=True, type=int, help="Tokens per review.")
+@click.option("--epochs", default=1, show_default=True, type=int)
+@click.option("--lr", default=5e-5, show_default=True, type=float, help="Peak learning rate (tuned for short runs).")
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--verify-samples", default=300, show_default=True, type=int, help="Reviews the parity gate scores.")
+@click.option("--bench-samples", default=200, show_default=True, type=int, help="Reviews the benchmark times.")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or lines (the final report stays).")
+@user_errors
+def demo(quiet: bool, **options) -> None:
+    """Run the whole pipeline (train, export INT8, verify, predict, bench) on real IMDb reviews.
+
+    Example: imdb-deploy demo --output runs/demo
+    """
+    from imdb_deploy.demo import DemoConfig, run_demo, summary
+
+    report = run_demo(DemoConfig(**options), log=None if quiet else echo_err, progress=not quiet)
+    echo_err(summary(report))
+    echo_err(f"wrote {report['artifacts']['report']}")
+
+
+@cli.command("convert-bert")
+@click.argument("bert_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="DistilBERT folder to write [default: BERT_DIR-distilbert; without BERT_DIR the user cache].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@user_errors
+def convert_bert(bert_dir: Path | None, output_dir: Path | None, overwrite: bool) -> None:
+    """Rewrite a BERT encoder as DistilBERT (lossless); without BERT_DIR, prepare the offline base model.
+
+    Example: imdb-deploy convert-bert   # prints the folder of the converted all-MiniLM-L6-v2
+    """
+    import json
+
+    from imdb_deploy.convert import CONVERSION_REPORT, convert_bert_to_distilbert, minilm_source_dir, offline_base_model
+
+    if bert_dir is None and output_dir is None:
+        folder = offline_base_model()
+    else:
+        source = bert_dir if bert_dir is not None else minilm_source_dir()
+        folder = convert_bert_to_distilbert(
+            source, output_dir or Path(f"{str(source).rstrip('/')}-distilbert"), overwrite=overwrite
+        )
+    report = json.loads((folder / CONVERSION_REPORT).read_text())
+    echo_err(
+        f"converted {report['source']} -> {folder}: last hidden states within "
+        f"{report['max_abs_hidden_state_diff']:.1e} of the BERT original"
+    )
+    click.echo(str(folder))
 
 
 if __name__ == "__main__":

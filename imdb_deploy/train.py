@@ -1,0 +1,506 @@
+"""`imdb-deploy train`: fine-tune a DistilBERT classifier on IMDb with Hugging Face accelerate.
+
+The loop is accelerate's canonical one, readable top to bottom: seed -> data -> model -> optimizer ->
+scheduler -> one `accelerator.prepare(...)` -> `accumulate`/`backward` -> `gather_for_metrics` -> `end_training`.
+It runs unchanged on one CPU, one GPU, or several processes under `accelerate launch` / `torchrun`.
+
+The validation split (carved from train) picks the best epoch; the test split is only reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from imdb_deploy import __version__
+from imdb_deploy.artifacts import METRICS, TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
+from imdb_deploy.errors import ConfigError, DataError
+from imdb_deploy.evaluation import metrics_from_logits
+from imdb_deploy.fileio import write_json_atomic
+from imdb_deploy.metrics import format_metrics_table
+from imdb_deploy.tokenization import TRUNCATION_STRATEGIES, TokenizationSettings, encode, pad
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+RUN_CONFIG = "run_config.json"
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train` needs; saved into the model folder so later stages need none of these flags.
+
+    Attributes:
+        model: Hub id or local folder of the base encoder (or of a classifier to fine-tune further).
+        data: data source (see imdb_deploy.data): "imdb" is the Hub dataset, or a local folder/files.
+        output_dir: the model folder to write.
+        epochs: 2 is the standard BERT fine-tuning recipe on IMDb (Devlin et al. use 2-4).
+        batch_size: per device; 16 fits distilbert-base at 512 tokens on small GPUs and on CPU RAM.
+        lr: peak learning rate; 2e-5 is the usual stable choice for a full 25k-review run. Short runs
+            (a few hundred steps) learn faster with 5e-5.
+        weight_decay: AdamW decay on all weights but biases and LayerNorm (BERT recipe).
+        warmup_ratio: share of steps with linear warm-up, then linear decay to zero.
+        gradient_accumulation_steps: effective batch = batch_size * this * processes.
+        max_length: tokens per review; 512 is DistilBERT's limit, and half of IMDb reviews exceed 230 tokens.
+        truncation: "head+tail" keeps the first and last tokens of long reviews (Sun et al., 2019: best on
+            IMDb); "head" keeps the first.
+        val_size: validation share (fraction) or count carved from train, seeded and stratified; 0 disables
+            model selection (the last epoch is kept).
+        max_train_samples / max_eval_samples: stratified samples for quick runs (eval caps validation and test).
+        mixed_precision: "bf16" on recent GPUs, "fp16" on older ones, "no" on CPU.
+        seed: seeds sampling, the new head, dropout and batch order.
+        checkpoint_every: save a resumable checkpoint every N optimizer steps (and at each epoch end).
+        eval_batch_size: inference needs no gradients, so batches can be larger.
+        num_workers: DataLoader workers; 0 on CPU (tokenization is done up front).
+        cpu: train on the CPU even when a GPU is present.
+    """
+
+    model: str = "distilbert-base-uncased"
+    data: str = "imdb"
+    output_dir: str = "runs/distilbert-imdb"
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    truncation: str = "head+tail"
+    val_size: float = 0.1
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    mixed_precision: str = "no"
+    seed: int = 42
+    checkpoint_every: int = 500
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    cpu: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "eval_batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}: use a whole number of at least 1")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr={self.lr!r}: use a learning rate between 0 and 1, e.g. 2e-5")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio={self.warmup_ratio!r}: use a fraction from 0 to below 1")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay!r}: use 0 or more")
+        if self.truncation not in TRUNCATION_STRATEGIES:
+            raise ConfigError(f"truncation={self.truncation!r}: use one of {', '.join(TRUNCATION_STRATEGIES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision={self.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
+        if self.val_size < 0 or (self.val_size >= 1 and not float(self.val_size).is_integer()):
+            raise ConfigError(f"val_size={self.val_size!r}: use a fraction below 1, a count of reviews, or 0")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"{name}={value!r}: use at least 2 so both labels stay present")
+        _ = self.settings  # validates max_length
+
+    @property
+    def settings(self) -> TokenizationSettings:
+        return TokenizationSettings(max_length=self.max_length, truncation=self.truncation)
+
+    def training_fields(self) -> dict:
+        """The fields that change the result (resume refuses to continue a run with different ones)."""
+        skip = {"output_dir", "checkpoint_every", "eval_batch_size", "num_workers", "cpu", "extra"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+class _Encoded:
+    """Token ids and labels of a split, as a map-style dataset."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int]):
+        self.ids, self.labels = ids, labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.ids[index], self.labels[index]
+
+
+def _collate(pad_id: int):
+    import torch
+
+    def collate(items):
+        arrays = pad([ids for ids, _ in items], pad_id)
+        batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        batch["labels"] = torch.tensor([label for _, label in items], dtype=torch.long)
+        return batch
+
+    return collate
+
+
+def load_training_data(config: TrainConfig) -> dict[str, ReviewSplit]:
+    """Train, validation and test splits as the config asks (sampled, stratified, seeded)."""
+    if is_single_file(config.data):
+        raise DataError(
+            f"--data {config.data!r} is one file, but training needs a train and a test split: pass a folder "
+            "with train/test files, an aclImdb/ folder, or train=FILE,test=FILE"
+        )
+    train = load_split(config.data, "train")
+    test = load_split(config.data, "test")
+    for split in (train, test):
+        if len(split.label_counts()) < 2:
+            raise DataError(f"{split.source} [{split.name}]: holds only one label {list(split.label_counts())}")
+    splits = {}
+    if config.val_size:
+        val_size = int(config.val_size) if config.val_size >= 1 else float(config.val_size)
+        train, val = train_validation_split(train, val_size, config.seed)
+        splits["validation"] = stratified_sample(val, config.max_eval_samples, config.seed)
+    splits["train"] = stratified_sample(train, config.max_train_samples, config.seed)
+    splits["test"] = stratified_sample(test, config.max_eval_samples, config.seed)
+    return splits
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    folder = output_dir / CHECKPOINTS
+    done = [p for p in folder.glob("step-*") if (p / "state.json").is_file()] if folder.is_dir() else []
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    out = Path(config.output_dir)
+    if resume:
+        saved = out / CHECKPOINTS / RUN_CONFIG
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
+        previous = json.loads(saved.read_text())
+        changed = {k: (previous.get(k), v) for k, v in config.training_fields().items() if previous.get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise ConfigError(f"--resume with different settings ({detail}); use the original ones")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"output folder {str(out)!r} is not empty; choose another --output, --resume an interrupted "
+                "run, or pass --overwrite"
+            )
+        shutil.rmtree(out)
+    return out
+
+
+def _write_model_card(folder: Path, config: TrainConfig, metrics: dict) -> None:
+    test = metrics["test"]
+    rows = "\n".join(
+        f"| {e['epoch']} | {e['train_loss']:.4f} | "
+        + (f"{e['validation']['accuracy']:.4f} |" if e.get("validation") else "- |")
+        for e in metrics["epochs"]
+    )
+    (folder / "README.md").write_text(
+        f"""---
+library_name: transformers
+pipeline_tag: text-classification
+base_model: {config.model}
+tags: [imdb-deploy, sentiment-analysis, distilbert]
+---
+
+# DistilBERT IMDb sentiment classifier
+
+Fine-tuned from `{config.model}` on `{config.data}` with imdb-deploy {__version__}.
+
+## Test results ({test["samples"]} reviews of the test split)
+
+| accuracy | F1 | precision | recall |
+| --- | --- | --- | --- |
+| {test["accuracy"]:.4f} | {test["f1"]:.4f} | {test["precision"]:.4f} | {test["recall"]:.4f} |
+
+Confusion matrix [[TN, FP], [FN, TP]]: {test["confusion_matrix"]}
+
+## Training
+
+| epoch | train loss | validation accuracy |
+| --- | --- | --- |
+{rows}
+
+Best epoch (by validation accuracy): {metrics["best_epoch"]}. Settings: max length {config.max_length},
+truncation {config.truncation}, batch {config.batch_size}, lr {config.lr}, epochs {config.epochs},
+seed {config.seed}. Full settings in `train_config.json`, all numbers in `metrics.json`.
+"""
+    )
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> Path:
+    """Fine-tune a sequence classifier and write a complete model folder.
+
+    Args:
+        config: what to train, on what, and how.
+        resume: continue the interrupted run in `config.output_dir` from its last checkpoint.
+        overwrite: replace an existing, non-empty output folder.
+        progress: progress bars on stderr (main process only).
+        stop_after_steps: stop (as if interrupted) after this many optimizer steps, leaving checkpoints
+            but no finished model; used to test resuming.
+
+    Returns:
+        The model folder: weights, tokenizer, train_config.json, metrics.json and a model card README.md.
+
+    Raises:
+        ConfigError, DataError, ModelLoadError, HubUnreachableError.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    # Under torchrun on a machine without CUDA, accelerate needs cpu=True to form a multi-process gloo group.
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(
+        cpu=config.cpu or (launched and not torch.cuda.is_available()),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    main = accelerator.is_main_process
+    out = _prepare_output(config, resume, overwrite) if main else Path(config.output_dir)
+    accelerator.wait_for_everyone()
+    set_seed(config.seed)
+
+    # Data: tokenized once, up front, with the same encode() that export, verify and predict use.
+    settings = config.settings
+    splits = load_training_data(config)
+    tokenizer = load_tokenizer(config.model)
+    encoded = {name: _Encoded(encode(tokenizer, s.texts, settings), s.labels) for name, s in splits.items()}
+    collate = _collate(tokenizer.pad_token_id)
+    batch_order = torch.Generator().manual_seed(config.seed)
+    train_loader = torch.utils.data.DataLoader(
+        encoded["train"],
+        batch_size=config.batch_size,
+        # Length-grouped batches: random order, but each batch holds reviews of similar length.
+        sampler=LengthGroupedSampler(
+            config.batch_size, lengths=[len(i) for i in encoded["train"].ids], generator=batch_order
+        ),
+        collate_fn=collate,
+        num_workers=config.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
+    )
+    eval_loaders = {
+        name: torch.utils.data.DataLoader(
+            encoded[name], batch_size=config.eval_batch_size, collate_fn=collate, num_workers=config.num_workers
+        )
+        for name in ("validation", "test")
+        if name in encoded
+    }
+
+    # Model, optimizer, schedule.
+    model = load_torch_classifier(config.model, label_names=settings.label_names)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    # accelerate steps a prepared scheduler once per process per optimizer step, so the schedule is laid
+    # out in single-process steps; the progress bar counts this process's own optimizer steps.
+    schedule_steps = math.ceil(len(train_loader) / config.gradient_accumulation_steps) * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * schedule_steps), schedule_steps)
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * config.epochs
+
+    model, optimizer, train_loader, scheduler, *loaders = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, *eval_loaders.values()
+    )
+    eval_loaders = dict(zip(eval_loaders, loaders, strict=True))
+
+    # Resume: restore model, optimizer, scheduler and RNG states, then skip the batches already seen.
+    state = {"step": 0, "epochs": [], "best": None, "train_seconds": 0.0}
+    checkpoint = _latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "state.json").read_text())
+        if main:
+            logger.info("resuming from %s (step %d)", checkpoint, state["step"])
+    if main and not resume:
+        write_json_atomic(out / CHECKPOINTS / RUN_CONFIG, config.training_fields())
+
+    best_weights = None
+    if state["best"] is not None and checkpoint is not None and (checkpoint / "best.pt").is_file():
+        best_weights = torch.load(checkpoint / "best.pt", map_location="cpu")
+
+    def save_checkpoint() -> None:
+        folder = out / CHECKPOINTS / f"step-{state['step']}"
+        accelerator.save_state(str(folder))
+        if main:
+            if best_weights is not None:
+                torch.save(best_weights, folder / "best.pt")
+            write_json_atomic(folder / "state.json", state)  # written last: marks the checkpoint complete
+            for old in (out / CHECKPOINTS).glob("step-*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    def evaluate_loader(loader) -> dict:
+        model.eval()
+        logits, labels = [], []
+        with torch.inference_mode():
+            for batch in loader:
+                targets = batch.pop("labels")
+                output = model(**batch).logits.float()
+                output, targets = accelerator.gather_for_metrics((output, targets))
+                logits.append(output.cpu().numpy())
+                labels.append(targets.cpu().numpy())
+        model.train()
+        return metrics_from_logits(np.concatenate(logits), np.concatenate(labels))
+
+    start_epoch = state["step"] // steps_per_epoch
+    bar = tqdm(
+        total=total_steps,
+        initial=state["step"],
+        desc="train",
+        unit="step",
+        disable=not (progress and main),
+        dynamic_ncols=True,
+    )
+    model.train()
+    interrupted = False
+    for epoch in range(start_epoch, config.epochs):
+        batch_order.manual_seed(config.seed + epoch)
+        done_in_epoch = (state["step"] - epoch * steps_per_epoch) * config.gradient_accumulation_steps
+        loader = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
+        epoch_loss, epoch_batches, tick = 0.0, 0, time.perf_counter()
+        epoch_start = tick
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            epoch_loss += loss.detach().float().item()
+            epoch_batches += 1
+            if accelerator.sync_gradients:
+                state["step"] += 1
+                elapsed = time.perf_counter() - epoch_start
+                bar.update(1)
+                bar.set_postfix(
+                    epoch=epoch + 1,
+                    loss=f"{epoch_loss / epoch_batches:.4f}",
+                    reviews_s=f"{epoch_batches * config.batch_size * accelerator.num_processes / elapsed:.1f}",
+                )
+                if stop_after_steps is not None and state["step"] >= stop_after_steps:
+                    interrupted = True
+                    break
+                if state["step"] % config.checkpoint_every == 0:
+                    state["train_seconds"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    save_checkpoint()
+        state["train_seconds"] += time.perf_counter() - tick
+        if interrupted:
+            save_checkpoint()
+            bar.close()
+            accelerator.end_training()
+            return out
+
+        record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1), "step": state["step"]}
+        if "validation" in eval_loaders:
+            record["validation"] = evaluate_loader(eval_loaders["validation"])
+            score = record["validation"]["accuracy"]
+            if state["best"] is None or score > state["best"]["accuracy"]:
+                state["best"] = {"epoch": epoch + 1, "accuracy": score}
+                best_weights = {
+                    k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()
+                }
+        state["epochs"].append(record)
+        if main and progress:
+            val = f", validation accuracy {record['validation']['accuracy']:.4f}" if "validation" in record else ""
+            bar.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}{val}")
+        if state["step"] % config.checkpoint_every:  # not saved at this step already
+            save_checkpoint()
+    bar.close()
+
+    # The best epoch by validation accuracy (or the last, without validation) is reported on test and saved.
+    final = accelerator.unwrap_model(model)
+    if best_weights is not None:
+        final.load_state_dict(best_weights)
+    test_metrics = evaluate_loader(eval_loaders["test"])
+    if main:
+        metrics = {
+            "epochs": state["epochs"],
+            "best_epoch": state["best"]["epoch"] if state["best"] else config.epochs,
+            "test": test_metrics,
+            "train_seconds": state["train_seconds"],
+            "train_samples": len(splits["train"]),
+            "validation_samples": len(splits.get("validation", [])),
+            "processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+        }
+        _finish(out, final, tokenizer, config, settings, metrics, splits)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return out
+
+
+def _finish(
+    out: Path,
+    model,
+    tokenizer,
+    config: TrainConfig,
+    settings: TokenizationSettings,
+    metrics: dict,
+    splits: dict[str, ReviewSplit],
+) -> None:
+    """Write the finished model folder; train_config.json goes last, so a folder with it is complete."""
+    import torch
+
+    staging = out / ".finishing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with torch.no_grad():
+        model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    write_json_atomic(staging / METRICS, metrics)
+    _write_model_card(staging, config, metrics)
+    for item in staging.iterdir():
+        os.replace(item, out / item.name)
+    staging.rmdir()
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    train_config = {
+        **settings.to_dict(),
+        "base_model": config.model,
+        "data_source": config.data,
+        "data_samples": {name: len(split) for name, split in splits.items()},
+        "training": asdict(config),
+        "imdb_deploy_version": __version__,
+    }
+    write_json_atomic(out / TRAIN_CONFIG, train_config)
+
+
+def summary(model_dir: Path) -> str:
+    """A one-screen summary of a finished training run."""
+    metrics = json.loads((Path(model_dir) / METRICS).read_text())
+    lines = [f"model folder: {model_dir}"]
+    for e in metrics["epochs"]:
+        val = f"  validation accuracy {e['validation']['accuracy']:.4f}" if e.get("validation") else ""
+        lines.append(f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}{val}")
+    lines.append(
+        f"best epoch: {metrics['best_epoch']}   training time: {metrics['train_seconds']:.0f} s "
+        f"on {metrics['processes']} process(es), {metrics['device']}"
+    )
+    lines.append(format_metrics_table(metrics["test"], "test split:"))
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from imdb_deploy.cli import cli
+from imdb_deploy.errors import ConfigError, DataError, HubUnreachableError
+from imdb_deploy.train import TrainConfig, train
+
+
+def toy_config(tiny_model_dir, toy_data_dir, output, **overrides) -> TrainConfig:
+    options = dict(
+        model=str(tiny_model_dir),
+        data=str(toy_data_dir),
+        output_dir=str(output),
+        epochs=3,
+        batch_size=16,
+        lr=1e-2,
+        max_length=48,
+        val_size=0.1,
+        seed=7,
+        warmup_ratio=0.0,
+    )
+    return TrainConfig(**{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tiny_model_dir, toy_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "model"
+    return train(toy_config(tiny_model_dir, toy_data_dir, out), progress=False)
+
+
+def test_tiny_model_learns_the_separable_toy_task(trained_dir):
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    assert metrics["epochs"][0]["train_loss"] > metrics["epochs"][-1]["train_loss"]
+    assert metrics["test"]["accuracy"] >= 0.95
+    assert metrics["test"]["samples"] == 100
+    assert set(metrics["test"]) >= {"accuracy", "f1", "precision", "recall", "confusion_matrix", "loss"}
+
+
+def test_model_folder_describes_itself(trained_dir):
+    config = json.loads((trained_dir / "train_config.json").read_text())
+    assert config["max_length"] == 48 and config["truncation"] == "head+tail"
+    assert config["label_names"] == ["negative", "positive"]
+    assert config["data_samples"] == {"validation": 40, "train": 360, "test": 100}
+    assert not (trained_dir / "checkpoints").exists()
+    assert "Test results" in (trained_dir / "README.md").read_text()
+    model_config = json.loads((trained_dir / "config.json").read_text())
+    assert model_config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_evaluate_gives_the_same_test_numbers_as_train(trained_dir, toy_data_dir, tmp_path):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_dir), "--data", str(toy_data_dir), "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(out.read_text())
+    reported = json.loads((trained_dir / "metrics.json").read_text())["test"]
+    assert evaluated["confusion_matrix"] == reported["confusion_matrix"]
+    assert evaluated["accuracy"] == pytest.approx(reported["accuracy"])
+
+
+def test_resume_reaches_the_same_weights(tiny_model_dir, toy_data_dir, tmp_path):
+    overrides = dict(epochs=2, checkpoint_every=5, max_train_samples=160, max_eval_samples=20)
+    straight = train(toy_config(tiny_model_dir, toy_data_dir, tmp_path / "a", **overrides), progress=False)
+    interrupted = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "b", **overrides)
+    partial = train(interrupted, progress=False, stop_after_steps=13)  # mid-epoch 2, past a checkpoint
+    assert not (partial / "train_config.json").exists(), "an interrupted run must not look complete"
+    resumed = train(interrupted, resume=True, progress=False)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() < 1e-6, key
+
+
+def test_resume_refuses_changed_settings(tiny_model_dir, toy_data_dir, tmp_path):
+    config = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "c", epochs=1, max_train_samples=40)
+    train(config, progress=False, stop_after_steps=1)
+    changed = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "c", epochs=1, max_train_samples=40, lr=1e-4)
+    with pytest.raises(ConfigError, match="lr: was 0.01, now 0.0001"):
+        train(changed, resume=True, progress=False)
+
+
+def test_config_quotes_bad_values():
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="mixed_precision='fp8'"):
+        TrainConfig(mixed_precision="fp8")
+
+
+def test_single_file_cannot_provide_train_and_test(tiny_model_dir, toy_data_dir, tmp_path):
+    with pytest.raises(DataError, match="one file, but training needs a train and a test split"):
+        train(toy_config(tiny_model_dir, toy_data_dir / "train.parquet", tmp_path / "d"), progress=False)
+
+
+def test_hub_model_offline_says_so(toy_data_dir, tmp_path):
+    with pytest.raises(HubUnreachableError, match="Hub may be out of reach.*local"):
+        train(TrainConfig(data=str(toy_data_dir), output_dir=str(tmp_path / "e")), progress=False)
+
+
+def test_cli_refuses_non_empty_output_and_reports_exit_1(tiny_model_dir, toy_data_dir, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(toy_data_dir), "--output", str(out), "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "is not empty; choose another --output, --resume an interrupted run, or pass --overwrite" in result.output
+    assert (out / "keep.txt").exists()
+
+
+def test_cli_usage_error_exits_2():
+    result = CliRunner().invoke(cli, ["train", "--truncation", "tail"])
+    assert result.exit_code == 2
+    assert "'tail' is not one of 'head', 'head+tail'" in result.output
+
+
+@pytest.mark.slow
+def test_two_process_training_with_torchrun(tiny_model_dir, toy_data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    if shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent)) is None:
+        pytest.skip("torchrun not installed next to this interpreter")
+    torchrun = str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    command = [
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "imdb_deploy",
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(toy_data_dir),
+        "--output",
+        str(out),
+        "-q",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--max-length",
+        "48",
+        "--warmup-ratio",
+        "0",
+        "--seed",
+        "7",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    assert metrics["test"]["samples"] == 100  # gather_for_metrics drops the padding duplicates
+    assert metrics["test"]["accuracy"] >= 0.9
