@@ -98,6 +98,8 @@ def normalize_label(value, where: str) -> int:
 
 
 def _check_text(value, where: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise DataError(f"{where}: text is missing; remove the row or fill in the review")
     if not isinstance(value, str):
         raise DataError(f"{where}: text is {type(value).__name__} {value!r}, not a string")
     if not value.strip():
