@@ -366,7 +366,7 @@ class InputReader:
         self.name = _source_name(source)
         self.config = config
         self.blank_lines = 0
-        self._lines = enumerate(stream, start=1)
+        self._lines = self._numbered(stream)
         self._peeked: list[tuple[int, bytes]] = []
         self.format = config.input_format
         if self.format == "auto":
@@ -377,6 +377,14 @@ class InputReader:
                     first = _decode(raw, line)[0]
                     break
             self.format = _guess_format(source, first)
+
+    def _numbered(self, stream):
+        import zlib
+
+        try:
+            yield from enumerate(stream, start=1)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise InputError(f"{self.name}: cannot read it ({exc}); check or re-create the file") from exc
 
     def _raw_lines(self):
         yield from self._peeked

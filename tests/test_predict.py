@@ -393,6 +393,14 @@ def test_usage_and_missing_input_errors(onnx_dir, tmp_path):
     assert result.stderr == f"Error: {missing}: cannot read it (No such file or directory)\n"
 
 
+def test_truncated_gzip_is_a_clear_error(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(gzip.compress(b'{"text": "great film"}\n' * 200)[:-30])
+    result = run_predict(onnx_dir, str(source))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {source}: cannot read it (Compressed file ended before the end-of-stream")
+
+
 def test_predict_command_has_help():
     from click.testing import CliRunner
 
