@@ -397,12 +397,13 @@ def train(
             if accelerator.sync_gradients:
                 state["step"] += 1
                 elapsed = time.perf_counter() - epoch_start
-                bar.update(1)
                 bar.set_postfix(
                     epoch=epoch + 1,
                     loss=f"{epoch_loss / epoch_batches:.4f}",
                     reviews_s=f"{epoch_batches * config.batch_size * accelerator.num_processes / elapsed:.1f}",
+                    refresh=False,
                 )
+                bar.update(1)
                 if stop_after_steps is not None and state["step"] >= stop_after_steps:
                     interrupted = True
                     break
