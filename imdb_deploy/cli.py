@@ -305,6 +305,9 @@ def export(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the parity JSON here instead of stdout.",
 )
+@click.option(
+    "--record", is_flag=True, help="Store the result in the folder's export_report.json (verified: passed or not)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
 @user_errors
 def verify(
@@ -313,6 +316,7 @@ def verify(
     thresholds: tuple[str, ...],
     variants: tuple[str, ...],
     output: Path | None,
+    record: bool,
     quiet: bool,
     **options,
 ) -> None:
@@ -320,13 +324,15 @@ def verify(
 
     Example: imdb-deploy verify runs/minilm-2k-onnx --data ../shared/data/imdb --verify-samples 2000
     """
-    from imdb_deploy.verify import VerifyConfig, check_parity, parse_threshold_overrides
+    from imdb_deploy.verify import VerifyConfig, check_parity, parse_threshold_overrides, record_parity
 
     config = VerifyConfig(thresholds=parse_threshold_overrides(thresholds), variants=variants or None, **options)
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
         echo_err(report.summary())
     emit_json(report.to_dict(), output)
+    if record:
+        echo_err(f"recorded the result in {record_parity(onnx_dir, report)}")
     report.raise_for_failure()
 
 

@@ -354,6 +354,8 @@ def export(
     if local and not Path(model_ref).expanduser().is_dir():
         raise ModelLoadError(f"model folder {model_ref!r}: no such folder; train one with `imdb-deploy train`")
     source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
+    if local and out_dir.expanduser().resolve() == Path(source):
+        raise ConfigError(f"--output {str(out_dir)!r} is the model folder itself; choose another output folder")
     report = ExportReport(output=str(out_dir), source_model=source, versions=_versions())
 
     qconfig = None
@@ -421,7 +423,7 @@ def export(
             )
             parity = check_parity(tmp, model=model_ref, config=verify_config, log=log)
             report.seconds["verify"] = round(time.perf_counter() - started, 2)
-            report.parity = parity.to_dict()
+            report.parity = {**parity.to_dict(), "onnx_dir": str(out_dir)}
             log(parity.summary())
             parity.raise_for_failure()  # inside atomic_dir: a failed gate leaves no output folder
             report.verified = True

@@ -305,6 +305,28 @@ def source_model(onnx_dir: str | os.PathLike) -> str:
     return str(source)
 
 
+def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
+    """Store a gate's results in the folder's export_report.json.
+
+    `verified` becomes True only when the gate passed and checked every variant in the folder.
+
+    Lets an export made with --no-verify (or re-checked on other data) carry its verdict; the file is
+    rewritten atomically.
+
+    Raises:
+        ModelLoadError: the folder has no export_report.json.
+    """
+    from imdb_deploy.fileio import write_json_atomic
+
+    path = Path(str(onnx_dir)) / EXPORT_REPORT
+    if not path.is_file():
+        raise ModelLoadError(f"{onnx_dir}: no {EXPORT_REPORT} to record the result in; re-export the folder")
+    payload = read_json(path)
+    payload["parity"] = report.to_dict()
+    payload["verified"] = report.passed and set(report.variants) == set(onnx_variants(onnx_dir))
+    return write_json_atomic(path, payload)
+
+
 def check_parity(
     onnx_dir: str | os.PathLike,
     model: str | os.PathLike | None = None,

@@ -189,3 +189,11 @@ def test_quantization_target_follows_the_cpu(monkeypatch, machine, flags, target
     detected, info = detect_quantization_target()
     assert detected == target
     assert info["int8_dot_product"] is dot_product
+
+
+def test_export_refuses_to_replace_its_own_model_folder(tiny_classifier_dir):
+    args = ["export", str(tiny_classifier_dir), "-o", str(tiny_classifier_dir), "--overwrite"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "is the model folder itself" in result.stderr
+    assert (tiny_classifier_dir / "model.safetensors").is_file()

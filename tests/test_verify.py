@@ -137,3 +137,16 @@ def test_threshold_overrides_are_validated():
         report = ParityReport("d", "m", "data", "test", 10, 0.5, 0.0, problems=["x"])
         report.raise_for_failure()
     assert Thresholds().min_agreement == 1.0
+
+
+def test_verify_record_marks_an_unverified_export(onnx_copy, toy_data_dir):
+    report_path = onnx_copy / EXPORT_REPORT
+    assert json.loads(report_path.read_text())["verified"] is False
+    args = ["verify", str(onnx_copy), "--data", str(toy_data_dir), "--verify-samples", "40", "-q", "--record"]
+    assert CliRunner().invoke(cli, [*args, "--variant", "fp32"]).exit_code == 0
+    assert json.loads(report_path.read_text())["verified"] is False  # int8 and optimized were not checked
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    recorded = json.loads(report_path.read_text())
+    assert recorded["verified"] is True
+    assert recorded["parity"]["samples"] == 40
+    assert recorded["source_model"]  # the rest of the report is kept
