@@ -267,14 +267,13 @@ def export(
     """
     from imdb_deploy.export import ExportConfig
     from imdb_deploy.export import export as run_export
-    from imdb_deploy.verify import parse_threshold_overrides
 
     if output_dir is None:
         output_dir = Path(f"{str(model_dir).rstrip('/')}-onnx")
     config = ExportConfig(
         verify=not no_verify,
         verify_samples=samples,
-        thresholds=parse_threshold_overrides(thresholds),
+        threshold_overrides=thresholds,
         **options,
     )
     report = run_export(model_dir, output_dir, config, log=None if quiet else echo_err)
@@ -324,9 +323,9 @@ def verify(
 
     Example: imdb-deploy verify runs/minilm-2k-onnx --data ../shared/data/imdb --verify-samples 2000
     """
-    from imdb_deploy.verify import VerifyConfig, check_parity, parse_threshold_overrides, record_parity
+    from imdb_deploy.verify import VerifyConfig, check_parity, record_parity
 
-    config = VerifyConfig(thresholds=parse_threshold_overrides(thresholds), variants=variants or None, **options)
+    config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
         echo_err(report.summary())

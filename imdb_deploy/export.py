@@ -70,7 +70,8 @@ class ExportConfig:
         data: labelled reviews for the gate (see imdb_deploy.data).
         split: split of `data` the gate scores.
         verify_samples: stratified sample size for the gate; None for the whole split.
-        thresholds: parity thresholds per variant; None uses verify.DEFAULT_THRESHOLDS.
+        threshold_overrides: "VARIANT.FIELD=VALUE" changes to the gate's default thresholds
+            (verify.default_thresholds), e.g. "int8.min_agreement=0.97".
         overwrite: replace an existing output folder (only once the new one is complete and verified).
     """
 
@@ -86,7 +87,7 @@ class ExportConfig:
     data: str = "imdb"
     split: str = "test"
     verify_samples: int | None = 1000
-    thresholds: dict | None = None
+    threshold_overrides: tuple[str, ...] = ()
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -115,6 +116,10 @@ class ExportConfig:
             raise ConfigError(f"quantize_from={self.quantize_from!r}: use one of {', '.join(QUANTIZE_SOURCES)}")
         if self.verify_samples is not None and self.verify_samples < 2:
             raise ConfigError(f"verify_samples={self.verify_samples!r}: use at least 2, or None for all")
+        from imdb_deploy.verify import parse_threshold_overrides
+
+        self.threshold_overrides = tuple(self.threshold_overrides)
+        parse_threshold_overrides(self.threshold_overrides)  # a typo fails before the export, not after it
 
 
 @dataclass
@@ -419,7 +424,12 @@ def export(
 
             started = time.perf_counter()
             verify_config = VerifyConfig(
-                data=config.data, split=config.split, samples=config.verify_samples, thresholds=config.thresholds
+                data=config.data,
+                split=config.split,
+                samples=config.verify_samples,
+                threshold_overrides=config.threshold_overrides,
+                optimize_level=config.optimize,
+                provider=config.device,  # check the graphs where they will run (fp16 on the GPU)
             )
             parity = check_parity(tmp, model=model_ref, config=verify_config, log=log)
             report.seconds["verify"] = round(time.perf_counter() - started, 2)

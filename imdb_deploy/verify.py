@@ -54,6 +54,9 @@ DEFAULT_EXACT = Thresholds(min_agreement=1.0, max_accuracy_drop=0.0, max_prob_di
 # INT8 bounds, derived from measurements on 2,000 IMDb test reviews (see the README's real-data check):
 # the fine-tuned MiniLM-L6 DistilBERT lost PLACEHOLDER points and agreed on PLACEHOLDER% of labels.
 DEFAULT_INT8 = Thresholds(min_agreement=0.98, max_accuracy_drop=0.005, max_prob_diff=None, max_mean_prob_diff=0.02)
+# O3 replaces exact GELU by its tanh approximation: no longer the same function, so the fused graph is
+# bounded by agreement and mean difference like a (much milder) quantization; see APPROX_GELU's numbers.
+APPROX_GELU = Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=None, max_mean_prob_diff=5e-3)
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": DEFAULT_EXACT,
     "optimized": DEFAULT_EXACT,
@@ -62,13 +65,25 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
 }
 
 
-def parse_threshold_overrides(items: Iterable[str]) -> dict[str, Thresholds]:
-    """Thresholds from DEFAULT_THRESHOLDS with `VARIANT.FIELD=VALUE` overrides, e.g. "int8.min_agreement=0.97".
+def default_thresholds(optimize_level: str | None = None) -> dict[str, Thresholds]:
+    """DEFAULT_THRESHOLDS, with the fused graph's bounds loosened to APPROX_GELU for level O3."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    if optimize_level == "O3":
+        thresholds["optimized"] = APPROX_GELU
+    return thresholds
+
+
+def parse_threshold_overrides(items: Iterable[str], base: dict[str, Thresholds] | None = None) -> dict[str, Thresholds]:
+    """Thresholds from `base` (default_thresholds()) with `VARIANT.FIELD=VALUE` overrides applied.
+
+    Args:
+        items: e.g. ["int8.min_agreement=0.97", "fp32.max_prob_diff=none"].
+        base: the thresholds to start from.
 
     Raises:
         ConfigError: quoting the item that is malformed, or names an unknown variant, field or value.
     """
-    thresholds = dict(DEFAULT_THRESHOLDS)
+    thresholds = dict(base or default_thresholds())
     names = [item.name for item in fields(Thresholds)]
     for item in items:
         key, sep, value = item.partition("=")
@@ -101,7 +116,10 @@ class VerifyConfig:
             1% disagreement rate to about +-0.6 points; use 2,000 or all for a release.
         seed: seed of the sample.
         variants: the ONNX variants to check; None checks every variant the folder holds.
-        thresholds: per variant; None uses DEFAULT_THRESHOLDS (variants missing from a dict use theirs too).
+        thresholds: per variant; None uses default_thresholds() for the folder's optimization level
+            (variants missing from a dict use their defaults too).
+        threshold_overrides: "VARIANT.FIELD=VALUE" items applied on top, e.g. "int8.min_agreement=0.97".
+        optimize_level: the fused graph's optimization level; None reads it from export_report.json.
         provider: "cpu" or "cuda" for the ONNX sessions; INT8 is skipped on cuda (CPU-only ops).
         batch_size: reviews per PyTorch forward pass.
         flips_listed: how many label flips to list per variant (largest probability change first).
@@ -113,6 +131,8 @@ class VerifyConfig:
     seed: int = 42
     variants: tuple[str, ...] | None = None
     thresholds: dict[str, Thresholds] | None = None
+    threshold_overrides: tuple[str, ...] = ()
+    optimize_level: str | None = None
     provider: str = "cpu"
     batch_size: int = 32
     flips_listed: int = 5
@@ -123,9 +143,13 @@ class VerifyConfig:
         for name in self.variants or ():
             if name not in ONNX_VARIANTS:
                 raise ConfigError(f"variant {name!r}: use one of {', '.join(ONNX_VARIANTS)}")
+        self.threshold_overrides = tuple(self.threshold_overrides)
+        parse_threshold_overrides(self.threshold_overrides)  # a typo fails now, not after minutes of inference
 
-    def thresholds_for(self, variant: str) -> Thresholds:
-        return (self.thresholds or {}).get(variant, DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT))
+    def resolve_thresholds(self, optimize_level: str | None = None) -> dict[str, Thresholds]:
+        """The thresholds of every variant: explicit table or defaults for the level, then the overrides."""
+        base = {**default_thresholds(self.optimize_level or optimize_level), **(self.thresholds or {})}
+        return parse_threshold_overrides(self.threshold_overrides, base)
 
 
 @dataclass
@@ -289,14 +313,18 @@ def compare(
     )
 
 
+def _export_report(onnx_dir: str | os.PathLike) -> dict:
+    path = Path(str(onnx_dir)) / EXPORT_REPORT
+    return read_json(path) if path.is_file() else {}
+
+
 def source_model(onnx_dir: str | os.PathLike) -> str:
     """The PyTorch model an export came from, as recorded in its export_report.json.
 
     Raises:
         ModelLoadError: the folder has no report or the report names no source.
     """
-    path = Path(str(onnx_dir)) / EXPORT_REPORT
-    source = read_json(path).get("source_model") if path.is_file() else None
+    source = _export_report(onnx_dir).get("source_model")
     if not source:
         raise ModelLoadError(
             f"{onnx_dir}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
@@ -363,6 +391,7 @@ def check_parity(
     if missing:
         raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
     model_ref = str(model) if model is not None else source_model(onnx_dir)
+    thresholds = config.resolve_thresholds(_export_report(onnx_dir).get("settings", {}).get("optimize"))
 
     tokenizer = load_tokenizer(model_ref)
     settings = load_settings(model_ref, tokenizer)
@@ -404,7 +433,7 @@ def check_parity(
             onnx_probs,
             labels,
             data.ids,
-            config.thresholds_for(name),
+            thresholds.get(name, DEFAULT_EXACT),
             config.flips_listed,
             time.perf_counter() - started,
         )

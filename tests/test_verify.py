@@ -13,7 +13,15 @@ from click.testing import CliRunner
 from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, TRAIN_CONFIG
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, ParityError
-from imdb_deploy.verify import DEFAULT_THRESHOLDS, Thresholds, compare, parse_threshold_overrides
+from imdb_deploy.verify import (
+    APPROX_GELU,
+    DEFAULT_EXACT,
+    DEFAULT_THRESHOLDS,
+    Thresholds,
+    compare,
+    default_thresholds,
+    parse_threshold_overrides,
+)
 
 
 def corrupt_onnx(path, seed: int = 0) -> None:
@@ -137,6 +145,18 @@ def test_threshold_overrides_are_validated():
         report = ParityReport("d", "m", "data", "test", 10, 0.5, 0.0, problems=["x"])
         report.raise_for_failure()
     assert Thresholds().min_agreement == 1.0
+    assert default_thresholds("O3")["optimized"] == APPROX_GELU  # approximate GELU is not exact
+    assert default_thresholds("O2")["optimized"] == DEFAULT_EXACT
+
+
+def test_a_threshold_typo_fails_before_any_work(tiny_classifier_dir, tmp_path):
+    out = tmp_path / "onnx"
+    result = CliRunner().invoke(
+        cli, ["export", str(tiny_classifier_dir), "-o", str(out), "--threshold", "int8.agree=1"]
+    )
+    assert result.exit_code == 1
+    assert "field 'agree' is not one of" in result.stderr
+    assert not out.exists()
 
 
 def test_verify_record_marks_an_unverified_export(onnx_copy, toy_data_dir):
