@@ -426,6 +426,69 @@ def predict(
 
 # --- bench ------------------------------------------------------------------------------------------------
 
+
+@cli.command()
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Trained folder, exported ONNX folder, or an architecture to time with random weights "
+    "(distilbert-base = DistilBertConfig(); distilbert-base:n_layers=2,... changes fields).",
+)
+@click.option("--tokenizer", help="Tokenizer for an architecture [default: distilbert-base-uncased from the Hub].")
+@click.option(
+    "--onnx",
+    "onnx_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An existing export of --model to time [default: export into OUTPUT/onnx].",
+)
+@click.option("--data", default="imdb", show_default=True, help="Labelled reviews (see train --help).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--samples", default="256", show_default=True, callback=_sample_count, help="Seeded sample size, or all.")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="For input-order rows.")
+@click.option("--max-length", type=click.IntRange(8, 512), help="Tokens per review for an architecture [default: 512].")
+@click.option(
+    "--rows",
+    help="Comma-separated rows [default: all this machine runs]: pytorch-fp32, pytorch-fp32-sorted, "
+    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, predict-cuda.",
+)
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed passes per row.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
+@click.option(
+    "--latency-samples", default=20, show_default=True, type=click.IntRange(min=0), help="Batch-1 calls per length."
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [default: physical cores].")
+@click.option("--cpu-ghz", type=float, help="Clock for the INT8 peak [default: read from the OS].")
+@click.option(
+    "--output",
+    "-o",
+    default=Path("runs/bench"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for bench.json, bench.png (and the export).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines (the table stays).")
+@user_errors
+def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, quiet: bool, **options) -> None:
+    """Time PyTorch and every ONNX variant on the same reviews; table on stderr, bench.json and bench.png.
+
+    Example: imdb-deploy bench --model distilbert-base --tokenizer ../shared/models/distilbert-minilm-l6-h384-uncased
+    --data ../shared/data/imdb --samples 256 --max-length 512
+    """
+    from imdb_deploy.bench import BenchConfig, format_table, run_bench
+
+    config = BenchConfig(
+        rows=tuple(name.strip() for name in rows.split(",") if name.strip()) if rows else None,
+        output_dir=str(output),
+        onnx_dir=str(onnx_dir) if onnx_dir else None,
+        **options,
+    )
+    report = run_bench(model, config, log=None if quiet else echo_err)
+    echo_err(format_table(report))
+    echo_err(f"wrote {report['files']['json']} and {report['files']['chart']}")
+
+
 # --- demo -------------------------------------------------------------------------------------------------
 
 

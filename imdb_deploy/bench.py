@@ -1,0 +1,938 @@
+"""`imdb-deploy bench`: PyTorch and ONNX Runtime side by side, on the same real reviews, on this machine.
+
+Every row scores the same seeded sample of labelled reviews, end to end from text (tokenization included):
+- `pytorch-fp32`: PyTorch fp32 eager, fixed batches in input order, each padded to its own longest review
+  (dynamic padding): the way a user runs a Hugging Face classifier. It is the baseline of every speed-up.
+- `pytorch-fp32-sorted`: the same model with length-sorted batches (what `evaluate` does).
+- `onnx-fp32`, `onnx-optimized`, `onnx-int8`: the exported graphs through `predict.Predictor`, batched
+  exactly like the baseline, so the row shows the runtime and the graph alone.
+- `predict`: imdb-deploy's own predict path, `Predictor.predict_proba` with its defaults (INT8 on a CPU,
+  length-sorted batches capped by a token budget).
+- `*-cuda`: the GPU rows, skipped (with the reason) where no CUDA device is present.
+
+Per row: throughput (median of `repeats` timed passes after warm-up), latency p50/p95 at batch 1 on the
+shortest and the longest quarter of the reviews, accuracy (None for random weights, never invented),
+agreement with the baseline under the parity gate's thresholds, model file size, peak resident memory.
+The report also gives the share of the CPU's INT8 peak that the fastest row reaches (see `cpu_peak`).
+
+`--model` is a trained folder, an exported ONNX folder (its PyTorch original comes from
+export_report.json), or an architecture spec such as "distilbert-base" (DistilBertConfig() defaults,
+distilbert-base-uncased's exact compute, random weights) for timing where no trained weights exist.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imdb_deploy.errors import ConfigError, ModelLoadError
+
+# Architecture specs for random-weight timing: name -> DistilBertConfig overrides (none: the defaults,
+# which are distilbert-base-uncased's: 6 layers, dim 768, 12 heads, FFN 3072, vocab 30522).
+ARCHITECTURES = {"distilbert-base": {}}
+# Tokenizer an architecture spec is paired with unless --tokenizer names one (same uncased vocab).
+ARCHITECTURE_TOKENIZERS = {"distilbert-base": "distilbert-base-uncased"}
+BASELINE = "pytorch-fp32"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One way of running the model that bench can time.
+
+    Attributes:
+        name: short id used in --rows, bench.json and the chart.
+        title: what a person reads in the table.
+        runtime: "pytorch" or "onnx" (through predict.Predictor).
+        variant: the ONNX variant (artifacts.ONNX_VARIANTS, or "auto" as predict picks it) or the torch dtype.
+        batching: "input-order" (fixed batches of --batch-size) or "predict" (Predictor's length-sorted,
+            token-capped batches) or "length-sorted" (fixed size, sorted by length).
+        device: "cpu" or "cuda"; cuda rows are skipped where no GPU is present.
+        precision: "fp32", "int8" or "fp16": which of the CPU's peaks the row's multiply-adds are held to.
+    """
+
+    name: str
+    title: str
+    runtime: str
+    variant: str
+    batching: str
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+# The rows, in table order. A new row (e.g. another GPU dtype) is one entry here plus, if it needs a new
+# runtime, one branch in _open_row.
+ROWS: tuple[Row, ...] = (
+    Row("pytorch-fp32", "PyTorch fp32 eager", "pytorch", "fp32", "input-order"),
+    Row("pytorch-fp32-sorted", "PyTorch fp32 eager, sorted", "pytorch", "fp32", "length-sorted"),
+    Row("onnx-fp32", "ONNX fp32", "onnx", "fp32", "input-order"),
+    Row("onnx-optimized", "ONNX optimized", "onnx", "optimized", "input-order"),
+    Row("onnx-int8", "ONNX INT8", "onnx", "int8", "input-order", precision="int8"),
+    Row("predict", "imdb-deploy predict path", "onnx", "auto", "predict", precision="int8"),
+    Row("pytorch-fp16-cuda", "PyTorch fp16 CUDA", "pytorch", "fp16", "input-order", "cuda", "fp16"),
+    Row("predict-cuda", "imdb-deploy predict path, CUDA", "onnx", "auto", "predict", "cuda", "fp16"),
+)
+ROW_NAMES = tuple(row.name for row in ROWS)
+
+
+@dataclass
+class BenchConfig:
+    """Settings of `imdb-deploy bench`.
+
+    Attributes:
+        data: labelled reviews (see imdb_deploy.data); "imdb" is the Hub dataset.
+        split: split to sample; "test" for reported numbers.
+        samples: seeded stratified sample size; every row scores exactly these reviews. None: the split.
+        seed: seed of the sample (and of random weights for an architecture spec).
+        batch_size: reviews per call for the input-order rows; 32 is what a user typically picks.
+        rows: row names to run (see ROWS); None runs every row this machine can run.
+        repeats: timed passes over all reviews per row; throughput is the median.
+        warmup: untimed calls on the first batch before timing (allocations, thread pools, lazy init).
+        latency_samples: single-review calls timed on each of the short and the long reviews.
+        threads: intra-op threads for PyTorch and onnxruntime; None: their defaults (physical cores).
+        tokenizer: tokenizer for an architecture spec (a folder or Hub id with the uncased vocab).
+        max_length: tokens per review for an architecture spec; a trained folder uses its train_config.json.
+        onnx_dir: an existing export of the model to time; None exports into `output_dir`/onnx.
+        output_dir: where bench.json, bench.png (and any export) are written; None writes no files.
+        cpu_ghz: clock for the CPU peak; None reads it from the OS (often the nominal, not the boost, clock).
+    """
+
+    data: str = "imdb"
+    split: str = "test"
+    samples: int | None = 256
+    seed: int = 42
+    batch_size: int = 32
+    rows: tuple[str, ...] | None = None
+    repeats: int = 3
+    warmup: int = 1
+    latency_samples: int = 20
+    threads: int | None = None
+    tokenizer: str | None = None
+    max_length: int | None = None
+    onnx_dir: str | None = None
+    output_dir: str | None = None
+    cpu_ghz: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.samples is not None and self.samples < 2:
+            raise ConfigError(f"samples={self.samples!r}: use at least 2 (both labels), or None for the split")
+        for name in ("batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
+        for name in ("warmup", "latency_samples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads!r}: use 1 or more, or None for all physical cores")
+        if self.cpu_ghz is not None and not 0.1 <= self.cpu_ghz <= 10:
+            raise ConfigError(f"cpu_ghz={self.cpu_ghz!r}: give the clock in GHz, e.g. 3.1")
+        if self.rows is not None:
+            self.rows = tuple(self.rows)
+            unknown = [name for name in self.rows if name not in ROW_NAMES]
+            if unknown or not self.rows:
+                raise ConfigError(f"rows={','.join(unknown) or '(none)'}: use names from {', '.join(ROW_NAMES)}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The machine and its peak
+# ---------------------------------------------------------------------------------------------------------
+
+# Useful INT8 multiply-adds per cycle per core, from the widest integer dot-product path the ISA offers,
+# first match wins. Without VNNI (AVX2, AVX512BW), ONNX Runtime's MLAS kernels multiply u8 activations by
+# s8 weights with VPMADDUBSW (W/8 byte pairs -> W/16 int16 sums of two products) and must widen each result
+# to int32 with a VPMADDWD against ones before adding: two multiply-port instructions per W/8 multiply-adds.
+# Current cores issue two such instructions per cycle (Intel Skylake and later: ports 0 and 1/5; AMD Zen 3
+# and later: FP0 and FP3), hence W/8 per cycle: 32 for AVX2's 256 bits. scripts/bench_cpu_peak.py measures
+# it on the machine at hand (this 2-core Zen 3: 1.0 VPMADDUBSW+VPMADDWD+VPADDD group per cycle). VNNI fuses
+# all three into VPDPBUSD: W/8 multiply-adds per instruction, two per cycle.
+INT8_PATHS = (
+    ("avx512_vnni", 128, "VPDPBUSD zmm: 64 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
+    ("avx_vnni", 64, "VPDPBUSD ymm: 32 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
+    ("avx512bw", 64, "VPMADDUBSW zmm + VPMADDWD zmm (widen to int32): 64 multiply-adds per 2 multiply uops, 2/cycle"),
+    ("avx2", 32, "VPMADDUBSW ymm + VPMADDWD ymm (widen to int32): 32 multiply-adds per 2 multiply uops, 2/cycle"),
+    ("sse4_1", 16, "PMADDUBSW xmm + PMADDWD xmm: 16 multiply-adds per 2 multiply uops, 2/cycle"),
+)
+# fp32 multiply-adds per cycle per core: two FMA units of W/32 lanes.
+FP32_PATHS = (
+    ("avx512f", 32, "2 x VFMADD zmm (16 lanes) per cycle"),
+    ("fma", 16, "2 x VFMADD ymm (8 lanes) per cycle"),
+    ("sse2", 8, "2 x (MULPS + ADDPS) xmm (4 lanes) per cycle"),
+)
+
+
+def _cpuinfo() -> list[dict[str, str]]:
+    """One dict per logical CPU from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    cpus = []
+    for block in text.strip().split("\n\n"):
+        entry = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(":")
+            entry[key.strip()] = value.strip()
+        cpus.append(entry)
+    return cpus
+
+
+def _cpu_clock_ghz(cpus: list[dict[str, str]]) -> tuple[float | None, str]:
+    """The clock the peak is computed at, and where it came from."""
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    try:
+        return int(max_freq.read_text()) / 1e6, f"{max_freq} (maximum boost clock)"
+    except (OSError, ValueError):
+        pass
+    mhz = [float(cpu["cpu MHz"]) for cpu in cpus if cpu.get("cpu MHz", "").replace(".", "", 1).isdigit()]
+    if mhz:
+        return max(mhz) / 1000, (
+            "/proc/cpuinfo 'cpu MHz' (the current or, under a hypervisor, the nominal clock; a boost clock "
+            "above it makes the share an overestimate: pass --cpu-ghz)"
+        )
+    match = re.search(r"@\s*([\d.]+)\s*GHz", cpus[0].get("model name", "")) if cpus else None
+    if match:
+        return float(match.group(1)), "the CPU model name (nominal clock)"
+    return None, "unknown (pass --cpu-ghz)"
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (logical CPUs in its affinity mask / threads per core)."""
+    cpus = _cpuinfo()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = {(cpu.get("physical id", "0"), cpu.get("core id", str(i))) for i, cpu in enumerate(cpus)}
+    threads_per_core = max(1, len(cpus) // len(cores)) if cores else 1
+    return max(1, usable // threads_per_core)
+
+
+def machine_info(cpu_ghz: float | None = None) -> dict:
+    """The CPU (model, flags, cores, clock), memory, OS and library versions, for bench.json."""
+    from imdb_deploy.export import _versions
+
+    cpus = _cpuinfo()
+    first = cpus[0] if cpus else {}
+    flags = sorted(first.get("flags", first.get("Features", "")).split())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    physical = physical_cores()
+    clock, clock_source = (cpu_ghz, "--cpu-ghz") if cpu_ghz else _cpu_clock_ghz(cpus)
+    memory = None
+    try:
+        match = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+        memory = round(int(match.group(1)) / 2**20, 1) if match else None
+    except OSError:
+        pass
+    return {
+        "cpu_model": first.get("model name") or platform.processor() or platform.machine(),
+        "machine": platform.machine(),
+        "logical_cpus": usable,
+        "physical_cores": physical,
+        "clock_ghz": clock,
+        "clock_source": clock_source,
+        "flags": flags,
+        "isa": [flag for flag in ("avx512_vnni", "avx_vnni", "avx512bw", "avx512f", "avx2", "fma") if flag in flags],
+        "memory_gib": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {**_versions(), "numpy": np.__version__},
+    }
+
+
+def cpu_peak(machine: dict) -> dict:
+    """Peak multiply-adds per second of the usable cores, INT8 and fp32, derived from the ISA.
+
+    peak = physical cores x clock (Hz) x multiply-adds per cycle per core (INT8_PATHS / FP32_PATHS).
+    """
+    flags = set(machine["flags"])
+    out = {
+        "formula": "physical_cores x clock_hz x macs_per_cycle_per_core",
+        "physical_cores": machine["physical_cores"],
+        "clock_ghz": machine["clock_ghz"],
+        "clock_source": machine["clock_source"],
+    }
+    for precision, paths in (("int8", INT8_PATHS), ("fp32", FP32_PATHS)):
+        flag, per_cycle, how = next(((f, n, h) for f, n, h in paths if f in flags), (None, None, None))
+        peak = None
+        if per_cycle and machine["clock_ghz"]:
+            peak = machine["physical_cores"] * machine["clock_ghz"] * 1e9 * per_cycle
+        out[precision] = {"isa": flag, "macs_per_cycle_per_core": per_cycle, "instructions": how, "macs_per_s": peak}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Work counted as useful
+# ---------------------------------------------------------------------------------------------------------
+
+
+def useful_macs(model_config, lengths: Sequence[int]) -> dict:
+    """Multiply-adds a padding-free forward pass needs for reviews of these token counts.
+
+    Per layer and token: Q, K, V and output projections (4 d^2) and the feed-forward block (2 d f); per
+    layer and pair of tokens of a review: attention scores and the weighted sum of values (2 d). Plus the
+    classification head (d^2 + d x labels) once per review. Padding, softmax, LayerNorm and GELU are not
+    counted: padding is wasted work and the rest is not multiply-adds.
+    """
+    layers = getattr(model_config, "n_layers", None) or model_config.num_hidden_layers
+    dim = getattr(model_config, "dim", None) or model_config.hidden_size
+    ffn = getattr(model_config, "hidden_dim", None) or model_config.intermediate_size
+    labels = getattr(model_config, "num_labels", 2)
+    n = np.asarray(lengths, dtype=np.float64)
+    linear = layers * (4 * dim * dim + 2 * dim * ffn) * float(n.sum())
+    attention = layers * 2 * dim * float((n**2).sum())
+    head = (dim * dim + dim * labels) * len(n)
+    return {
+        "formula": "sum over reviews of layers*(n*(4*d^2 + 2*d*f) + 2*d*n^2) + d^2 + d*labels; n = real tokens",
+        "layers": layers,
+        "dim": dim,
+        "ffn_dim": ffn,
+        "linear": linear,
+        "attention": attention,
+        "head": head,
+        "total": linear + attention + head,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak resident memory of this process over a block, in MiB.
+
+    On Linux the kernel's high-water mark (VmHWM) is reset at the start by writing 5 to
+    /proc/self/clear_refs, so the peak belongs to the block alone; elsewhere it is the process peak so far.
+    """
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        self.start_mb = _rss_mb("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.exact = True
+        except OSError:
+            self.exact = False
+        self.peak_mb = self.start_mb
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak_mb = _rss_mb("VmHWM")
+
+
+def _rss_mb(field: str) -> float | None:
+    try:
+        match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+        return round(int(match.group(1)) / 1024, 1) if match else None
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model under test
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse_architecture(spec: str) -> dict | None:
+    """DistilBertConfig overrides for an architecture spec, or None when `spec` is not one.
+
+    "distilbert-base" is DistilBertConfig() itself; "distilbert-base:n_layers=2,dim=64,hidden_dim=128,n_heads=2"
+    changes fields (smaller models for quick checks).
+
+    Raises:
+        ConfigError: a malformed override or an unknown DistilBertConfig field.
+    """
+    name, _, overrides = str(spec).partition(":")
+    if name not in ARCHITECTURES or Path(str(spec)).exists():
+        return None
+    from transformers import DistilBertConfig
+
+    fields = dict(ARCHITECTURES[name])
+    known = DistilBertConfig().to_dict()
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(f"architecture {spec!r}: {item!r} is not FIELD=VALUE with a DistilBertConfig field")
+        try:
+            fields[key] = type(known[key])(value) if known[key] is not None else int(value)
+        except ValueError as exc:
+            raise ConfigError(f"architecture {spec!r}: {item!r} needs a {type(known[key]).__name__}") from exc
+    return fields
+
+
+def build_random_model(spec: str, fields: dict, folder: Path, config: BenchConfig) -> Path:
+    """Save a seeded random-weight classifier of an architecture spec, with its tokenizer and settings."""
+    import json
+
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from imdb_deploy.artifacts import TRAIN_CONFIG, load_tokenizer
+    from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
+
+    name = spec.partition(":")[0]
+    tokenizer_ref = config.tokenizer or ARCHITECTURE_TOKENIZERS[name]
+    tokenizer = load_tokenizer(tokenizer_ref)
+    settings = TokenizationSettings(max_length=config.max_length or 512)
+    fields = {"vocab_size": len(tokenizer), **fields}
+    if fields["vocab_size"] < len(tokenizer):
+        raise ConfigError(
+            f"architecture {spec!r}: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)}"
+        )
+    torch.manual_seed(config.seed)
+    model_config = DistilBertConfig(
+        **fields,
+        id2label=dict(enumerate(LABEL_NAMES)),
+        label2id={label: i for i, label in enumerate(LABEL_NAMES)},
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    DistilBertForSequenceClassification(model_config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record = {**settings.to_dict(), "base_model": spec, "tokenizer": str(tokenizer_ref), "random_weights": True}
+    (folder / TRAIN_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+@dataclass
+class ModelUnderTest:
+    """The PyTorch folder and the ONNX folder that bench times, and what they are."""
+
+    spec: str
+    kind: str  # "trained", "onnx" (an export given directly) or "architecture"
+    torch_dir: Path
+    onnx_dir: Path
+    trained: bool
+
+
+def resolve_model(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]) -> ModelUnderTest:
+    """Find or make the PyTorch and ONNX folders for `model` (trained folder, ONNX folder or architecture).
+
+    Raises:
+        ModelLoadError, HubUnreachableError, ConfigError: the model cannot be found, built or exported.
+    """
+    from imdb_deploy.artifacts import load_train_config, onnx_variants
+
+    fields = parse_architecture(model)
+    if fields is not None:
+        torch_dir = work / "model"
+        log(f"bench: building {model} with random weights (seed {config.seed}) in {torch_dir}")
+        build_random_model(model, fields, torch_dir, config)
+        kind, trained = "architecture", False
+    else:
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"--model {model!r}: no such folder and not an architecture ({', '.join(ARCHITECTURES)}); "
+                "pass a trained folder, an exported ONNX folder, or e.g. distilbert-base --tokenizer PATH"
+            )
+        if config.max_length is not None:
+            raise ConfigError(
+                f"--max-length {config.max_length}: a model folder is benchmarked with the max length it was "
+                "trained with (its train_config.json); --max-length is for architecture specs"
+            )
+        if onnx_variants(path):
+            from imdb_deploy.verify import source_model
+
+            if config.onnx_dir:
+                raise ConfigError(f"--model {model!r} is already an ONNX folder; drop --onnx")
+            source = source_model(path)
+            return ModelUnderTest(model, "onnx", Path(source), path, not load_train_config(path).get("random_weights"))
+        torch_dir, kind = path, "trained"
+        trained = not load_train_config(path).get("random_weights")
+    if config.onnx_dir:
+        onnx_dir = Path(config.onnx_dir)
+        if not onnx_variants(onnx_dir):
+            raise ModelLoadError(
+                f"--onnx {config.onnx_dir!r}: no ONNX model in it; create it with `imdb-deploy export`"
+            )
+    else:
+        from imdb_deploy.export import ExportConfig, export
+
+        onnx_dir = work / "onnx"
+        log(f"bench: exporting {torch_dir} to {onnx_dir} (fp32, optimized, INT8) ...")
+        # No parity gate here: bench compares every row with PyTorch on its own reviews and reports it.
+        export(torch_dir, onnx_dir, ExportConfig(quantize=True, verify=False, overwrite=True), log=log)
+    return ModelUnderTest(model, kind, torch_dir, onnx_dir, trained)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running one row
+# ---------------------------------------------------------------------------------------------------------
+
+
+def row_unavailable(row: Row) -> str | None:
+    """Why a row cannot run on this machine, or None."""
+    if row.device != "cuda":
+        return None
+    if row.runtime == "pytorch":
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device visible to PyTorch"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
+    return None
+
+
+class _Runner:
+    """A loaded row: `logits(texts)` scores reviews in the row's batching; `info` describes it."""
+
+    def __init__(self, logits: Callable[[list[str]], np.ndarray], info: dict, release: Callable[[], None]):
+        self.logits = logits
+        self.info = info
+        self.release = release
+
+
+def _weights_bytes(folder: Path) -> int:
+    names = ("model.safetensors", "pytorch_model.bin")
+    return sum((folder / name).stat().st_size for name in names if (folder / name).is_file())
+
+
+def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
+    """Load a row's model the one way its stage loads it (artifacts / Predictor)."""
+    if row.runtime == "pytorch":
+        import torch
+
+        from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
+        from imdb_deploy.evaluation import torch_logits
+
+        tokenizer = load_tokenizer(target.torch_dir)
+        settings = load_settings(target.torch_dir, tokenizer)
+        model = load_torch_classifier(target.torch_dir, label_names=settings.label_names)
+        device = torch.device(row.device)
+        if row.variant == "fp16":
+            model = model.half()
+        model = model.to(device)
+        previous_threads = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        sort = row.batching == "length-sorted"
+
+        def logits(texts: list[str]) -> np.ndarray:
+            return torch_logits(model, tokenizer, texts, settings, config.batch_size, device, sort_by_length=sort)
+
+        def release() -> None:
+            torch.set_num_threads(previous_threads)
+
+        info = {
+            "file": str(target.torch_dir),
+            "model_bytes": _weights_bytes(target.torch_dir),
+            "threads": torch.get_num_threads(),
+            "batch_size": config.batch_size,
+            "max_tokens": None,
+            "settings": settings.to_dict(),
+        }
+        return _Runner(logits, info, release)
+
+    from imdb_deploy.predict import Predictor
+
+    if row.batching == "predict":
+        predictor = Predictor(target.onnx_dir, variant=row.variant, provider=row.device, threads=config.threads)
+
+        def logits(texts: list[str]) -> np.ndarray:
+            return predictor.logits(texts)
+
+    else:
+        predictor = Predictor(
+            target.onnx_dir,
+            variant=row.variant,
+            provider=row.device,
+            threads=config.threads,
+            batch_size=config.batch_size,
+            max_tokens=None,
+        )
+
+        def logits(texts: list[str]) -> np.ndarray:
+            # The baseline's batches: fixed size, input order, each padded to its longest review.
+            encoded = predictor.encode(texts)
+            out = np.empty((len(encoded), len(predictor.label_names)), dtype=np.float32)
+            for start in range(0, len(encoded), config.batch_size):
+                out[start : start + config.batch_size] = predictor.run_batch(encoded[start : start + config.batch_size])
+            return out
+
+    options = predictor.session.get_session_options()
+    path = predictor.model_path
+    data_file = path.with_name(path.name + "_data")
+    info = {
+        "file": str(path),
+        "variant": predictor.variant,
+        "model_bytes": path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0),
+        # 0 means onnxruntime's default: one thread per physical core.
+        "threads": options.intra_op_num_threads or physical_cores(),
+        "batch_size": predictor.batch_size,
+        "max_tokens": predictor.max_tokens,
+        "providers": predictor.session.get_providers(),
+        "settings": predictor.settings.to_dict(),
+    }
+    return _Runner(logits, info, lambda: None)
+
+
+def _percentiles_ms(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"p50_ms": None, "p95_ms": None, "calls": 0}
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "calls": len(ms)}
+
+
+def latency_sets(lengths: Sequence[int], per_set: int) -> dict[str, list[int]]:
+    """Indices of short and long reviews for the batch-1 latency: up to `per_set` spread evenly over the
+    shortest and over the longest quarter of the sample (by tokens)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    quarter = max(1, len(order) // 4)
+    out = {}
+    for name, part in (("short", order[:quarter]), ("long", order[-quarter:])):
+        take = min(per_set, len(part))
+        out[name] = [part[round(k * (len(part) - 1) / max(1, take - 1))] for k in range(take)] if take else []
+    return out
+
+
+def run_row(
+    row: Row,
+    target: ModelUnderTest,
+    texts: list[str],
+    lengths: list[int],
+    config: BenchConfig,
+    log: Callable[[str], None],
+) -> tuple[dict, np.ndarray]:
+    """Time one row: load, warm up, `repeats` passes, batch-1 latency; returns its figures and logits."""
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        runner = _open_row(row, target, config)
+        load_seconds = time.perf_counter() - started
+        first = texts[: config.batch_size]
+        for _ in range(config.warmup):
+            runner.logits(first)
+        seconds = []
+        logits = None
+        for r in range(config.repeats):
+            started = time.perf_counter()
+            logits = runner.logits(texts)
+            seconds.append(time.perf_counter() - started)
+            log(f"bench: {row.name} pass {r + 1}/{config.repeats}: {len(texts) / seconds[-1]:.2f} reviews/s")
+        latency = {}
+        for name, indices in latency_sets(lengths, config.latency_samples).items():
+            calls = []
+            if indices:
+                runner.logits([texts[indices[0]]])  # warm this shape
+            for i in indices:
+                started = time.perf_counter()
+                runner.logits([texts[i]])
+                calls.append(time.perf_counter() - started)
+            latency[name] = {**_percentiles_ms(calls), "mean_tokens": _mean([lengths[i] for i in indices])}
+        runner.release()
+        info = runner.info
+        del runner
+        gc.collect()
+    median = statistics.median(seconds)
+    figures = {
+        **info,
+        "status": "ok",
+        "load_seconds": round(load_seconds, 3),
+        "seconds": [round(s, 4) for s in seconds],
+        "reviews_per_s": len(texts) / median,
+        "reviews_per_s_best": len(texts) / min(seconds),
+        "latency_batch1": latency,
+        "peak_rss_mb": memory.peak_mb,
+        "rss_before_mb": memory.start_mb,
+        "peak_rss_exact": memory.exact,
+    }
+    return figures, logits
+
+
+def _mean(values) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_bench(model: str | os.PathLike, config: BenchConfig | None = None, log: Callable[[str], None] | None = None):
+    """Time every row on the same reviews and return bench.json's content (also written when asked).
+
+    Args:
+        model: a trained model folder, an exported ONNX folder, or an architecture spec (ARCHITECTURES,
+            e.g. "distilbert-base", random weights: accuracy is then None).
+        config: data, sample, rows, repeats; defaults to BenchConfig().
+        log: receives progress lines for people.
+
+    Returns:
+        The report (JSON-ready): machine, data, per-row figures, speed-ups, useful work and CPU peak.
+        With `config.output_dir` set, also writes bench.json and bench.png there.
+
+    Raises:
+        ModelLoadError, HubUnreachableError: the model or tokenizer cannot be loaded or exported.
+        DataError: the reviews cannot be read.
+        ConfigError: a bad setting.
+    """
+    config = config or BenchConfig()
+    log = log or (lambda message: None)
+    started = time.perf_counter()
+    if config.output_dir:
+        work_context = None
+        work = Path(config.output_dir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work_context = tempfile.TemporaryDirectory(prefix="imdb-deploy-bench-")
+        work = Path(work_context.name)
+    try:
+        report = _run(str(model), config, work, log)
+    finally:
+        if work_context is not None:
+            work_context.cleanup()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if config.output_dir:
+        from imdb_deploy.fileio import write_json_atomic
+
+        write_json_atomic(work / "bench.json", report)
+        write_chart(report, work / "bench.png")
+        report["files"] = {"json": str(work / "bench.json"), "chart": str(work / "bench.png")}
+        write_json_atomic(work / "bench.json", report)
+    return report
+
+
+def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]) -> dict:
+    from transformers import AutoConfig
+
+    from imdb_deploy.artifacts import load_settings, load_tokenizer
+    from imdb_deploy.data import load_split, stratified_sample
+    from imdb_deploy.evaluation import softmax
+    from imdb_deploy.tokenization import encode
+    from imdb_deploy.verify import DEFAULT_EXACT, DEFAULT_THRESHOLDS, compare
+
+    target = resolve_model(model, config, work, log)
+    data = stratified_sample(load_split(config.data, config.split), config.samples, config.seed)
+    labels = np.asarray(data.labels, dtype=np.int64)
+    tokenizer = load_tokenizer(target.onnx_dir)
+    settings = load_settings(target.onnx_dir, tokenizer)
+    lengths = [len(ids) for ids in encode(tokenizer, data.texts, settings)]
+    model_config = AutoConfig.from_pretrained(target.onnx_dir)
+    work_done = useful_macs(model_config, lengths)
+    machine = machine_info(config.cpu_ghz)
+    peak = cpu_peak(machine)
+    log(
+        f"bench: {len(data)} reviews of {data.source} [{config.split}], {sum(lengths)} tokens, max length "
+        f"{settings.max_length}; {machine['cpu_model']}, {machine['physical_cores']} cores"
+    )
+
+    rows: dict[str, dict] = {}
+    probabilities: dict[str, np.ndarray] = {}
+    wanted = [row for row in ROWS if config.rows is None or row.name in config.rows]
+    for row in wanted:
+        base = {
+            "title": row.title,
+            "runtime": row.runtime,
+            "batching": row.batching,
+            "device": row.device,
+            "precision": row.precision,
+        }
+        why = row_unavailable(row)
+        if why:
+            rows[row.name] = {**base, "status": "skipped", "reason": why}
+            log(f"bench: {row.name} skipped: {why}")
+            continue
+        figures, logits = run_row(row, target, data.texts, lengths, config, log)
+        probabilities[row.name] = softmax(logits)
+        accuracy = float((logits.argmax(axis=1) == labels).mean()) if target.trained else None
+        macs_per_s = work_done["total"] * figures["reviews_per_s"] / len(data)
+        precision_peak = peak.get(row.precision, {}).get("macs_per_s")
+        rows[row.name] = {
+            **base,
+            **figures,
+            "accuracy": accuracy,
+            "useful_macs_per_s": macs_per_s,
+            "share_of_peak": macs_per_s / precision_peak if precision_peak else None,
+        }
+
+    baseline = rows.get(BASELINE) if BASELINE in probabilities else None
+    for name, row in rows.items():
+        if row["status"] != "ok":
+            continue
+        row["speedup"] = row["reviews_per_s"] / baseline["reviews_per_s"] if baseline else None
+        if baseline and name != BASELINE:
+            variant = row.get("variant", "fp32")
+            parity = compare(
+                variant,
+                Path(row["file"]).name,
+                probabilities[BASELINE],
+                probabilities[name],
+                labels,
+                data.ids,
+                DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT),
+                flips_listed=0,
+            )
+            row["vs_baseline"] = {
+                "agreement": parity.agreement,
+                "max_prob_diff": parity.max_prob_diff,
+                "mean_prob_diff": parity.mean_prob_diff,
+                "accuracy_change": parity.accuracy_change if target.trained else None,
+                "gate": parity.thresholds,
+                # Random weights answer near 50/50, so their labels say nothing about parity.
+                "within_gate": parity.passed if target.trained else None,
+                "failures": parity.failures if target.trained else [],
+            }
+
+    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
+    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"]) if ran else None
+    int8_peak = peak["int8"]["macs_per_s"]
+    summary = None
+    if fastest:
+        summary = {
+            "row": fastest,
+            "reviews_per_s": ran[fastest]["reviews_per_s"],
+            "speedup": ran[fastest].get("speedup"),
+            "useful_macs_per_s": ran[fastest]["useful_macs_per_s"],
+            "int8_peak_macs_per_s": int8_peak,
+            "share_of_int8_peak": ran[fastest]["useful_macs_per_s"] / int8_peak if int8_peak else None,
+            "explanation": (
+                "useful multiply-adds per second of the fastest row (useful_macs.total x reviews/s / reviews) "
+                "over the INT8 peak of these cores (peak.formula with peak.int8)"
+            ),
+        }
+    return {
+        "schema": 1,
+        "model": {
+            "spec": target.spec,
+            "kind": target.kind,
+            "weights": "trained" if target.trained else "random",
+            "pytorch_dir": str(target.torch_dir),
+            "onnx_dir": str(target.onnx_dir),
+            "architecture": {
+                k: getattr(model_config, k, None)
+                for k in ("model_type", "n_layers", "dim", "n_heads", "hidden_dim", "vocab_size")
+            },
+        },
+        "data": {
+            "source": data.source,
+            "split": config.split,
+            "samples": len(data),
+            "seed": config.seed,
+            "labels": data.label_counts(),
+            "tokens": int(sum(lengths)),
+            "mean_tokens": float(np.mean(lengths)),
+            "max_tokens": int(max(lengths)),
+            "at_max_length": int(sum(n >= settings.max_length for n in lengths)),
+            "settings": settings.to_dict(),
+        },
+        "settings": {**asdict(config), "rows": [row.name for row in wanted]},
+        "machine": machine,
+        "peak": peak,
+        "useful_macs": work_done,
+        "baseline": BASELINE if baseline else None,
+        "rows": rows,
+        "fastest": summary,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output for people
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value, spec: str, blank: str = "-") -> str:
+    return blank if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def format_table(report: dict) -> str:
+    """The table printed on stderr: one line per row, then the machine and the share of the INT8 peak."""
+    data = report["data"]
+    lines = [
+        f"bench: {report['model']['spec']} ({report['model']['weights']} weights), {data['samples']} reviews of "
+        f"{data['source']} [{data['split']}], max length {data['settings']['max_length']}, "
+        f"{data['mean_tokens']:.0f} tokens on average",
+        f"  {'row':<22} {'reviews/s':>9} {'x base':>7} {'accuracy':>8} {'agree':>6} {'short p50/p95 ms':>17} "
+        f"{'long p50/p95 ms':>17} {'MB file':>8} {'MB peak':>8} {'thr':>3}",
+    ]
+    for name, row in report["rows"].items():
+        if row["status"] != "ok":
+            lines.append(f"  {name:<22} skipped: {row['reason']}")
+            continue
+        short, long = row["latency_batch1"]["short"], row["latency_batch1"]["long"]
+        agree = row.get("vs_baseline", {}).get("agreement")
+        lines.append(
+            f"  {name:<22} {row['reviews_per_s']:>9.2f} {_fmt(row.get('speedup'), '.2f'):>7} "
+            f"{_fmt(row['accuracy'], '.4f'):>8} {_fmt(agree, '.3f'):>6} "
+            f"{_fmt(short['p50_ms'], '.0f'):>8}/{_fmt(short['p95_ms'], '.0f'):<8} "
+            f"{_fmt(long['p50_ms'], '.0f'):>8}/{_fmt(long['p95_ms'], '.0f'):<8} "
+            f"{row['model_bytes'] / 1e6:>8.1f} {_fmt(row['peak_rss_mb'], '.0f'):>8} {_fmt(row['threads'], 'd'):>3}"
+        )
+    machine = report["machine"]
+    lines.append(
+        f"  machine: {machine['cpu_model']}, {machine['physical_cores']} cores at {_fmt(machine['clock_ghz'], '.2f')} "
+        f"GHz, ISA {'+'.join(machine['isa']) or '?'}; onnxruntime {machine['versions'].get('onnxruntime')}, "
+        f"torch {machine['versions'].get('torch')}"
+    )
+    fastest = report["fastest"]
+    if fastest and fastest["share_of_int8_peak"] is not None:
+        lines.append(
+            f"  fastest row {fastest['row']}: {fastest['useful_macs_per_s'] / 1e9:.1f} G useful multiply-adds/s = "
+            f"{100 * fastest['share_of_int8_peak']:.0f}% of the INT8 peak "
+            f"({fastest['int8_peak_macs_per_s'] / 1e9:.0f} G/s: {report['peak']['int8']['isa']})"
+        )
+    if report["model"]["weights"] == "random":
+        lines.append("  accuracy: blank, the weights are random (an architecture spec times speed only)")
+    return "\n".join(lines)
+
+
+def write_chart(report: dict, path: str | os.PathLike) -> Path:
+    """A PNG with two panels: throughput (with the speed-up over the baseline) and accuracy, per row."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from imdb_deploy.fileio import atomic_file
+
+    ran = [(name, row) for name, row in report["rows"].items() if row["status"] == "ok"]
+    names = [name for name, _ in ran][::-1]  # first row on top
+    rows = [row for _, row in ran][::-1]
+    figure = Figure(figsize=(11, 1.2 + 0.55 * max(1, len(ran))), dpi=110)
+    FigureCanvasAgg(figure)
+    speed, accuracy = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    throughput = [row["reviews_per_s"] for row in rows]
+    colors = ["#c44e52" if row["precision"] == "int8" else "#4c72b0" for row in rows]
+    speed.barh(names, throughput, color=colors)
+    for y, row in enumerate(rows):
+        label = f" {row['reviews_per_s']:.1f}" + (f"  ({row['speedup']:.1f}x)" if row.get("speedup") else "")
+        speed.text(row["reviews_per_s"], y, label, va="center", fontsize=9)
+    speed.set_xlim(0, max(throughput, default=1) * 1.35)
+    speed.set_xlabel("reviews / second (higher is better)")
+    speed.set_title("throughput (red: INT8)")
+    scores = [row["accuracy"] for row in rows]
+    if any(score is not None for score in scores):
+        accuracy.barh(names, [score or 0 for score in scores], color=colors)
+        known = [s for s in scores if s is not None]
+        low = max(0.0, min(known) - 0.05)
+        accuracy.set_xlim(low, min(1.0, max(known) + 0.03))
+        for y, score in enumerate(scores):
+            accuracy.text(score or low, y, f" {score:.4f}" if score is not None else " n/a", va="center", fontsize=9)
+    else:
+        accuracy.text(
+            0.5, 0.5, "accuracy: n/a\n(random weights)", ha="center", va="center", transform=accuracy.transAxes
+        )
+    accuracy.set_xlabel(f"accuracy on the {report['data']['samples']} reviews")
+    accuracy.set_title("accuracy")
+    machine, data = report["machine"], report["data"]
+    figure.suptitle(
+        f"{report['model']['spec']} ({report['model']['weights']} weights): {data['samples']} reviews, max length "
+        f"{data['settings']['max_length']}; {machine['cpu_model']}, {machine['physical_cores']} cores",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path

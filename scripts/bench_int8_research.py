@@ -1,0 +1,534 @@
+"""Research for issue 7: the fastest INT8 CPU path for DistilBERT-base on IMDb, against PyTorch fp32 eager.
+
+Builds a random-weight DistilBertConfig() classifier (distilbert-base-uncased's exact compute) with the
+uncased tokenizer of the shared MiniLM model, exports it to ONNX, makes graph and quantization variants,
+and times them on the same seeded sample of real IMDb test reviews at max length 512, under several
+batching plans and session options. Every figure goes to a JSON file; stderr shows progress.
+
+Timing runs are interleaved (round-robin over the candidates, `--repeats` rounds) so that load from other
+people on the machine hits every candidate alike; the best round and the median are both kept.
+
+Examples:
+    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_int8_research.py --stage screen --samples 128
+    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_int8_research.py --stage final --samples 256
+    .venv/bin/python scripts/bench_int8_research.py --stage accuracy --model runs/minilm-2k --samples 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier  # noqa: E402
+from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted_batches, pad  # noqa: E402
+
+TOKENIZER = "/work/shared/models/distilbert-minilm-l6-h384-uncased"
+DATA = "/work/shared/data/imdb"
+
+
+def log(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model and ONNX variants
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_random_base(folder: Path) -> Path:
+    """DistilBertConfig() classifier with seeded random weights plus the uncased tokenizer."""
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()
+    model.save_pretrained(folder)
+    load_tokenizer(TOKENIZER).save_pretrained(folder)
+    return folder
+
+
+def export_fp32(model_dir: Path, out: Path) -> Path:
+    if (out / "model.onnx").is_file():
+        return out / "model.onnx"
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(model_dir), output=str(out), task="text-classification", opset=17, do_validation=False)
+    return out / "model.onnx"
+
+
+def cls_only_forward(layer):
+    """A forward for the last TransformerBlock that computes only the [CLS] position.
+
+    K and V still cover every token; the query, attention output, both LayerNorms and the feed-forward block
+    run for one position instead of all. Exact: the classifier reads only position 0.
+    """
+
+    def forward(x, attn_mask=None, head_mask=None, output_attentions=False):
+        query = x[:, :1]
+        mask = attn_mask[:, :, :1, :] if attn_mask is not None and attn_mask.dim() == 4 else attn_mask
+        sa = layer.attention(query=query, key=x, value=x, mask=mask, head_mask=head_mask)[0]
+        sa = layer.sa_layer_norm(sa + query)
+        return (layer.output_layer_norm(layer.ffn(sa) + sa),)
+
+    return forward
+
+
+def export_cls_only(model_dir: Path, out: Path) -> Path:
+    """optimum export of the classifier whose last layer computes only the [CLS] position."""
+    path = out / "model_cls_only.onnx"
+    if path.is_file():
+        return path
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    model = load_torch_classifier(model_dir)
+    last = model.distilbert.transformer.layer[-1]
+    last.forward = cls_only_forward(last)
+    tmp = out / "cls_export"
+    onnx_export_from_model(model, tmp, task="text-classification", opset=17, do_validation=False)
+    (tmp / "model.onnx").rename(path)
+    return path
+
+
+def ort_optimize(src: Path, dst: Path, num_heads: int, hidden: int) -> Path:
+    """onnxruntime.transformers.optimizer fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm)."""
+    if dst.is_file():
+        return dst
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden, opt_level=0)
+    log(f"  fused ops in {dst.name}: {model.get_fused_operator_statistics()}")
+    model.save_model_to_file(str(dst))
+    return dst
+
+
+def optimum_optimize(src_dir: Path, dst_dir: Path, level: int) -> Path:
+    """optimum's ORTOptimizer at an optimization level (what an optimum user gets)."""
+    path = dst_dir / "model_optimized.onnx"
+    if path.is_file():
+        return path
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import OptimizationConfig
+
+    optimizer = ORTOptimizer.from_pretrained(str(src_dir), file_names=["model.onnx"])
+    optimizer.optimize(OptimizationConfig(optimization_level=level), save_dir=str(dst_dir))
+    return path
+
+
+def quantize_dyn(src: Path, dst: Path, **options) -> Path:
+    """onnxruntime quantize_dynamic; DefaultTensorType lets it quantize fused graphs with unknown types."""
+    if dst.is_file():
+        return dst
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, **options.pop("extra", {})}
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=options.pop("per_channel", False),
+        reduce_range=options.pop("reduce_range", False),
+        op_types_to_quantize=options.pop("ops", None),
+        extra_options=extra,
+    )
+    assert not options, options
+    return dst
+
+
+class _Reader:
+    def __init__(self, feeds):
+        self.feeds = iter(feeds)
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+def quantize_stat(src: Path, dst: Path, calib_feeds, qdq: bool, per_channel: bool) -> Path:
+    """Static INT8 (activations calibrated on IMDb train reviews), QDQ or QOperator format."""
+    if dst.is_file():
+        return dst
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(calib_feeds),
+        quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
+    )
+    return dst
+
+
+def op_histogram(path: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def plan_batches(lengths, plan: str) -> list[list[int]]:
+    """Batches for a plan: "order32" (input order), "sorted32", "tokens8192" (sorted, token budget), "one"."""
+    n = len(lengths)
+    if plan.startswith("order"):
+        size = int(plan[5:])
+        return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    if plan.startswith("sorted"):
+        return length_sorted_batches(lengths, int(plan[6:]))
+    if plan.startswith("tokens"):
+        return length_sorted_batches(lengths, 512, int(plan[6:]))
+    if plan == "one":
+        return [[i] for i in range(n)]
+    raise ValueError(plan)
+
+
+def session(path: Path, threads: int = 2, spin: bool = True, level: str = "all", dynamic_block: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    }[level]
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if dynamic_block:
+        options.add_session_config_entry("session.dynamic_block_base", str(dynamic_block))
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRunner:
+    """Runs one ONNX file over pre-tokenized reviews under a batching plan; `parallel` sessions split batches."""
+
+    def __init__(self, path: Path, pad_id: int, parallel: int = 1, **session_options):
+        self.sessions = [session(path, **session_options) for _ in range(parallel)]
+        self.pad_id = pad_id
+        self.names = [i.name for i in self.sessions[0].get_inputs()]
+
+    def run(self, encoded, batches) -> np.ndarray:
+        out = np.zeros((len(encoded), 2), dtype=np.float32)
+
+        def work(sess, my_batches):
+            for batch in my_batches:
+                feed = pad([encoded[i] for i in batch], self.pad_id)
+                out[batch] = sess.run(["logits"], {k: feed[k] for k in self.names})[0]
+
+        if len(self.sessions) == 1:
+            work(self.sessions[0], batches)
+        else:  # greedy split of batches by padded tokens, one Python thread per 1-thread session
+            loads = [0] * len(self.sessions)
+            shares: list[list] = [[] for _ in self.sessions]
+            for batch in sorted(batches, key=lambda b: -len(b) * max(len(encoded[i]) for i in b)):
+                k = loads.index(min(loads))
+                shares[k].append(batch)
+                loads[k] += len(batch) * max(len(encoded[i]) for i in batch)
+            threads = [threading.Thread(target=work, args=(s, b)) for s, b in zip(self.sessions, shares, strict=True)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return out
+
+
+class TorchRunner:
+    def __init__(self, model_dir: Path, threads: int = 2):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model = load_torch_classifier(model_dir)
+        self.pad_id = 0
+
+    def run(self, encoded, batches) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(encoded), 2), dtype=np.float32)
+        with torch.inference_mode():
+            for batch in batches:
+                feed = {k: torch.from_numpy(v) for k, v in pad([encoded[i] for i in batch], self.pad_id).items()}
+                out[batch] = self.model(**feed).logits.numpy()
+        return out
+
+
+def time_candidates(candidates: dict, encoded, repeats: int, warmup_reviews: int = 16) -> dict:
+    """Interleaved timing: every round runs every candidate once over all reviews."""
+    lengths = [len(e) for e in encoded]
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    logits: dict[str, np.ndarray] = {}
+    for runner, plan in candidates.values():  # warm-up on a few of the longest and shortest reviews
+        order = sorted(range(len(encoded)), key=lambda i: lengths[i])
+        few = order[: warmup_reviews // 2] + order[-warmup_reviews // 2 :]
+        runner.run([encoded[i] for i in few], plan_batches([lengths[i] for i in few], plan))
+    for r in range(repeats):
+        for name, (runner, plan) in candidates.items():
+            batches = plan_batches(lengths, plan)
+            start = time.perf_counter()
+            logits[name] = runner.run(encoded, batches)
+            times[name].append(time.perf_counter() - start)
+            log(f"  round {r + 1}/{repeats} {name:40s} {len(encoded) / times[name][-1]:7.2f} reviews/s")
+    return {
+        name: {
+            "plan": candidates[name][1],
+            "seconds": t,
+            "reviews_per_s_best": len(encoded) / min(t),
+            "reviews_per_s_median": len(encoded) / statistics.median(t),
+            "logits": logits[name],
+        }
+        for name, t in times.items()
+    }
+
+
+def padded_tokens(lengths, batches) -> int:
+    return int(sum(len(b) * max(lengths[i] for i in b) for b in batches))
+
+
+def useful_macs(lengths, layers=6, dim=768, hidden=3072) -> dict:
+    """Multiply-adds on real (unpadded) tokens: linear layers per token plus attention per token pair."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    linear = layers * (4 * dim * dim + 2 * dim * hidden) * lengths.sum()
+    attention = layers * 2 * dim * (lengths**2).sum()
+    return {"linear": float(linear), "attention": float(attention), "total": float(linear + attention)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------------------
+
+
+def prepare_variants(work: Path, base: Path, calib_encoded, pad_id: int, which: set[str] | None) -> dict[str, Path]:
+    onnx_dir = work / "onnx"
+    fp32 = export_fp32(base, onnx_dir)
+    v: dict[str, Path] = {"fp32": fp32}
+    v["ortopt"] = ort_optimize(fp32, onnx_dir / "ortopt.onnx", 12, 768)
+    recipes = {
+        "q_fp32": (fp32, {}),
+        "q_fp32_pc": (fp32, {"per_channel": True}),
+        "q_opt": (v["ortopt"], {}),
+        "q_opt_rr": (v["ortopt"], {"reduce_range": True}),
+        "q_opt_pc": (v["ortopt"], {"per_channel": True}),
+        "q_opt_pc_rr": (v["ortopt"], {"per_channel": True, "reduce_range": True}),
+        "q_opt_matmul": (v["ortopt"], {"ops": ["MatMul"]}),
+        "q_opt_attn": (v["ortopt"], {"ops": ["MatMul", "Attention"]}),
+        "q_opt_gather": (v["ortopt"], {"ops": ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"]}),
+    }
+    for name, (src, options) in recipes.items():
+        if which is None or name in which:
+            v[name] = quantize_dyn(src, onnx_dir / f"{name}.onnx", **options)
+    if which is None or {"cls_opt", "q_cls_opt"} & which:
+        cls = export_cls_only(base, onnx_dir)
+        v["cls_opt"] = ort_optimize(cls, onnx_dir / "cls_opt.onnx", 12, 768)
+        v["q_cls_opt"] = quantize_dyn(v["cls_opt"], onnx_dir / "q_cls_opt.onnx")
+    if which is None or {"s_qdq", "s_qop"} & which:
+        # Static quantization needs a graph whose MatMuls have float inputs: quantize the unfused graph's
+        # pre-processed copy (shape inference) and let the session fuse what it can.
+        feeds = []
+        for i in range(0, len(calib_encoded), 8):
+            arrays = pad(calib_encoded[i : i + 8], pad_id)
+            feeds.append(arrays)
+        pre = onnx_dir / "fp32_pre.onnx"
+        if not pre.is_file():  # symbolic shape inference fails on this graph; ONNX shape inference suffices
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        v["s_qdq"] = quantize_stat(pre, onnx_dir / "s_qdq.onnx", feeds, qdq=True, per_channel=False)
+        v["s_qop"] = quantize_stat(pre, onnx_dir / "s_qop.onnx", list(feeds), qdq=False, per_channel=False)
+    if which is not None:
+        v = {k: p for k, p in v.items() if k in which}
+    return v
+
+
+def load_reviews(samples: int, seed: int, tokenizer, settings):
+    data = stratified_sample(load_split(DATA, "test"), samples, seed)
+    start = time.perf_counter()
+    encoded = encode(tokenizer, data.texts, settings)
+    return data, encoded, time.perf_counter() - start
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> dict:
+    pa = np.exp(a - a.max(1, keepdims=True))
+    pa /= pa.sum(1, keepdims=True)
+    pb = np.exp(b - b.max(1, keepdims=True))
+    pb /= pb.sum(1, keepdims=True)
+    return {
+        "label_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "max_abs_prob_diff": float(np.abs(pa - pb).max()),
+        "mean_abs_logit_diff": float(np.abs(a - b).mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=["screen", "sessions", "plans", "final", "accuracy"], required=True)
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/imdb-bench-research"))
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_research")
+    parser.add_argument("--only", default="", help="comma-separated candidate names")
+    parser.add_argument("--model", type=Path, default=None, help="fine-tuned folder for --stage accuracy")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    only = {x for x in args.only.split(",") if x} or None
+
+    settings = TokenizationSettings(max_length=512, truncation="head")
+    if args.stage == "accuracy":
+        run_accuracy(args, only)
+        return
+    base = build_random_base(args.work / "distilbert-base-random")
+    tokenizer = load_tokenizer(base)
+    data, encoded, tokenize_s = load_reviews(args.samples, args.seed, tokenizer, settings)
+    lengths = [len(e) for e in encoded]
+    log(f"{len(encoded)} reviews, {sum(lengths)} tokens (mean {np.mean(lengths):.1f}), tokenize {tokenize_s:.2f}s")
+    calib = encode(tokenizer, stratified_sample(load_split(DATA, "train"), 64, 7).texts, settings)
+    pad_id = tokenizer.pad_token_id
+
+    candidates: dict = {}
+    if args.stage == "screen":
+        variants = prepare_variants(args.work, base, calib, pad_id, only)
+        for name, path in variants.items():
+            candidates[f"{name}/sorted32"] = (OnnxRunner(path, pad_id), "sorted32")
+        if only is None or "torch" in only:
+            candidates["torch/sorted32"] = (TorchRunner(base), "sorted32")
+    elif args.stage == "sessions":
+        variants = prepare_variants(args.work, base, calib, pad_id, {"q_opt"})
+        path = variants["q_opt"]
+        configs = {
+            "t2_spin": {},
+            "t2_nospin": {"spin": False},
+            "t2_block4": {"dynamic_block": 4},
+            "t2_extended": {"level": "extended"},
+            "t1": {"threads": 1},
+            "2x_t1": {"threads": 1, "parallel": 2},
+        }
+        for name, options in configs.items():
+            if only is None or name in only:
+                options = dict(options)
+                parallel = options.pop("parallel", 1)
+                candidates[f"q_opt/{name}"] = (OnnxRunner(path, pad_id, parallel=parallel, **options), "sorted32")
+    elif args.stage == "plans":
+        name = next(iter(only)) if only else "q_opt"
+        path = prepare_variants(args.work, base, calib, pad_id, {name})[name]
+        runner = OnnxRunner(path, pad_id)
+        for plan in ("order32", "sorted32", "sorted64", "tokens4096", "tokens8192", "tokens16384", "one"):
+            candidates[f"{name}/{plan}"] = (runner, plan)
+    elif args.stage == "final":
+        names = only or {"fp32", "ortopt", "q_opt", "q_cls_opt"}
+        variants = prepare_variants(args.work, base, calib, pad_id, names)
+        torch_runner = TorchRunner(base)
+        candidates["torch/order32"] = (torch_runner, "order32")
+        candidates["torch/sorted32"] = (torch_runner, "sorted32")
+        for name, path in variants.items():
+            runner = OnnxRunner(path, pad_id)
+            candidates[f"{name}/order32"] = (runner, "order32")
+            candidates[f"{name}/tokens8192"] = (runner, "tokens8192")
+
+    results = time_candidates(candidates, encoded, args.repeats)
+    reference = next((r["logits"] for k, r in results.items() if k.startswith("torch/")), None)
+    macs = useful_macs(lengths)
+    report = {
+        "stage": args.stage,
+        "samples": len(encoded),
+        "tokens": int(sum(lengths)),
+        "mean_tokens": float(np.mean(lengths)),
+        "tokenize_seconds": tokenize_s,
+        "useful_macs": macs,
+        "candidates": {},
+    }
+    for name, r in results.items():
+        entry = {k: v for k, v in r.items() if k != "logits"}
+        entry["padded_tokens"] = padded_tokens(lengths, plan_batches(lengths, r["plan"]))
+        entry["useful_gmacs_per_s"] = macs["total"] * entry["reviews_per_s_best"] / len(encoded) / 1e9
+        if reference is not None:
+            entry["vs_torch"] = agreement(reference, r["logits"])
+        variant = name.split("/")[0]
+        path = args.work / "onnx" / ("model.onnx" if variant == "fp32" else f"{variant}.onnx")
+        if path.is_file():
+            entry["file_mb"] = path.stat().st_size / 1e6
+            entry["ops"] = op_histogram(path)
+        report["candidates"][name] = entry
+    out = args.out / f"{args.stage}.json"
+    out.write_text(json.dumps(report, indent=2))
+    log(f"wrote {out}")
+    for name, e in sorted(report["candidates"].items(), key=lambda kv: -kv[1]["reviews_per_s_best"]):
+        log(
+            f"{name:40s} best {e['reviews_per_s_best']:7.2f}  median {e['reviews_per_s_median']:7.2f}  "
+            f"{e['useful_gmacs_per_s']:6.1f} GMAC/s  {e.get('vs_torch', '')}"
+        )
+
+
+def run_accuracy(args, only) -> None:
+    """Accuracy and agreement of the quantization recipes on a fine-tuned model (args.model)."""
+    model_dir = args.model
+    tokenizer = load_tokenizer(model_dir)
+    settings = load_settings(model_dir, tokenizer)
+    data, encoded, _ = load_reviews(args.samples, args.seed, tokenizer, settings)
+    config = json.loads((model_dir / "config.json").read_text())
+    heads, dim = config["n_heads"], config["dim"]
+    work = args.work / ("acc-" + model_dir.name)
+    onnx_dir = work / "onnx"
+    fp32 = export_fp32(model_dir, onnx_dir)
+    opt = ort_optimize(fp32, onnx_dir / "ortopt.onnx", heads, dim)
+    recipes = {
+        "q_fp32": (fp32, {}),
+        "q_fp32_pc": (fp32, {"per_channel": True}),
+        "q_opt": (opt, {}),
+        "q_opt_rr": (opt, {"reduce_range": True}),
+        "q_opt_pc": (opt, {"per_channel": True}),
+        "q_opt_pc_rr": (opt, {"per_channel": True, "reduce_range": True}),
+        "q_opt_attn": (opt, {"ops": ["MatMul", "Attention"]}),
+    }
+    paths = {"fp32": fp32, "ortopt": opt}
+    for name, (src, options) in recipes.items():
+        if only is None or name in only:
+            paths[name] = quantize_dyn(src, onnx_dir / f"{name}.onnx", **options)
+    lengths = [len(e) for e in encoded]
+    batches = plan_batches(lengths, "tokens8192")
+    torch_logits = TorchRunner(model_dir).run(encoded, batches)
+    labels = np.asarray(data.labels)
+    report = {
+        "model": str(model_dir),
+        "samples": len(encoded),
+        "torch_accuracy": float((torch_logits.argmax(1) == labels).mean()),
+    }
+    for name, path in paths.items():
+        start = time.perf_counter()
+        logits = OnnxRunner(path, tokenizer.pad_token_id).run(encoded, batches)
+        report[name] = {
+            "accuracy": float((logits.argmax(1) == labels).mean()),
+            "seconds": time.perf_counter() - start,
+            **agreement(torch_logits, logits),
+        }
+        log(name, report[name])
+    out = args.out / f"accuracy-{model_dir.name}.json"
+    out.write_text(json.dumps(report, indent=2))
+    log(f"wrote {out}  torch accuracy {report['torch_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

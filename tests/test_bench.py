@@ -1,0 +1,198 @@
+"""bench: a complete bench.json and a valid PNG on the tiny model, accuracy per row equal to what evaluate
+and predict give on the same reviews, random weights leave accuracy blank, and the peak/work arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from imdb_deploy import bench
+from imdb_deploy.cli import cli
+from imdb_deploy.errors import ConfigError
+
+SAMPLES = 12  # fewer than --batch-size: every row sees all reviews in one batch, so INT8 scales match predict's
+CPU_ROWS = [row.name for row in bench.ROWS if row.device == "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tiny_classifier_dir, toy_data_dir, tmp_path_factory):
+    """The tiny classifier with its head fitted (logistic regression on the frozen encoder's [CLS] features
+    of the toy training reviews), so its labels vary from review to review and accuracy means something.
+    Seconds, where fine-tuning the tiny model until it learns takes half a minute."""
+    import shutil
+
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
+    from imdb_deploy.data import load_split
+    from imdb_deploy.tokenization import encode, pad
+
+    folder = tmp_path_factory.mktemp("bench-model") / "model"
+    shutil.copytree(tiny_classifier_dir, folder)
+    tokenizer = load_tokenizer(folder)
+    model = load_torch_classifier(folder)
+    reviews = load_split(str(toy_data_dir), "train")
+    batch = pad(encode(tokenizer, reviews.texts, load_settings(folder, tokenizer)), tokenizer.pad_token_id)
+    with torch.no_grad():
+        features = model.distilbert(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state[:, 0]
+        fit = LogisticRegression(C=100, max_iter=2000).fit(torch.relu(features).numpy(), reviews.labels)
+        weights = torch.tensor(fit.coef_[0], dtype=torch.float32)
+        bias = float(fit.intercept_[0])
+        model.pre_classifier.weight.copy_(torch.eye(features.shape[1]))  # ReLU(CLS) reaches the fitted head
+        model.pre_classifier.bias.zero_()
+        model.classifier.weight.copy_(torch.stack([-weights / 2, weights / 2]))
+        model.classifier.bias.copy_(torch.tensor([-bias / 2, bias / 2]))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bench_run(trained_dir, toy_data_dir, tmp_path_factory):
+    """One bench run through the CLI; bench exports the model itself into OUTPUT/onnx."""
+    out = tmp_path_factory.mktemp("bench") / "run"
+    args = [
+        "bench",
+        "--model", str(trained_dir),
+        "--data", str(toy_data_dir),
+        "--samples", str(SAMPLES),
+        "--repeats", "2",
+        "--latency-samples", "2",
+        "--output", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return out, result, json.loads((out / "bench.json").read_text())
+
+
+def test_bench_writes_a_complete_report_and_table(bench_run):
+    out, result, report = bench_run
+    assert list(report["rows"]) == [row.name for row in bench.ROWS]
+    for name in CPU_ROWS:
+        row = report["rows"][name]
+        assert row["status"] == "ok", (name, row)
+        assert len(row["seconds"]) == 2 and row["reviews_per_s"] > 0
+        for length in ("short", "long"):
+            latency = row["latency_batch1"][length]
+            assert latency["calls"] == 2 and 0 < latency["p50_ms"] <= latency["p95_ms"]
+        assert row["model_bytes"] > 0 and row["peak_rss_mb"] > 0 and row["useful_macs_per_s"] > 0
+        assert row["speedup"] == pytest.approx(row["reviews_per_s"] / report["rows"]["pytorch-fp32"]["reviews_per_s"])
+        if name != "pytorch-fp32":
+            assert row["vs_baseline"]["within_gate"] is not None
+    for name in set(report["rows"]) - set(CPU_ROWS):  # no GPU here: CUDA rows are skipped with the reason
+        if report["rows"][name]["status"] == "skipped":
+            assert "CUDA" in report["rows"][name]["reason"]
+    assert report["rows"]["predict"]["variant"] == "int8"
+    assert report["rows"]["onnx-int8"]["model_bytes"] < report["rows"]["onnx-fp32"]["model_bytes"]
+    assert report["data"]["samples"] == SAMPLES and report["model"]["weights"] == "trained"
+    machine = report["machine"]
+    assert machine["cpu_model"] and machine["physical_cores"] >= 1 and machine["versions"]["onnxruntime"]
+    assert report["fastest"]["row"] in CPU_ROWS
+    if report["peak"]["int8"]["macs_per_s"]:
+        share = report["fastest"]["useful_macs_per_s"] / report["peak"]["int8"]["macs_per_s"]
+        assert report["fastest"]["share_of_int8_peak"] == pytest.approx(share)
+    assert report["files"] == {"json": str(out / "bench.json"), "chart": str(out / "bench.png")}
+    # The table is on stderr (CliRunner mixes the streams): one line per row.
+    for name in report["rows"]:
+        assert f"  {name} " in result.output
+
+
+def test_bench_chart_is_a_valid_png(bench_run):
+    out, _, _ = bench_run
+    data = (out / "bench.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    image = imread(out / "bench.png")
+    assert image.shape[0] > 100 and image.shape[1] > 400
+
+
+def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, toy_data_dir):
+    from imdb_deploy.data import load_split, stratified_sample
+    from imdb_deploy.evaluation import EvaluateConfig, evaluate
+    from imdb_deploy.predict import Predictor
+
+    out, _, report = bench_run
+    evaluated = evaluate(trained_dir, EvaluateConfig(data=str(toy_data_dir), max_samples=SAMPLES), progress=False)
+    assert 0.6 < evaluated["accuracy"] < 1  # labels vary and beat chance: equal accuracies are no coincidence
+    data = stratified_sample(load_split(str(toy_data_dir), "test"), SAMPLES, 42)
+    labels = np.asarray(data.labels)
+    expected = {"pytorch-fp32": evaluated["accuracy"], "pytorch-fp32-sorted": evaluated["accuracy"]}
+    for name, variant in (
+        ("onnx-fp32", "fp32"),
+        ("onnx-optimized", "optimized"),
+        ("onnx-int8", "int8"),
+        ("predict", "auto"),
+    ):
+        probabilities = Predictor(out / "onnx", variant=variant).predict_proba(data.texts)
+        expected[name] = float((probabilities.argmax(axis=1) == labels).mean())
+    assert {name: report["rows"][name]["accuracy"] for name in CPU_ROWS} == expected
+
+
+def test_architecture_spec_times_random_weights_without_accuracy(tiny_model_dir, toy_data_dir, tmp_path):
+    spec = "distilbert-base:n_layers=1,dim=32,hidden_dim=64,n_heads=2"
+    config = bench.BenchConfig(
+        data=str(toy_data_dir),
+        samples=8,
+        rows=("pytorch-fp32", "predict"),
+        repeats=1,
+        latency_samples=1,
+        tokenizer=str(tiny_model_dir),
+        max_length=48,
+        output_dir=str(tmp_path / "arch"),
+    )
+    report = bench.run_bench(spec, config)
+    assert report["model"]["weights"] == "random" and report["model"]["kind"] == "architecture"
+    assert report["model"]["architecture"]["n_layers"] == 1 and report["model"]["architecture"]["dim"] == 32
+    assert report["data"]["settings"]["max_length"] == 48
+    assert list(report["rows"]) == ["pytorch-fp32", "predict"]
+    for row in report["rows"].values():
+        assert row["status"] == "ok" and row["accuracy"] is None
+    assert report["rows"]["predict"]["vs_baseline"]["within_gate"] is None
+    assert (tmp_path / "arch" / "bench.png").is_file() and (
+        tmp_path / "arch" / "onnx" / "model_quantized.onnx"
+    ).is_file()
+    assert "random" in bench.format_table(report)
+
+
+def test_cpu_peak_from_the_isa():
+    machine = {"flags": ["sse4_1", "avx2", "fma"], "physical_cores": 2, "clock_ghz": 3.0, "clock_source": "test"}
+    peak = bench.cpu_peak(machine)
+    # AVX2 without VNNI: VPMADDUBSW + VPMADDWD per 32 multiply-adds, two multiply ports -> 32 per cycle per core.
+    assert peak["int8"]["isa"] == "avx2" and peak["int8"]["macs_per_s"] == 2 * 3.0e9 * 32
+    assert peak["fp32"]["macs_per_s"] == 2 * 3.0e9 * 16
+    vnni = bench.cpu_peak({**machine, "flags": ["avx2", "avx512bw", "avx512_vnni", "avx512f"]})
+    assert vnni["int8"]["isa"] == "avx512_vnni" and vnni["int8"]["macs_per_cycle_per_core"] == 128
+    assert bench.cpu_peak({**machine, "clock_ghz": None})["int8"]["macs_per_s"] is None
+
+
+def test_useful_macs_counts_real_tokens():
+    from transformers import DistilBertConfig
+
+    config = DistilBertConfig(n_layers=2, dim=8, hidden_dim=16, n_heads=2)
+    work = bench.useful_macs(config, [3, 5])
+    assert work["linear"] == 2 * (4 * 64 + 2 * 8 * 16) * 8
+    assert work["attention"] == 2 * 2 * 8 * (9 + 25)
+    assert work["total"] == work["linear"] + work["attention"] + 2 * (64 + 16)
+
+
+def test_latency_sets_take_the_shortest_and_longest_quarter():
+    lengths = [10, 500, 20, 300, 40, 480, 60, 250]
+    sets = bench.latency_sets(lengths, 5)
+    assert sorted(lengths[i] for i in sets["short"]) == [10, 20]
+    assert sorted(lengths[i] for i in sets["long"]) == [480, 500]
+    assert bench.latency_sets(lengths, 0) == {"short": [], "long": []}
+
+
+def test_bad_settings_name_the_value(tmp_path):
+    with pytest.raises(ConfigError, match="rows=gpu-magic"):
+        bench.BenchConfig(rows=("gpu-magic",))
+    with pytest.raises(ConfigError, match="'n_layer=2'"):
+        bench.parse_architecture("distilbert-base:n_layer=2")
+    assert bench.parse_architecture("distilbert-base") == {}
+    assert bench.parse_architecture(str(tmp_path)) is None
+    result = CliRunner().invoke(cli, ["bench", "--model", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "no such folder and not an architecture" in result.output
