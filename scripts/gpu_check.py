@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -135,6 +135,12 @@ class Report:
             self.save()
         return result
 
+    def on_term(self, signum, frame) -> None:
+        """SIGTERM handler (`timeout` at the time limit): stop the running section, skip the rest."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the JSON being saved
+        self.stopped = True
+        raise Stopped(f"signal {signum} (time limit): stopped here")
+
     def finish(self) -> int:
         states = [s["status"] for s in self.data["sections"].values()]
         if "error" not in states:
@@ -149,7 +155,8 @@ class Report:
 
 
 def _log(message: str) -> None:
-    print(f"[gpu_check] {message}", file=sys.stderr, flush=True)
+    with suppress(OSError):  # a closed log pipe must not stop the JSON from being written
+        print(f"[gpu_check] {message}", file=sys.stderr, flush=True)
 
 
 def _require(entry: dict, name: str) -> dict:
@@ -612,11 +619,7 @@ def measure(args) -> int:
     report.data["notes"] += args.note
     report.data["settings"] = {"profile": asdict(profile), "data": str(args.data), "tokenizer": str(args.tokenizer)}
 
-    def on_term(signum, frame):
-        report.stopped = True
-        raise Stopped(f"signal {signum} (time limit): stopped here")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, report.on_term)
     try:
         run_sections(report, args, profile)
     finally:

@@ -24,6 +24,15 @@ if [[ ${1:-} == prepare ]]; then
     .venv/bin/python scripts/gpu_check.py prepare "$@" || exit
     git check-ignore -q .gpu_data || echo /.gpu_data/ >>.git/info/exclude
     du -sh .whl .gpu_data >&2
+    # What the device call sends: tracked and untracked-not-ignored files plus the carried folders, 64 MiB at most.
+    tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+    total=$((tree + $(du -sbc .whl .gpu_data | tail -1 | cut -f1)))
+    echo "the device call would send $((total / 1048576)) MiB (limit 64)" >&2
+    if ((total > 64 * 1048576)); then
+        echo "over the limit; the largest files that would travel:" >&2
+        git ls-files -co --exclude-standard -z | xargs -0 du -b 2>/dev/null | sort -n | tail -5 >&2
+        exit 1
+    fi
     exit 0
 fi
 

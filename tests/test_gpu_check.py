@@ -10,8 +10,10 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,17 +163,25 @@ def test_a_failing_section_is_recorded_and_the_rest_still_run(tmp_path):
     assert saved["status"] == "partial"
 
 
-def test_after_a_stop_signal_the_remaining_sections_are_skipped(tmp_path):
+def test_sigterm_stops_the_running_section_and_skips_the_rest(tmp_path):
     report = gpu_check.Report(tmp_path / "r.json", smoke=True, argv=["x"])
 
-    def stopped(entry):
-        report.stopped = True
-        raise gpu_check.Stopped("signal 15 (time limit): stopped here")
+    def long_section(entry):
+        os.kill(os.getpid(), signal.SIGTERM)  # what `timeout` sends at the limit
+        for _ in range(500):
+            time.sleep(0.01)  # the handler runs here and raises
+        entry["finished"] = True
 
-    report.run("setup", stopped)
-    report.run("train_bf16", lambda entry: None)
-    sections = report.data["sections"]
+    previous = signal.signal(signal.SIGTERM, report.on_term)
+    try:
+        report.run("setup", long_section)
+        report.run("train_bf16", lambda entry: None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert report.finish() == 1
+    sections = json.loads((tmp_path / "r.json").read_text())["sections"]
     assert sections["setup"]["status"] == "error" and "time limit" in sections["setup"]["error"]
+    assert "finished" not in sections["setup"]
     assert sections["train_bf16"]["status"] == "skipped" and "SIGTERM" in sections["train_bf16"]["reason"]
 
 
