@@ -19,11 +19,13 @@ writes the folder with `"verified": false` in export_report.json.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -268,37 +270,52 @@ def _quantize(folder: Path, source: Path, qconfig) -> None:
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
-    quantize_dynamic(
-        source,
-        target,
-        op_types_to_quantize=[getattr(op, "value", op) for op in qconfig.operators_to_quantize],
-        per_channel=qconfig.per_channel,
-        reduce_range=qconfig.reduce_range,
-        weight_type=qconfig.weights_dtype,
-        nodes_to_quantize=qconfig.nodes_to_quantize or None,
-        nodes_to_exclude=qconfig.nodes_to_exclude or None,
-        extra_options={
-            # Fused contrib ops (Attention, SkipLayerNormalization...) have outputs shape inference cannot
-            # type; they are all float here.
-            "DefaultTensorType": onnx.TensorProto.FLOAT,
-            "WeightSymmetric": qconfig.weights_symmetric,
-            "ActivationSymmetric": qconfig.activations_symmetric,
-        },
-    )
+    # quantize_dynamic advises its pre-processing (shape inference + graph optimization) on the root logger;
+    # the fused graph is optimized already, so the advice would only be noise on the user's stderr.
+    with _dropped_log_message("consider to run pre-processing"):
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=[getattr(op, "value", op) for op in qconfig.operators_to_quantize],
+            per_channel=qconfig.per_channel,
+            reduce_range=qconfig.reduce_range,
+            weight_type=qconfig.weights_dtype,
+            nodes_to_quantize=qconfig.nodes_to_quantize or None,
+            nodes_to_exclude=qconfig.nodes_to_exclude or None,
+            extra_options={
+                # Fused contrib ops (Attention, SkipLayerNormalization...) have outputs shape inference
+                # cannot type; they are all float here.
+                "DefaultTensorType": onnx.TensorProto.FLOAT,
+                "WeightSymmetric": qconfig.weights_symmetric,
+                "ActivationSymmetric": qconfig.activations_symmetric,
+            },
+        )
 
 
-class _scratch:
+@contextmanager
+def _dropped_log_message(text: str) -> Iterator[None]:
+    """Drop root-logger records containing `text` while the block runs."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return text not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+@contextmanager
+def _scratch(folder: Path) -> Iterator[Path]:
     """A temporary folder inside `folder` (same filesystem, so moves are renames), removed afterwards."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / ".scratch"
-
-    def __enter__(self) -> Path:
-        self.path.mkdir()
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    path = folder / ".scratch"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _versions() -> dict:

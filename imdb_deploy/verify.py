@@ -30,30 +30,53 @@ class Thresholds:
         min_agreement: share of reviews whose predicted label equals PyTorch's.
         max_accuracy_drop: PyTorch accuracy minus the variant's, at most (a variant that scores higher
             is not a defect).
+        drop_noise_sigmas: a drop also has to exceed this many standard errors of its own sampling noise
+            to fail. Only flipped reviews move accuracy, each by 1/n either way, so with f flips the drop of
+            a variant that is no worse than PyTorch has standard error sqrt(f)/n (McNemar's test). Without
+            this, a neutral INT8 model with 10 flips among 1,000 reviews would fail a 0.5-point budget by
+            chance about one time in twenty. 0 turns the allowance off.
         max_prob_diff: largest absolute difference of any class probability on any review; None: not gated.
         max_mean_prob_diff: mean absolute difference of the probabilities; None: not gated.
     """
 
     min_agreement: float = 1.0
     max_accuracy_drop: float = 0.0
+    drop_noise_sigmas: float = 0.0
     max_prob_diff: float | None = None
     max_mean_prob_diff: float | None = None
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            if item.name == "drop_noise_sigmas":
+                if not (isinstance(value, (int, float)) and 0 <= value <= 10):
+                    raise ConfigError(f"{item.name}={value!r}: use a number of standard errors from 0 to 10")
+            elif value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise ConfigError(f"{item.name}={value!r}: use a fraction from 0 to 1")
 
+    def allowed_drop(self, flips: int, samples: int) -> float:
+        """The accuracy drop this variant may show: the budget, or the noise of `flips` flips if larger."""
+        return max(self.max_accuracy_drop, self.drop_noise_sigmas * float(np.sqrt(flips)) / max(samples, 1))
 
-# fp32 and the fused graph compute the same function as PyTorch up to float32 rounding: measured max
-# |dp| is ~1e-6 (fp32) and ~1e-5 (O2 fusion), so 1e-4 is strict yet far above rounding, and every label
-# must agree. INT8 rounds every weight and activation; see DEFAULT_INT8 for where its bounds come from.
-# fp16 (the GPU's O4 graph) is bounded like a slightly noisier fp32: agreement 99.5%, |dp| 2e-2.
+
+# fp32 and the fused graph compute the same function as PyTorch up to float32 rounding: on the real-data
+# check max |dp| was 1.2e-6 (fp32) and 1.5e-6 (O2 fusion), mean 8e-8 and 1e-7; 1e-4 and 1e-5 are strict yet
+# far above rounding, and every label must agree.
+# fp16 (the GPU's O4 graph) is bounded like a slightly noisier fp32 until measured: agreement 99.5%, |dp| 2e-2.
 DEFAULT_EXACT = Thresholds(min_agreement=1.0, max_accuracy_drop=0.0, max_prob_diff=1e-4, max_mean_prob_diff=1e-5)
-# INT8 bounds, derived from measurements on 2,000 IMDb test reviews (see the README's real-data check):
-# the fine-tuned MiniLM-L6 DistilBERT lost PLACEHOLDER points and agreed on PLACEHOLDER% of labels.
-DEFAULT_INT8 = Thresholds(min_agreement=0.98, max_accuracy_drop=0.005, max_prob_diff=None, max_mean_prob_diff=0.02)
+# INT8 bounds, from the real-data check (runs/minilm-2k, the shared MiniLM-L6 DistilBERT fine-tuned on 2,000
+# reviews; 2,000 IMDb test reviews; AVX2 settings, per-channel, fused graph): accuracy +0.25 points, label
+# agreement 99.05% (19 flips), mean |dp| 0.0099, max |dp| 0.17 (one review near 0.5 can move far; agreement
+# is what counts there, so max |dp| is not gated).
+# - min_agreement 0.98 allows twice the measured disagreement: ~5 binomial standard errors at n=2,000, ~3.5
+#   at the default n=1,000, so a sound model does not fail by chance while a broken one (<98%) does.
+# - max_accuracy_drop 0.5 points is the release budget, widened to 2 standard errors of the flip noise
+#   when the sample is too small to resolve 0.5 points (drop_noise_sigmas).
+# - max_mean_prob_diff 0.02 is twice the measured 0.0099. Quantization noise moves probabilities most near
+#   0.5, and this lightly trained model sits there often, so a confident model measures lower.
+DEFAULT_INT8 = Thresholds(
+    min_agreement=0.98, max_accuracy_drop=0.005, drop_noise_sigmas=2.0, max_prob_diff=None, max_mean_prob_diff=0.02
+)
 # O3 replaces exact GELU by its tanh approximation: no longer the same function, so the fused graph is
 # bounded by agreement and mean difference like a (much milder) quantization; see APPROX_GELU's numbers.
 APPROX_GELU = Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=None, max_mean_prob_diff=5e-3)
@@ -99,7 +122,7 @@ def parse_threshold_overrides(items: Iterable[str], base: dict[str, Thresholds] 
             number = None if text in ("none", "off") else float(text)
         except ValueError as exc:
             raise ConfigError(f"threshold {item!r}: {value!r} is not a number (or none)") from exc
-        if number is None and name in ("min_agreement", "max_accuracy_drop"):
+        if number is None and name in ("min_agreement", "max_accuracy_drop", "drop_noise_sigmas"):
             raise ConfigError(f"threshold {item!r}: {name} needs a number")
         thresholds[variant] = replace(thresholds[variant], **{name: number})
     return thresholds
@@ -288,10 +311,17 @@ def compare(
             f"label agreement {100 * agreement:.2f}% < {100 * thresholds.min_agreement:.2f}% "
             f"({len(flipped)} of {len(labels)} labels flipped)"
         )
-    if -change > thresholds.max_accuracy_drop + 1e-12:
+    allowed = thresholds.allowed_drop(len(flipped), len(labels))
+    if -change > allowed + 1e-12:
+        noise = (
+            f", the larger of {100 * thresholds.max_accuracy_drop:.2f} and {thresholds.drop_noise_sigmas:g} "
+            f"standard errors of {len(flipped)} flips"
+            if thresholds.drop_noise_sigmas
+            else ""
+        )
         failures.append(
             f"accuracy {accuracy:.4f} is {100 * -change:.2f} points below PyTorch's {torch_accuracy:.4f} "
-            f"(allowed {100 * thresholds.max_accuracy_drop:.2f})"
+            f"(allowed {100 * allowed:.2f}{noise})"
         )
     if thresholds.max_prob_diff is not None and max_diff > thresholds.max_prob_diff:
         failures.append(f"max |probability difference| {max_diff:.3g} > {thresholds.max_prob_diff:.3g}")

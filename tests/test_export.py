@@ -197,3 +197,14 @@ def test_export_refuses_to_replace_its_own_model_folder(tiny_classifier_dir):
     assert result.exit_code == 1
     assert "is the model folder itself" in result.stderr
     assert (tiny_classifier_dir / "model.safetensors").is_file()
+
+
+def test_plain_graph_quantizes_through_ortquantizer(tiny_classifier_dir, tmp_path):
+    out = tmp_path / "onnx"
+    export_module.export(tiny_classifier_dir, out, ExportConfig(optimize="none", quantize=True, verify=False))
+    assert sorted(onnx_variants(out)) == ["fp32", "int8"]
+    ops = {node.op_type for node in onnx.load(str(out / ONNX_VARIANTS["int8"])).graph.node}
+    assert ops & INTEGER_MATMULS
+    report = json.loads((out / EXPORT_REPORT).read_text())
+    assert report["settings"]["quantization"]["source"] == "model.onnx"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") or p.name == "ort_config.json"]

@@ -109,7 +109,8 @@ def test_compare_counts_flips_and_names_the_broken_bounds():
     onnx_probs = torch_probs.copy()
     onnx_probs[[0, 1]] = [[0.6, 0.4], [0.55, 0.45]]  # two correct answers flip to wrong
     ids = [f"row {i}" for i in range(10)]
-    result = compare("int8", "model_quantized.onnx", torch_probs, onnx_probs, labels, ids, DEFAULT_THRESHOLDS["int8"])
+    strict = Thresholds(min_agreement=0.98, max_accuracy_drop=0.005, max_mean_prob_diff=0.02)
+    result = compare("int8", "model_quantized.onnx", torch_probs, onnx_probs, labels, ids, strict)
     assert result.agreement == pytest.approx(0.8)
     assert result.accuracy_change == pytest.approx(-0.2)
     assert result.flip_count == 2
@@ -123,6 +124,28 @@ def test_compare_counts_flips_and_names_the_broken_bounds():
     ]
     same = compare("fp32", "model.onnx", torch_probs, torch_probs, labels, ids, DEFAULT_THRESHOLDS["fp32"])
     assert same.passed and same.agreement == 1.0 and same.max_prob_diff == 0.0
+
+
+def test_accuracy_drop_allows_for_flip_noise_but_not_a_real_loss():
+    n = 1000
+    labels = np.zeros(n, dtype=np.int64)
+    torch_probs = np.tile([0.8, 0.2], (n, 1))  # all correct
+    ids = [str(i) for i in range(n)]
+
+    def int8_with(to_wrong: int, to_right: int):
+        onnx_probs, truth = torch_probs.copy(), labels.copy()
+        onnx_probs[:to_wrong] = [0.45, 0.55]
+        truth[n - to_right :] = 1  # PyTorch was wrong there; INT8 flips to the right answer
+        onnx_probs[n - to_right :] = [0.45, 0.55]
+        return compare("int8", "q", torch_probs, onnx_probs, truth, ids, DEFAULT_THRESHOLDS["int8"])
+
+    noisy = int8_with(to_wrong=8, to_right=2)  # -0.6 points from 10 flips: within 2 x sqrt(10)/1000
+    assert noisy.accuracy_change == pytest.approx(-0.006) and noisy.passed, noisy.failures
+    lossy = int8_with(to_wrong=15, to_right=0)  # -1.5 points, 15 flips all one way
+    assert lossy.failures == [
+        "accuracy 0.9850 is 1.50 points below PyTorch's 1.0000 (allowed 0.77, the larger of 0.50 and 2 "
+        "standard errors of 15 flips)"
+    ]
 
 
 def test_threshold_overrides_are_validated():
