@@ -16,6 +16,7 @@ import numpy as np
 
 from imdb_deploy.artifacts import load_settings, load_tokenizer, open_onnx_session, resolve_onnx_variant
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
+from imdb_deploy.evaluation import softmax
 from imdb_deploy.tokenization import encode, length_sorted_batches
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call: 64 reviews
@@ -167,7 +168,7 @@ class Predictor:
         Raises:
             InputError: `texts` is a single string or holds a non-string.
         """
-        return softmax(self.logits(texts))
+        return softmax(self.logits(texts)).astype(np.float32)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction (label, its score, all probabilities) per text, in input order.
@@ -188,13 +189,6 @@ class Predictor:
             )
             for row, k in zip(probabilities, best, strict=True)
         ]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, float32."""
-    logits = logits.astype(np.float32, copy=False)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _check_texts(texts) -> list[str]:
