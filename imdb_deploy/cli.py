@@ -388,7 +388,7 @@ def verify(
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
 @click.option(
-    "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 16384]."
+    "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 1024]."
 )
 @click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1), help="Rows sorted together.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the one-line summary stays).")

@@ -23,6 +23,7 @@ import statistics
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -136,10 +137,14 @@ def quantize_dyn(src: Path, dst: Path, **options) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, **options.pop("extra", {})}
+    weight_type = QuantType[options.pop("weight_type", "QInt8")]
+    if weight_type == QuantType.QUInt8:  # as optimum's AutoQuantizationConfig.avx2 (and so export) sets it
+        extra.setdefault("WeightSymmetric", True)
+        extra.setdefault("ActivationSymmetric", False)
     quantize_dynamic(
         str(src),
         str(dst),
-        weight_type=QuantType.QInt8,
+        weight_type=weight_type,
         per_channel=options.pop("per_channel", False),
         reduce_range=options.pop("reduce_range", False),
         op_types_to_quantize=options.pop("ops", None),
@@ -257,11 +262,18 @@ class OnnxRunner:
 
 
 class TorchRunner:
-    def __init__(self, model_dir: Path, threads: int = 2):
+    """PyTorch eager; `int8` applies torch's dynamic quantization to every nn.Linear (FBGEMM/x86 kernels)."""
+
+    def __init__(self, model_dir: Path, threads: int = 2, int8: bool = False, cls_only: bool = False):
         import torch
 
         torch.set_num_threads(threads)
         self.model = load_torch_classifier(model_dir)
+        if cls_only:
+            last = self.model.distilbert.transformer.layer[-1]
+            last.forward = cls_only_forward(last)
+        if int8:
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self.pad_id = 0
 
     def run(self, encoded, batches) -> np.ndarray:
@@ -276,20 +288,29 @@ class TorchRunner:
 
 
 def time_candidates(candidates: dict, encoded, repeats: int, warmup_reviews: int = 16) -> dict:
-    """Interleaved timing: every round runs every candidate once over all reviews."""
+    """Interleaved timing: every round runs every candidate once over all reviews.
+
+    A candidate is (factory, plan); the runner is built fresh for each round and dropped after it, so only
+    one model's sessions and memory arenas live at a time (a dozen base-size sessions with their arenas
+    fill 24 GB and the machine slows to a crawl). Building and a short warm-up are not timed.
+    """
+    import gc
+
     lengths = [len(e) for e in encoded]
+    order = sorted(range(len(encoded)), key=lambda i: lengths[i])
+    few = order[: warmup_reviews // 2] + order[-warmup_reviews // 2 :]  # shortest and longest reviews
     times: dict[str, list[float]] = {name: [] for name in candidates}
     logits: dict[str, np.ndarray] = {}
-    for runner, plan in candidates.values():  # warm-up on a few of the longest and shortest reviews
-        order = sorted(range(len(encoded)), key=lambda i: lengths[i])
-        few = order[: warmup_reviews // 2] + order[-warmup_reviews // 2 :]
-        runner.run([encoded[i] for i in few], plan_batches([lengths[i] for i in few], plan))
     for r in range(repeats):
-        for name, (runner, plan) in candidates.items():
+        for name, (make, plan) in candidates.items():
+            runner = make()
+            runner.run([encoded[i] for i in few], plan_batches([lengths[i] for i in few], plan))
             batches = plan_batches(lengths, plan)
             start = time.perf_counter()
             logits[name] = runner.run(encoded, batches)
             times[name].append(time.perf_counter() - start)
+            del runner
+            gc.collect()
             log(f"  round {r + 1}/{repeats} {name:40s} {len(encoded) / times[name][-1]:7.2f} reviews/s")
     return {
         name: {
@@ -332,6 +353,7 @@ def prepare_variants(work: Path, base: Path, calib_encoded, pad_id: int, which: 
         "q_opt_rr": (v["ortopt"], {"reduce_range": True}),
         "q_opt_pc": (v["ortopt"], {"per_channel": True}),
         "q_opt_pc_rr": (v["ortopt"], {"per_channel": True, "reduce_range": True}),
+        "q_opt_pc_u8": (v["ortopt"], {"per_channel": True, "weight_type": "QUInt8"}),
         "q_opt_matmul": (v["ortopt"], {"ops": ["MatMul"]}),
         "q_opt_attn": (v["ortopt"], {"ops": ["MatMul", "Attention"]}),
         "q_opt_gather": (v["ortopt"], {"ops": ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"]}),
@@ -339,10 +361,11 @@ def prepare_variants(work: Path, base: Path, calib_encoded, pad_id: int, which: 
     for name, (src, options) in recipes.items():
         if which is None or name in which:
             v[name] = quantize_dyn(src, onnx_dir / f"{name}.onnx", **options)
-    if which is None or {"cls_opt", "q_cls_opt"} & which:
+    if which is None or {"cls_opt", "q_cls_opt", "q_cls_opt_pc"} & which:
         cls = export_cls_only(base, onnx_dir)
         v["cls_opt"] = ort_optimize(cls, onnx_dir / "cls_opt.onnx", 12, 768)
         v["q_cls_opt"] = quantize_dyn(v["cls_opt"], onnx_dir / "q_cls_opt.onnx")
+        v["q_cls_opt_pc"] = quantize_dyn(v["cls_opt"], onnx_dir / "q_cls_opt_pc.onnx", per_channel=True)
     if which is None or {"s_qdq", "s_qop"} & which:
         # Static quantization needs a graph whose MatMuls have float inputs: quantize the unfused graph's
         # pre-processed copy (shape inference) and let the session fuse what it can.
@@ -383,7 +406,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["screen", "sessions", "plans", "final", "accuracy"], required=True)
+    parser.add_argument(
+        "--stage", choices=["screen", "sessions", "plans", "final", "accuracy", "profile"], required=True
+    )
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=2)
@@ -391,6 +416,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_research")
     parser.add_argument("--only", default="", help="comma-separated candidate names")
     parser.add_argument("--model", type=Path, default=None, help="fine-tuned folder for --stage accuracy")
+    parser.add_argument(
+        "--plans",
+        default="order32,sorted32,sorted64,tokens4096,tokens8192,tokens16384,one",
+        help="batching plans for --stage plans: orderN, sortedN, tokensN (sorted, token budget), one",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     only = {x for x in args.only.split(",") if x} or None
@@ -407,16 +437,24 @@ def main() -> None:
     calib = encode(tokenizer, stratified_sample(load_split(DATA, "train"), 64, 7).texts, settings)
     pad_id = tokenizer.pad_token_id
 
+    if args.stage == "profile":
+        run_profile(args, only or {"q_opt", "q_opt_pc", "q_opt_pc_u8", "ortopt"}, base, calib, encoded, pad_id)
+        return
+
     candidates: dict = {}
     if args.stage == "screen":
         variants = prepare_variants(args.work, base, calib, pad_id, only)
         for name, path in variants.items():
-            candidates[f"{name}/sorted32"] = (OnnxRunner(path, pad_id), "sorted32")
+            candidates[f"{name}/sorted32"] = (partial(OnnxRunner, path, pad_id), "sorted32")
         if only is None or "torch" in only:
-            candidates["torch/sorted32"] = (TorchRunner(base), "sorted32")
+            candidates["torch/sorted32"] = (partial(TorchRunner, base), "sorted32")
+        if only is None or "torch_int8" in only:
+            candidates["torch_int8/sorted32"] = (partial(TorchRunner, base, int8=True), "sorted32")
+        if only is None or "torch_int8_cls" in only:
+            candidates["torch_int8_cls/sorted32"] = (partial(TorchRunner, base, int8=True, cls_only=True), "sorted32")
     elif args.stage == "sessions":
-        variants = prepare_variants(args.work, base, calib, pad_id, {"q_opt"})
-        path = variants["q_opt"]
+        name = "q_opt_pc"  # what `imdb-deploy export --quantize` writes by default on this CPU
+        path = prepare_variants(args.work, base, calib, pad_id, {name})[name]
         configs = {
             "t2_spin": {},
             "t2_nospin": {"spin": False},
@@ -425,25 +463,28 @@ def main() -> None:
             "t1": {"threads": 1},
             "2x_t1": {"threads": 1, "parallel": 2},
         }
-        for name, options in configs.items():
-            if only is None or name in only:
+        for config, options in configs.items():
+            if only is None or config in only:
                 options = dict(options)
                 parallel = options.pop("parallel", 1)
-                candidates[f"q_opt/{name}"] = (OnnxRunner(path, pad_id, parallel=parallel, **options), "sorted32")
+                candidates[f"{name}/{config}"] = (
+                    partial(OnnxRunner, path, pad_id, parallel=parallel, **options),
+                    "sorted32",
+                )
     elif args.stage == "plans":
         name = next(iter(only)) if only else "q_opt"
         path = prepare_variants(args.work, base, calib, pad_id, {name})[name]
-        runner = OnnxRunner(path, pad_id)
-        for plan in ("order32", "sorted32", "sorted64", "tokens4096", "tokens8192", "tokens16384", "one"):
+        runner = partial(OnnxRunner, path, pad_id)
+        for plan in args.plans.split(","):
             candidates[f"{name}/{plan}"] = (runner, plan)
     elif args.stage == "final":
         names = only or {"fp32", "ortopt", "q_opt", "q_cls_opt"}
         variants = prepare_variants(args.work, base, calib, pad_id, names)
-        torch_runner = TorchRunner(base)
+        torch_runner = partial(TorchRunner, base)
         candidates["torch/order32"] = (torch_runner, "order32")
         candidates["torch/sorted32"] = (torch_runner, "sorted32")
         for name, path in variants.items():
-            runner = OnnxRunner(path, pad_id)
+            runner = partial(OnnxRunner, path, pad_id)
             candidates[f"{name}/order32"] = (runner, "order32")
             candidates[f"{name}/tokens8192"] = (runner, "tokens8192")
 
@@ -481,6 +522,45 @@ def main() -> None:
         )
 
 
+def run_profile(args, names, base, calib, encoded, pad_id) -> None:
+    """Where the time goes: onnxruntime's profiler, summed per operator type, over all reviews (sorted32)."""
+    import onnxruntime as ort
+
+    report = {}
+    lengths = [len(e) for e in encoded]
+    for name, path in prepare_variants(args.work, base, calib, pad_id, set(names)).items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        options.enable_profiling = True
+        options.profile_file_prefix = str(args.out / f"ort-profile-{name}")
+        sess = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        names_in = [i.name for i in sess.get_inputs()]
+        start = time.perf_counter()
+        for batch in plan_batches(lengths, "sorted32"):
+            feed = pad([encoded[i] for i in batch], pad_id)
+            sess.run(None, {k: feed[k] for k in names_in})
+        wall = time.perf_counter() - start
+        trace = json.loads(Path(sess.end_profiling()).read_text())
+        per_op: dict[str, float] = {}
+        for event in trace:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                op = event["args"]["op_name"]
+                per_op[op] = per_op.get(op, 0.0) + event["dur"] / 1e6
+        total = sum(per_op.values())
+        report[name] = {
+            "wall_seconds": wall,
+            "reviews_per_s": len(encoded) / wall,
+            "op_seconds": dict(sorted(per_op.items(), key=lambda kv: -kv[1])),
+            "op_share": {op: t / total for op, t in sorted(per_op.items(), key=lambda kv: -kv[1])},
+        }
+        log(
+            name,
+            f"{len(encoded) / wall:.2f} reviews/s",
+            {op: round(t, 2) for op, t in report[name]["op_seconds"].items()},
+        )
+    (args.out / "profile.json").write_text(json.dumps(report, indent=2))
+
+
 def run_accuracy(args, only) -> None:
     """Accuracy and agreement of the quantization recipes on a fine-tuned model (args.model)."""
     model_dir = args.model
@@ -500,6 +580,7 @@ def run_accuracy(args, only) -> None:
         "q_opt_rr": (opt, {"reduce_range": True}),
         "q_opt_pc": (opt, {"per_channel": True}),
         "q_opt_pc_rr": (opt, {"per_channel": True, "reduce_range": True}),
+        "q_opt_pc_u8": (opt, {"per_channel": True, "weight_type": "QUInt8"}),
         "q_opt_attn": (opt, {"ops": ["MatMul", "Attention"]}),
     }
     paths = {"fp32": fp32, "ortopt": opt}
