@@ -64,9 +64,13 @@ class ExportConfig:
         quantize: also write the dynamic INT8 model (CPU only).
         quantize_target: CPU whose INT8 settings to use ("auto" detects this machine's), one of
             QUANTIZATION_TARGETS.
-        per_channel: one INT8 scale per weight column instead of per tensor: more accurate, same speed.
+        per_channel: one INT8 scale per weight column instead of per tensor. On the real-data check
+            (2,000 IMDb reviews) per-tensor agreed with PyTorch on 96.8% of labels and lost 0.8 points,
+            failing the gate; per-channel agreed on 99.1% at about the same speed.
         reduce_range: 7-bit weights, the cure for VPMADDUBSW saturation on AVX512 CPUs without VNNI.
-        quantize_from: quantize the fused graph ("optimized", faster) or the plain one ("fp32").
+        quantize_from: quantize the fused graph ("optimized") or the plain one ("fp32"). The fused one is
+            the default: on the real-data check it agreed with PyTorch more often (99.1% vs 98.6%, mean
+            |dp| 0.010 vs 0.015), and it runs faster (see the README's export numbers).
         device: "cpu" or "cuda"; the device the exported graphs are optimized for.
         verify: run the parity gate; False writes the folder marked `"verified": false`.
         data: labelled reviews for the gate (see imdb_deploy.data).

@@ -74,12 +74,19 @@ DEFAULT_EXACT = Thresholds(min_agreement=1.0, max_accuracy_drop=0.0, max_prob_di
 #   when the sample is too small to resolve 0.5 points (drop_noise_sigmas).
 # - max_mean_prob_diff 0.02 is twice the measured 0.0099. Quantization noise moves probabilities most near
 #   0.5, and this lightly trained model sits there often, so a confident model measures lower.
+# The same check separates the INT8 choices: per-tensor weights agreed on only 96.8% (-0.80 points) and fail;
+# per-channel on the unfused graph (ORTQuantizer) 98.6% (+0.20, mean |dp| 0.015) passes with less margin.
+# INT8 outputs also depend a little on batch composition (DynamicQuantizeLinear takes one activation scale
+# per batch), so the gate runs the ONNX variants through Predictor, batched exactly as served: 17 to 19
+# flips in 2,000 between batching plans.
 DEFAULT_INT8 = Thresholds(
     min_agreement=0.98, max_accuracy_drop=0.005, drop_noise_sigmas=2.0, max_prob_diff=None, max_mean_prob_diff=0.02
 )
-# O3 replaces exact GELU by its tanh approximation: no longer the same function, so the fused graph is
-# bounded by agreement and mean difference like a (much milder) quantization; see APPROX_GELU's numbers.
-APPROX_GELU = Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=None, max_mean_prob_diff=5e-3)
+# O3 replaces exact GELU by its tanh approximation: no longer the same function, so the fused graph gets
+# bounds of its own. Measured on the real-data check: agreement 100%, max |dp| 1.8e-3, mean 1.5e-4.
+APPROX_GELU = Thresholds(
+    min_agreement=0.995, max_accuracy_drop=0.002, drop_noise_sigmas=2.0, max_prob_diff=1e-2, max_mean_prob_diff=1e-3
+)
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": DEFAULT_EXACT,
     "optimized": DEFAULT_EXACT,
