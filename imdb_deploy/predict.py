@@ -70,6 +70,7 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        io_binding: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r}: use 1 or more")
@@ -83,6 +84,7 @@ class Predictor:
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self.session = open_onnx_session(self.model_path, provider=provider, threads=threads)
+        self.io_binding = provider == "cuda" if io_binding is None else io_binding
         self.tokenizer = load_tokenizer(self.model_dir)
         self.settings = load_settings(self.model_dir, self.tokenizer)
         self.label_names = tuple(self.settings.label_names)
@@ -109,7 +111,7 @@ class Predictor:
     def __repr__(self) -> str:
         return (
             f"Predictor({str(self.model_dir)!r}, variant={self.variant!r}, provider={self.provider!r}, "
-            f"batch_size={self.batch_size}, max_tokens={self.max_tokens})"
+            f"batch_size={self.batch_size}, max_tokens={self.max_tokens}, io_binding={self.io_binding})"
         )
 
     def _allocate(self, rows: int) -> dict[str, np.ndarray]:
@@ -136,11 +138,19 @@ class Predictor:
         return {name: feed[name] for name in self._input_names}
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits for one batch of token id lists (unpadded); the one place onnxruntime runs.
+        """Logits for one batch of token id lists (unpadded); the one place onnxruntime runs."""
+        feed = self._fill(batch)
+        if not self.io_binding:
+            return self.session.run([self._output_name], feed)[0]
+        from onnxruntime import OrtValue
 
-        A CUDA I/O-binding path would replace this method's body and keep its contract.
-        """
-        return self.session.run([self._output_name], self._fill(batch))[0]
+        device = "cuda" if self.provider == "cuda" else "cpu"
+        binding = self.session.io_binding()
+        for name, array in feed.items():
+            binding.bind_ortvalue_input(name, OrtValue.ortvalue_from_numpy(array, device, 0))
+        binding.bind_output(self._output_name, device)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, cut exactly as in training (tokenization.encode with the folder's settings)."""

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run_config.json"
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
 @dataclass
@@ -58,11 +58,17 @@ class TrainConfig:
         val_size: validation share (fraction) or count carved from train, seeded and stratified; 0 disables
             model selection (the last epoch is kept).
         max_train_samples / max_eval_samples: stratified samples for quick runs (eval caps validation and test).
-        mixed_precision: "bf16" on recent GPUs, "fp16" on older ones, "no" on CPU.
+        mixed_precision: "auto" picks bf16 on a GPU that supports it (Ampere and newer), fp16 on an older
+            GPU, and "no" on the CPU (CPU autocast is slower than fp32 there); or name one.
         seed: seeds sampling, the new head, dropout and batch order.
         checkpoint_every: save a resumable checkpoint every N optimizer steps (and at each epoch end).
-        eval_batch_size: inference needs no gradients, so batches can be larger.
-        num_workers: DataLoader workers; 0 on CPU (tokenization is done up front).
+        eval_batch_size: inference needs no gradients, so batches can be larger; None: 64 on the CPU,
+            256 on a GPU.
+        num_workers: DataLoader workers; None: 0 on the CPU (tokenization is done up front, so workers would
+            only collate, and would take cores from the model), 2 on a GPU, where collating and pinned-memory
+            copies then overlap the GPU's work.
+        tf32: on a GPU, let fp32 matmuls (the parts autocast leaves in fp32, or all of them without mixed
+            precision) use TF32 tensor cores on Ampere and newer; no effect on the CPU.
         cpu: train on the CPU even when a GPU is present.
     """
 
@@ -80,11 +86,12 @@ class TrainConfig:
     val_size: float = 0.1
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"
     seed: int = 42
     checkpoint_every: int = 500
-    eval_batch_size: int = 64
-    num_workers: int = 0
+    eval_batch_size: int | None = None
+    num_workers: int | None = None
+    tf32: bool = True
     cpu: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -92,6 +99,8 @@ class TrainConfig:
         positive = ("epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "eval_batch_size")
         for name in positive:
             value = getattr(self, name)
+            if name == "eval_batch_size" and value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r}: use a whole number of at least 1")
         if not 0 < self.lr < 1:
@@ -110,6 +119,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise ConfigError(f"{name}={value!r}: use at least 2 so both labels stay present")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ConfigError(f"num_workers={self.num_workers!r}: use 0 or more (or leave it unset)")
         _ = self.settings  # validates max_length
 
     @property
@@ -118,8 +129,33 @@ class TrainConfig:
 
     def training_fields(self) -> dict:
         """The fields that change the result (resume refuses to continue a run with different ones)."""
-        skip = {"output_dir", "checkpoint_every", "eval_batch_size", "num_workers", "cpu", "extra"}
+        skip = {"output_dir", "checkpoint_every", "eval_batch_size", "num_workers", "tf32", "cpu", "extra"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """The settings whose best value depends on the device, resolved for the one the run uses."""
+
+    mixed_precision: str
+    eval_batch_size: int
+    num_workers: int
+    pin_memory: bool
+    tf32: bool
+
+
+def device_settings(config: TrainConfig, cuda: bool, bf16_supported: bool = False) -> DeviceSettings:
+    """Fill the device-dependent defaults of `config` (see TrainConfig) for a CUDA or a CPU run."""
+    mixed = config.mixed_precision
+    if mixed == "auto":
+        mixed = ("bf16" if bf16_supported else "fp16") if cuda else "no"
+    return DeviceSettings(
+        mixed_precision=mixed,
+        eval_batch_size=config.eval_batch_size or (256 if cuda else 64),
+        num_workers=config.num_workers if config.num_workers is not None else (2 if cuda else 0),
+        pin_memory=cuda,
+        tf32=cuda and config.tf32,
+    )
 
 
 class _Encoded:
@@ -269,9 +305,14 @@ def train(
 
     # Under torchrun on a machine without CUDA, accelerate needs cpu=True to form a multi-process gloo group.
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cuda = torch.cuda.is_available() and not config.cpu
+    device = device_settings(config, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+    if device.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     accelerator = Accelerator(
         cpu=config.cpu or (launched and not torch.cuda.is_available()),
-        mixed_precision=config.mixed_precision,
+        mixed_precision=device.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )
     main = accelerator.is_main_process
@@ -294,13 +335,17 @@ def train(
             config.batch_size, lengths=[len(i) for i in encoded["train"].ids], generator=batch_order
         ),
         collate_fn=collate,
-        num_workers=config.num_workers,
-        pin_memory=accelerator.device.type == "cuda",
+        num_workers=device.num_workers,
+        pin_memory=device.pin_memory,
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
     )
     eval_loaders = {
         name: torch.utils.data.DataLoader(
-            encoded[name], batch_size=config.eval_batch_size, collate_fn=collate, num_workers=config.num_workers
+            encoded[name],
+            batch_size=device.eval_batch_size,
+            collate_fn=collate,
+            num_workers=device.num_workers,
+            pin_memory=device.pin_memory,
         )
         for name in ("validation", "test")
         if name in encoded
@@ -451,6 +496,7 @@ def train(
             "validation_samples": len(splits.get("validation", [])),
             "processes": accelerator.num_processes,
             "device": str(accelerator.device),
+            "device_settings": asdict(device),
         }
         _finish(out, final, tokenizer, config, settings, metrics, splits)
     accelerator.wait_for_everyone()

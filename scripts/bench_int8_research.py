@@ -486,7 +486,7 @@ def main() -> None:
         for name, path in variants.items():
             runner = partial(OnnxRunner, path, pad_id)
             candidates[f"{name}/order32"] = (runner, "order32")
-            candidates[f"{name}/tokens8192"] = (runner, "tokens8192")
+            candidates[f"{name}/tokens1024"] = (runner, "tokens1024")  # predict's default budget
 
     results = time_candidates(candidates, encoded, args.repeats)
     reference = next((r["logits"] for k, r in results.items() if k.startswith("torch/")), None)

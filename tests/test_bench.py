@@ -92,8 +92,13 @@ def test_bench_writes_a_complete_report_and_table(bench_run):
     assert machine["cpu_model"] and machine["physical_cores"] >= 1 and machine["versions"]["onnxruntime"]
     assert report["fastest"]["row"] in CPU_ROWS
     if report["peak"]["int8"]["macs_per_s"]:
-        share = report["fastest"]["useful_macs_per_s"] / report["peak"]["int8"]["macs_per_s"]
+        share = report["fastest"]["executed_macs_per_s"] / report["peak"]["int8"]["macs_per_s"]
         assert report["fastest"]["share_of_int8_peak"] == pytest.approx(share)
+    # The export ran the last layer for [CLS] only: ONNX rows are held to the work that graph does.
+    assert report["onnx_macs"]["cls_only_last_layer"] and report["onnx_macs"]["total"] < report["useful_macs"]["total"]
+    int8 = report["rows"]["onnx-int8"]
+    ratio = report["onnx_macs"]["total"] / report["useful_macs"]["total"]
+    assert int8["executed_macs_per_s"] == pytest.approx(int8["useful_macs_per_s"] * ratio)
     assert report["files"] == {"json": str(out / "bench.json"), "chart": str(out / "bench.png")}
     # The table is on stderr (CliRunner mixes the streams): one line per row.
     for name in report["rows"]:
@@ -177,6 +182,10 @@ def test_useful_macs_counts_real_tokens():
     assert work["linear"] == 2 * (4 * 64 + 2 * 8 * 16) * 8
     assert work["attention"] == 2 * 2 * 8 * (9 + 25)
     assert work["total"] == work["linear"] + work["attention"] + 2 * (64 + 16)
+    # Last layer for [CLS] only: layer 1 as before; layer 2 does K, V for 8 tokens, the rest for 2 reviews.
+    cls = bench.useful_macs(config, [3, 5], cls_only_last_layer=True)
+    assert cls["linear"] == (4 * 64 + 2 * 8 * 16) * 8 + 2 * 64 * 8 + (2 * 64 + 2 * 8 * 16) * 2
+    assert cls["attention"] == 2 * 8 * (9 + 25) + 2 * 8 * 8
 
 
 def test_latency_sets_take_the_shortest_and_longest_quarter():

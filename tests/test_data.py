@@ -14,7 +14,9 @@ def write_frame(path, texts, labels):
     elif path.suffix == ".csv":
         frame.to_csv(path, index=False)
     else:
-        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels, strict=True)))
+        path.write_text(
+            "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels, strict=True))
+        )
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
@@ -108,7 +110,8 @@ def test_missing_split_and_missing_path(tmp_path):
 
 def test_hub_dataset_offline_says_so_and_shows_local_option():
     with pytest.raises(
-        HubUnreachableError, match=r"'stanfordnlp/imdb'.*Hub may be out of reach.*--data imdb-sample.*../shared/data/imdb"
+        HubUnreachableError,
+        match=r"'stanfordnlp/imdb'.*Hub may be out of reach.*--data imdb-sample.*../shared/data/imdb",
     ):
         load_split("imdb", "test")
 

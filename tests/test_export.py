@@ -208,3 +208,44 @@ def test_plain_graph_quantizes_through_ortquantizer(tiny_classifier_dir, tmp_pat
     report = json.loads((out / EXPORT_REPORT).read_text())
     assert report["settings"]["quantization"]["source"] == "model.onnx"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".") or p.name == "ort_config.json"]
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_cls_only_last_layer_keeps_the_logits_and_runs_one_position(tiny_classifier_dir, attention):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier_dir, attn_implementation=attention)
+    model.eval()
+    batch = {k: torch.from_numpy(v) for k, v in random_batch(5, 33, model.config.vocab_size, seed=3).items()}
+    with torch.inference_mode():
+        expected = model(**batch).logits
+        export_module.cls_only_last_layer(model)
+        shapes = []
+        hook = model.distilbert.transformer.layer[-1].ffn.register_forward_hook(
+            lambda module, args, output: shapes.append(tuple(args[0].shape))
+        )
+        pruned = model(**batch).logits
+        hook.remove()
+    assert shapes == [(5, 1, model.config.dim)]  # the feed-forward block saw [CLS] only
+    torch.testing.assert_close(pruned, expected, atol=1e-5, rtol=0)
+
+
+def test_full_last_layer_export_gives_the_same_logits(tiny_onnx_dir, tiny_classifier_dir, tmp_path):
+    out = tmp_path / "full"
+    config = ExportConfig(optimize="none", cls_only_last_layer=False, verify=False)
+    export_module.export(tiny_classifier_dir, out, config)
+    report = json.loads((out / EXPORT_REPORT).read_text())
+    assert report["settings"]["cls_only_last_layer"] is False
+    vocab_size = json.loads((out / "config.json").read_text())["vocab_size"]
+    feed = random_batch(6, 21, vocab_size=vocab_size, seed=4)
+    logits = {}
+    for name, folder in (("full", out), ("cls-only", tiny_onnx_dir)):
+        session = open_onnx_session(folder / ONNX_VARIANTS["fp32"], threads=1)
+        logits[name] = session.run(["logits"], feed)[0]
+    np.testing.assert_allclose(logits["cls-only"], logits["full"], atol=1e-5, rtol=0)
+    nodes = {
+        name: len(onnx.load(str(folder / ONNX_VARIANTS["fp32"])).graph.node)
+        for name, folder in (("full", out), ("cls-only", tiny_onnx_dir))
+    }
+    assert nodes["full"] != nodes["cls-only"]  # the default really exported another graph

@@ -47,6 +47,17 @@ def test_sorted_batches_keep_input_order_and_match_one_at_a_time(onnx_dir, predi
     np.testing.assert_allclose(small.predict_proba(texts[::-1]), batched[::-1], atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_io_binding_path_gives_the_same_logits(onnx_dir, variant):
+    from imdb_deploy import Predictor
+
+    texts, _ = toy_reviews(40, seed=5, min_words=1, max_words=60)
+    plain = Predictor(onnx_dir, variant=variant, batch_size=8)
+    bound = Predictor(onnx_dir, variant=variant, batch_size=8, io_binding=True)
+    assert (plain.io_binding, bound.io_binding) == (False, True)  # None means: only for cuda
+    np.testing.assert_array_equal(bound.logits(texts), plain.logits(texts))
+
+
 def test_predict_returns_label_score_and_both_probabilities(predictor):
     texts, _ = toy_reviews(5, seed=4)
     results = predictor.predict(texts)

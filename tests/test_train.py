@@ -157,3 +157,28 @@ def test_two_process_training_with_torchrun(tiny_model_dir, toy_data_dir, tmp_pa
     assert metrics["processes"] == 2
     assert metrics["test"]["samples"] == 100  # gather_for_metrics drops the padding duplicates
     assert metrics["test"]["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "expected"),
+    [
+        (False, False, ("no", 64, 0, False, False)),
+        (True, True, ("bf16", 256, 2, True, True)),
+        (True, False, ("fp16", 256, 2, True, True)),
+    ],
+)
+def test_device_defaults_follow_the_device(cuda, bf16, expected):
+    from imdb_deploy.train import device_settings
+
+    got = device_settings(TrainConfig(), cuda=cuda, bf16_supported=bf16)
+    assert (got.mixed_precision, got.eval_batch_size, got.num_workers, got.pin_memory, got.tf32) == expected
+
+
+def test_explicit_device_settings_win_over_the_defaults():
+    from imdb_deploy.train import device_settings
+
+    config = TrainConfig(mixed_precision="fp16", eval_batch_size=8, num_workers=0, tf32=False)
+    got = device_settings(config, cuda=True, bf16_supported=True)
+    assert (got.mixed_precision, got.eval_batch_size, got.num_workers, got.tf32) == ("fp16", 8, 0, False)
+    with pytest.raises(ConfigError, match="num_workers=-1"):
+        TrainConfig(num_workers=-1)
