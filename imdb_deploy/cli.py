@@ -473,7 +473,7 @@ def predict(
 @click.option(
     "--rows",
     help="Comma-separated rows [default: all this machine runs]: pytorch-fp32, pytorch-fp32-sorted, "
-    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, predict-cuda.",
+    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, pytorch-bf16-cuda, predict-cuda.",
 )
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed passes per row.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")

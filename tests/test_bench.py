@@ -205,3 +205,21 @@ def test_bad_settings_name_the_value(tmp_path):
     assert bench.parse_architecture(str(tmp_path)) is None
     result = CliRunner().invoke(cli, ["bench", "--model", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no such folder and not an architecture" in result.output
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_half_precision_pytorch_rows_cast_the_model(trained_dir, dtype):
+    """The CUDA rows' dtype handling, run on the CPU (the device is the only difference)."""
+    target = bench.ModelUnderTest(str(trained_dir), "trained", trained_dir, trained_dir, True)
+    config = bench.BenchConfig(batch_size=4)
+    texts = ["a wonderful film", "dull and boring", "great acting"]
+    logits = {}
+    for name, variant in (("fp32", "fp32"), (dtype, dtype)):
+        runner = bench._open_row(bench.Row(name, "test", "pytorch", variant, "input-order"), target, config)
+        try:
+            logits[name] = runner.logits(texts)
+        finally:
+            runner.release()
+    assert logits[dtype].dtype == np.float32 and logits[dtype].shape == (3, 2)
+    assert not np.array_equal(logits[dtype], logits["fp32"])  # really computed in half precision
+    np.testing.assert_allclose(logits[dtype], logits["fp32"], atol=0.2)  # bf16 keeps 8 significant bits
