@@ -547,13 +547,19 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
     default="1000",
     show_default=True,
     callback=_sample_count,
-    help="Stratified test sample scored by train (PyTorch) and predict (INT8), or 'all'.",
+    help="Stratified test sample scored by predict (INT8): the headline accuracy; or 'all'.",
 )
 @click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per review.")
 @click.option("--epochs", default=1, show_default=True, type=int)
 @click.option("--lr", default=1e-4, show_default=True, type=float, help="Peak learning rate (tuned for short runs).")
 @click.option("--batch-size", default=16, show_default=True, type=int)
-@click.option("--verify-samples", default=300, show_default=True, type=int, help="Reviews the parity gate scores.")
+@click.option(
+    "--verify-samples",
+    default=300,
+    show_default=True,
+    type=int,
+    help="Reviews the parity gate (and train's PyTorch test score) uses.",
+)
 @click.option("--bench-samples", default=64, show_default=True, type=int, help="Reviews the benchmark times.")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or lines (the final report stays).")
