@@ -278,7 +278,8 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig) -> None:
     common = {"output": folder, "task": "text-classification", "opset": config.opset, "do_validation": False}
     try:
         if config.cls_only_last_layer:
-            model = load_torch_classifier(model_ref)
+            settings = load_settings(model_ref, load_tokenizer(model_ref))
+            model = load_torch_classifier(model_ref, label_names=settings.label_names)
             cls_only_last_layer(model)
             onnx_export_from_model(model.to(config.device), device=config.device, **common)
         else:
