@@ -104,13 +104,22 @@ def export_cls_only(model_dir: Path, out: Path) -> Path:
     return path
 
 
-def ort_optimize(src: Path, dst: Path, num_heads: int, hidden: int) -> Path:
-    """onnxruntime.transformers.optimizer fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm)."""
+def ort_optimize(src: Path, dst: Path, num_heads: int, hidden: int, multi_head: bool = False) -> Path:
+    """onnxruntime.transformers.optimizer fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm).
+
+    multi_head: fuse attention into MultiHeadAttention (Q, K, V projections stay separate MatMuls, which
+    dynamic INT8 then quantizes) instead of Attention (which it turns into QAttention).
+    """
     if dst.is_file():
         return dst
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden, opt_level=0)
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = multi_head
+    model = optimize_model(
+        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden, opt_level=0, optimization_options=options
+    )
     log(f"  fused ops in {dst.name}: {model.get_fused_operator_statistics()}")
     model.save_model_to_file(str(dst))
     return dst
@@ -366,6 +375,10 @@ def prepare_variants(work: Path, base: Path, calib_encoded, pad_id: int, which: 
         v["cls_opt"] = ort_optimize(cls, onnx_dir / "cls_opt.onnx", 12, 768)
         v["q_cls_opt"] = quantize_dyn(v["cls_opt"], onnx_dir / "q_cls_opt.onnx")
         v["q_cls_opt_pc"] = quantize_dyn(v["cls_opt"], onnx_dir / "q_cls_opt_pc.onnx", per_channel=True)
+    if which is None or "q_cls_mha_pc" in which:
+        cls = export_cls_only(base, onnx_dir)
+        mha = ort_optimize(cls, onnx_dir / "cls_mha.onnx", 12, 768, multi_head=True)
+        v["q_cls_mha_pc"] = quantize_dyn(mha, onnx_dir / "q_cls_mha_pc.onnx", per_channel=True)
     if which is None or {"s_qdq", "s_qop"} & which:
         # Static quantization needs a graph whose MatMuls have float inputs: quantize the unfused graph's
         # pre-processed copy (shape inference) and let the session fuse what it can.
