@@ -70,6 +70,12 @@ def load_train_config(model_dir: str | os.PathLike) -> dict:
     return read_json(path) if path.is_file() else {}
 
 
+def load_export_report(onnx_dir: str | os.PathLike) -> dict:
+    """The `export_report.json` of an ONNX folder, or {} for a folder that has none."""
+    path = Path(str(onnx_dir)) / EXPORT_REPORT
+    return read_json(path) if path.is_file() else {}
+
+
 def load_settings(model_ref: str | os.PathLike, tokenizer=None) -> TokenizationSettings:
     """Tokenization settings for a model: from its train_config.json, else head truncation at its limit.
 

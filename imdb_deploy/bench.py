@@ -724,7 +724,7 @@ def run_bench(model: str | os.PathLike, config: BenchConfig | None = None, log: 
 def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]) -> dict:
     from transformers import AutoConfig
 
-    from imdb_deploy.artifacts import EXPORT_REPORT, load_settings, load_tokenizer, read_json
+    from imdb_deploy.artifacts import load_export_report, load_settings, load_tokenizer
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax
     from imdb_deploy.tokenization import encode
@@ -740,8 +740,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     work_done = useful_macs(model_config, lengths)
     # The exported graphs may run the last layer for [CLS] only: less work done for the same answer. Speed
     # is compared on the useful work (the full model's); shares of the peak use the work each row really does.
-    report_path = Path(target.onnx_dir) / EXPORT_REPORT
-    export_settings = read_json(report_path).get("settings", {}) if report_path.is_file() else {}
+    export_settings = load_export_report(target.onnx_dir).get("settings", {})
     onnx_work = useful_macs(model_config, lengths, bool(export_settings.get("cls_only_last_layer")))
     machine = machine_info(config.cpu_ghz)
     peak = cpu_peak(machine)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, onnx_variants, read_json
+from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, load_export_report, onnx_variants, read_json
 from imdb_deploy.errors import ConfigError, ModelLoadError, ParityError
 
 
@@ -350,18 +350,13 @@ def compare(
     )
 
 
-def _export_report(onnx_dir: str | os.PathLike) -> dict:
-    path = Path(str(onnx_dir)) / EXPORT_REPORT
-    return read_json(path) if path.is_file() else {}
-
-
 def source_model(onnx_dir: str | os.PathLike) -> str:
     """The PyTorch model an export came from, as recorded in its export_report.json.
 
     Raises:
         ModelLoadError: the folder has no report or the report names no source.
     """
-    source = _export_report(onnx_dir).get("source_model")
+    source = load_export_report(onnx_dir).get("source_model")
     if not source:
         raise ModelLoadError(
             f"{onnx_dir}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
@@ -428,7 +423,7 @@ def check_parity(
     if missing:
         raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
     model_ref = str(model) if model is not None else source_model(onnx_dir)
-    thresholds = config.resolve_thresholds(_export_report(onnx_dir).get("settings", {}).get("optimize"))
+    thresholds = config.resolve_thresholds(load_export_report(onnx_dir).get("settings", {}).get("optimize"))
 
     tokenizer = load_tokenizer(model_ref)
     settings = load_settings(model_ref, tokenizer)
