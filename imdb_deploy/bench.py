@@ -742,6 +742,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     # is compared on the useful work (the full model's); shares of the peak use the work each row really does.
     export_settings = load_export_report(target.onnx_dir).get("settings", {})
     onnx_work = useful_macs(model_config, lengths, bool(export_settings.get("cls_only_last_layer")))
+    work_by_runtime = {"onnx": onnx_work["total"], "pytorch": work_done["total"]}
     machine = machine_info(config.cpu_ghz)
     peak = cpu_peak(machine)
     log(
@@ -769,7 +770,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         probabilities[row.name] = softmax(logits)
         accuracy = float((logits.argmax(axis=1) == labels).mean()) if target.trained else None
         macs_per_s = work_done["total"] * figures["reviews_per_s"] / len(data)
-        executed = (onnx_work if row.runtime == "onnx" else work_done)["total"] * figures["reviews_per_s"] / len(data)
+        executed = work_by_runtime[row.runtime] * figures["reviews_per_s"] / len(data)
         precision_peak = peak.get(row.precision, {}).get("macs_per_s")
         rows[row.name] = {
             **base,
@@ -814,7 +815,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     summary = None
     if fastest:
         # The ceiling: the fastest row's graph with every multiply-add at the INT8 peak, nothing else costing time.
-        least_work = (onnx_work if ran[fastest]["runtime"] == "onnx" else work_done)["total"]
+        least_work = work_by_runtime[ran[fastest]["runtime"]]
         summary = {
             "row": fastest,
             "reviews_per_s": ran[fastest]["reviews_per_s"],
