@@ -27,6 +27,7 @@ from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
 from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.metrics import format_metrics_table
+from imdb_deploy.optim import make_optimizer, training_step
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES, TokenizationSettings, encode, pad
 
 logger = logging.getLogger(__name__)
@@ -353,15 +354,7 @@ def train(
 
     # Model, optimizer, schedule.
     model = load_torch_classifier(config.model, label_names=settings.label_names)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": config.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     # accelerate steps a prepared scheduler once per process per optimizer step, so the schedule is laid
     # out in single-process steps; the progress bar counts this process's own optimizer steps.
     schedule_steps = math.ceil(len(train_loader) / config.gradient_accumulation_steps) * config.epochs
@@ -432,12 +425,7 @@ def train(
         epoch_loss, epoch_batches, tick = 0.0, 0, time.perf_counter()
         epoch_start = tick
         for batch in loader:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+            loss = training_step(accelerator, model, batch, optimizer, scheduler)
             epoch_loss += loss.detach().float().item()
             epoch_batches += 1
             if accelerator.sync_gradients:

@@ -336,6 +336,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
+    from imdb_deploy.optim import make_optimizer, training_step
     from imdb_deploy.tokenization import pad
 
     device, tokenizer = state["device"], state["tokenizer"]
@@ -358,12 +359,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
         pin_memory=device.type == "cuda",
     )
     model = _build_model(profile.tiny_model, len(tokenizer))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": WEIGHT_DECAY},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=TRAIN_LR)
+    optimizer = make_optimizer(model, TRAIN_LR, WEIGHT_DECAY)
     total_steps = profile.warmup_steps + 2 * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -388,12 +384,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
         for batch in loader:
             if limit is not None and steps >= limit:
                 break
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+            loss = training_step(accelerator, model, batch, optimizer, scheduler)  # train.py's own step
             loss.detach().float().item()  # train.py logs the loss each step; keep its host sync
             rows, width = batch["input_ids"].shape
             reviews, steps, padded = reviews + rows, steps + 1, padded + rows * width
