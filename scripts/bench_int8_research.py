@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier  # noqa: E402
 from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.export import cls_only_last_layer  # noqa: E402
 from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted_batches, pad  # noqa: E402
 
 TOKENIZER = "/work/shared/models/distilbert-minilm-l6-h384-uncased"
@@ -71,23 +72,6 @@ def export_fp32(model_dir: Path, out: Path) -> Path:
     return out / "model.onnx"
 
 
-def cls_only_forward(layer):
-    """A forward for the last TransformerBlock that computes only the [CLS] position.
-
-    K and V still cover every token; the query, attention output, both LayerNorms and the feed-forward block
-    run for one position instead of all. Exact: the classifier reads only position 0.
-    """
-
-    def forward(x, attn_mask=None, head_mask=None, output_attentions=False):
-        query = x[:, :1]
-        mask = attn_mask[:, :, :1, :] if attn_mask is not None and attn_mask.dim() == 4 else attn_mask
-        sa = layer.attention(query=query, key=x, value=x, mask=mask, head_mask=head_mask)[0]
-        sa = layer.sa_layer_norm(sa + query)
-        return (layer.output_layer_norm(layer.ffn(sa) + sa),)
-
-    return forward
-
-
 def export_cls_only(model_dir: Path, out: Path) -> Path:
     """optimum export of the classifier whose last layer computes only the [CLS] position."""
     path = out / "model_cls_only.onnx"
@@ -96,8 +80,7 @@ def export_cls_only(model_dir: Path, out: Path) -> Path:
     from optimum.exporters.onnx import onnx_export_from_model
 
     model = load_torch_classifier(model_dir)
-    last = model.distilbert.transformer.layer[-1]
-    last.forward = cls_only_forward(last)
+    cls_only_last_layer(model)  # what `imdb-deploy export` does by default
     tmp = out / "cls_export"
     onnx_export_from_model(model, tmp, task="text-classification", opset=17, do_validation=False)
     (tmp / "model.onnx").rename(path)
@@ -279,8 +262,7 @@ class TorchRunner:
         torch.set_num_threads(threads)
         self.model = load_torch_classifier(model_dir)
         if cls_only:
-            last = self.model.distilbert.transformer.layer[-1]
-            last.forward = cls_only_forward(last)
+            cls_only_last_layer(self.model)
         if int8:
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self.pad_id = 0
