@@ -17,7 +17,19 @@ import numpy as np
 from imdb_deploy.artifacts import load_settings, load_tokenizer, open_onnx_session, resolve_onnx_variant
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
-from imdb_deploy.tokenization import encode, length_sorted_batches
+from imdb_deploy.inputs import (
+    INPUT_FORMATS,
+    ON_ERROR,
+    OUTPUT_FORMATS,
+    SKIP_HINT,
+    InputReader,
+    RowWriter,
+    chunks,
+    count_noun,
+    open_binary,
+    open_text_output,
+)
+from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
 # calls keep each layer's activations in the CPU caches: on a quiet 2-core AVX2 CPU, INT8, 256 IMDb test
@@ -119,22 +131,13 @@ class Predictor:
         return {name: np.empty(size, dtype=np.int64) for name in ("input_ids", "attention_mask")}
 
     def _fill(self, batch: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        """Pad a batch into the preallocated buffers; same arrays as tokenization.pad."""
-        width = max(len(ids) for ids in batch)
+        """Pad a batch into the preallocated buffers (tokenization.pad), with the inputs the graph takes."""
         if len(batch) > self._buffer_rows:  # only when max_tokens allows more rows than batch_size
             self._buffer_rows = len(batch)
             self._buffers = self._allocate(len(batch))
-        n = len(batch) * width
-        input_ids = self._buffers["input_ids"][:n].reshape(len(batch), width)
-        mask = self._buffers["attention_mask"][:n].reshape(len(batch), width)
-        input_ids.fill(self.pad_id)
-        mask.fill(0)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
-        feed = {"input_ids": input_ids, "attention_mask": mask}
+        feed = pad(batch, self.pad_id, self._buffers)
         if "token_type_ids" in self._input_names:
-            feed["token_type_ids"] = np.zeros_like(input_ids)
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         return {name: feed[name] for name in self._input_names}
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
@@ -214,19 +217,6 @@ def _check_texts(texts) -> list[str]:
 
 # --- streaming files ------------------------------------------------------------------------------------
 
-INPUT_FORMATS = ("auto", "jsonl", "csv", "text")
-OUTPUT_FORMATS = ("jsonl", "csv")
-ON_ERROR = ("fail", "skip")
-_SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
-_JSON_TYPES = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    list: "an array",
-    dict: "an object",
-}
-
 
 @dataclass(frozen=True)
 class PredictFileConfig:
@@ -267,17 +257,6 @@ class PredictFileConfig:
             raise ConfigError("text_field='': name the field or column holding the review")
 
 
-@dataclass(frozen=True)
-class InputRow:
-    """One input row: its line number, id and text, or the reason it cannot be scored."""
-
-    line: int
-    id: object
-    text: str | None = None
-    reason: str | None = None
-    fix: str | None = None
-
-
 @dataclass
 class PredictSummary:
     """What `predict_file` did. input_rows == scored + errors, always; blank lines are not rows."""
@@ -296,299 +275,13 @@ class PredictSummary:
     def describe(self) -> str:
         """One line for people, e.g. `1,000 input rows = 998 scored + 2 errors; 310.5 rows/s (3.2 s)`."""
         text = (
-            f"{_count(self.input_rows, 'input row')} = {self.scored:,} scored + {_count(self.errors, 'error')}; "
+            f"{count_noun(self.input_rows, 'input row')} = {self.scored:,} scored + "
+            f"{count_noun(self.errors, 'error')}; "
             f"{self.rows_per_second:,.1f} rows/s ({self.seconds:.1f} s)"
         )
         if self.blank_lines:
-            text += f"; {_count(self.blank_lines, 'blank line')} ignored"
+            text += f"; {count_noun(self.blank_lines, 'blank line')} ignored"
         return text
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def _source_name(source: str | os.PathLike) -> str:
-    return "stdin" if str(source) == "-" else str(source)
-
-
-def _open_binary(source: str | os.PathLike, stack):
-    """The input as a binary stream; gzip is recognised by its magic bytes, whatever the name."""
-    import gzip
-    import io
-    import sys
-
-    if str(source) == "-":
-        raw = sys.stdin.buffer
-    else:
-        try:
-            raw = stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-    if not hasattr(raw, "peek"):
-        raw = io.BufferedReader(raw)
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
-
-
-def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
-    """A line's text (line ending kept) and, if its bytes are not UTF-8, the reason."""
-    if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as exc:
-        return raw.decode("utf-8", "replace"), f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
-
-
-_UTF8_FIX = "re-save the file as UTF-8"
-
-
-def _guess_format(source: str | os.PathLike, first_line: str | None) -> str:
-    name = "" if str(source) == "-" else Path(str(source)).name.lower()
-    name = name.removesuffix(".gz")
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".txt", ".text")):
-        return "text"
-    return "jsonl" if (first_line or "").lstrip().startswith("{") else "text"
-
-
-class InputReader:
-    """Rows of a JSONL, CSV or plain text input, read lazily line by line.
-
-    Bad rows come back as InputRow with `reason` set, so the caller decides to stop or set them aside.
-    Blank lines are not rows; they are counted in `blank_lines`.
-
-    Raises:
-        InputError: the input cannot be read at all (missing file, CSV header without the named column).
-    """
-
-    def __init__(self, source: str | os.PathLike, stream, config: PredictFileConfig) -> None:
-        self.source = source
-        self.name = _source_name(source)
-        self.config = config
-        self.blank_lines = 0
-        self._lines = self._numbered(stream)
-        self._peeked: list[tuple[int, bytes]] = []
-        self.format = config.input_format
-        if self.format == "auto":
-            first = None
-            for line, raw in self._lines:
-                self._peeked.append((line, raw))
-                if raw.strip():
-                    first = _decode(raw, line)[0]
-                    break
-            self.format = _guess_format(source, first)
-
-    def _numbered(self, stream):
-        import zlib
-
-        try:
-            yield from enumerate(stream, start=1)
-        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            raise InputError(f"{self.name}: cannot read it ({exc}); check or re-create the file") from exc
-
-    def _raw_lines(self):
-        yield from self._peeked
-        self._peeked = []
-        yield from self._lines
-
-    def __iter__(self):
-        return {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]()
-
-    def _text(self):
-        for line, raw in self._raw_lines():
-            text, bad = _decode(raw, line)
-            if bad:
-                yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
-            elif not text.strip():
-                self.blank_lines += 1
-            else:
-                yield InputRow(line, line, text=text.rstrip("\r\n"))
-
-    def _jsonl(self):
-        import json
-
-        field, id_field = self.config.text_field, self.config.id_field
-        for line, raw in self._raw_lines():
-            text, bad = _decode(raw, line)
-            if bad:
-                yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
-                continue
-            if not text.strip():
-                self.blank_lines += 1
-                continue
-            try:
-                record = json.loads(text.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                yield InputRow(
-                    line,
-                    line,
-                    reason=f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
-                    fix="fix or remove the line",
-                )
-                continue
-            if not isinstance(record, dict):
-                kind = _JSON_TYPES.get(type(record), type(record).__name__)
-                yield InputRow(
-                    line,
-                    line,
-                    reason=f"expected a JSON object, got {kind}",
-                    fix='write one object per line, e.g. {"text": "..."}',
-                )
-                continue
-            row_id = line
-            if id_field is not None:
-                if id_field not in record:
-                    yield InputRow(
-                        line,
-                        line,
-                        reason=f"field {id_field!r} missing",
-                        fix="use --id-field to name another field, or leave it out to number rows by line",
-                    )
-                    continue
-                row_id = record[id_field]
-            yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")
-
-    def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
-        field = self.config.text_field
-        if value is _MISSING:
-            shown = ", ".join(map(repr, present[:8])) or "none"
-            return InputRow(
-                line,
-                row_id,
-                reason=f"{what} {field!r} missing ({what}s here: {shown})",
-                fix=f"use --text-field to name another {what}",
-            )
-        if not isinstance(value, str):
-            kind = _JSON_TYPES.get(type(value), type(value).__name__)
-            return InputRow(
-                line, row_id, reason=f"{what} {field!r} is {kind}, not a string", fix="give the review as text"
-            )
-        if not value.strip():
-            return InputRow(line, row_id, reason=f"{what} {field!r} is empty", fix="remove the row or give it a review")
-        return InputRow(line, row_id, text=value)
-
-    def _csv(self):
-        import csv
-
-        bad_lines: dict[int, str] = {}
-
-        def decoded():
-            for line, raw in self._raw_lines():
-                text, bad = _decode(raw, line)
-                if bad:
-                    bad_lines[line] = bad
-                yield text
-
-        reader = csv.reader(decoded())
-        field, id_field = self.config.text_field, self.config.id_field
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            if 1 in bad_lines:
-                raise InputError(f"{self.name}, line 1: the CSV header has {bad_lines[1]}; {_UTF8_FIX}")
-            header = [name.strip() for name in header]
-            for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
-                if wanted is not None and wanted not in header:
-                    raise InputError(
-                        f"{self.name}, line 1: no column {wanted!r} in the CSV header "
-                        f"(columns: {', '.join(map(repr, header))}); use {option} to name the column"
-                    )
-            text_col = header.index(field)
-            id_col = header.index(id_field) if id_field is not None else None
-            end = reader.line_num
-            for record in reader:
-                start, end = end + 1, reader.line_num
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    self.blank_lines += end - start + 1
-                    continue
-                bad = next((bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines), None)
-                if bad:
-                    yield InputRow(start, start, reason=bad, fix=_UTF8_FIX)
-                    continue
-                if id_col is not None and id_col >= len(record):
-                    yield InputRow(
-                        start,
-                        start,
-                        reason=f"column {id_field!r} missing (the row has {len(record)} of {len(header)} columns)",
-                        fix="quote values that contain commas",
-                    )
-                    continue
-                row_id = record[id_col] if id_col is not None else start
-                if text_col >= len(record):
-                    yield InputRow(
-                        start,
-                        row_id,
-                        reason=f"column {field!r} missing (the row has {len(record)} of {len(header)} columns)",
-                        fix="quote values that contain commas",
-                    )
-                    continue
-                yield self._checked(start, row_id, record[text_col], header, "column")
-        except csv.Error as exc:
-            raise InputError(f"{self.name}, line {reader.line_num}: broken CSV ({exc}); fix the quoting there") from exc
-
-
-_MISSING = object()
-
-
-def _chunks(rows, size: int):
-    chunk: list[InputRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _open_text_output(path: Path | None, stack, fallback):
-    """A text stream for `path`, written under a temporary name and renamed only if the run completes."""
-    import gzip
-
-    from imdb_deploy.fileio import atomic_file
-
-    if path is None:
-        return fallback
-    tmp = stack.enter_context(atomic_file(path))
-    if str(path).endswith(".gz"):
-        return stack.enter_context(gzip.open(tmp, "wt", encoding="utf-8", newline=""))
-    return stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-
-
-class _RowWriter:
-    """Prediction rows as JSONL or CSV: id, label, score of that label, probability of every label."""
-
-    def __init__(self, stream, fmt: str, label_names: Sequence[str]) -> None:
-        import csv
-        import json
-
-        self._dumps = json.dumps
-        self.stream = stream
-        self.label_names = list(label_names)
-        self.columns = ["id", "label", "score", *(f"prob_{name}" for name in self.label_names)]
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(self.columns)
-
-    def write(self, rows: Sequence[InputRow], probabilities: np.ndarray) -> None:
-        best = probabilities.argmax(axis=1)
-        rounded = np.round(probabilities.astype(np.float64), 6).tolist()
-        lines = []
-        for row, k, probs in zip(rows, best.tolist(), rounded, strict=True):
-            values = [row.id, self.label_names[k], probs[k], *probs]
-            if self._csv is not None:
-                self._csv.writerow(values)
-            else:
-                lines.append(self._dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
-        if lines:
-            self.stream.write("".join(lines))
 
 
 def predict_file(
@@ -634,10 +327,12 @@ def predict_file(
     summary = PredictSummary()
     start = time.perf_counter()
     with ExitStack() as stack:
-        reader = InputReader(source, _open_binary(source, stack), config)
+        reader = InputReader(
+            source, open_binary(source, stack), config.input_format, config.text_field, config.id_field
+        )
         summary.input_format = reader.format
-        writer = _RowWriter(_open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
-        error_stream = _open_text_output(errors, stack, None) if errors is not None else None
+        writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
+        error_stream = open_text_output(errors, stack, None) if errors is not None else None
         bar = stack.enter_context(
             tqdm(
                 desc="predict",
@@ -646,12 +341,12 @@ def predict_file(
                 disable=None if config.progress is None else not config.progress,
             )
         )
-        for chunk in _chunks(reader, config.chunk_size):
+        for chunk in chunks(reader, config.chunk_size):
             good = [row for row in chunk if row.reason is None]
             bad = [row for row in chunk if row.reason is not None]
             if bad and config.on_error == "fail":
                 row = bad[0]
-                raise InputError(f"{reader.name}, line {row.line}: {row.reason}; {row.fix} ({_SKIP_HINT})")
+                raise InputError(f"{reader.name}, line {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})")
             if good:
                 writer.write(good, predictor.predict_proba([row.text for row in good]))
             for row in bad:

@@ -93,15 +93,30 @@ def encode(tokenizer, texts: Sequence[str], settings: TokenizationSettings) -> l
     return out
 
 
-def pad(batch: Sequence[Sequence[int]], pad_id: int) -> dict[str, np.ndarray]:
+def pad(
+    batch: Sequence[Sequence[int]], pad_id: int, buffers: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Pad token id lists to the longest in the batch.
+
+    Args:
+        batch: token id lists, unpadded.
+        pad_id: the tokenizer's padding id.
+        buffers: optional flat int64 arrays `input_ids` and `attention_mask`, at least batch x longest long,
+            to fill in place instead of allocating (Predictor reuses one pair across calls).
 
     Returns:
         `input_ids` and `attention_mask` as int64 arrays of shape (batch, longest).
     """
     width = max(len(ids) for ids in batch)
-    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
+    if buffers is None:
+        input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+    else:
+        n = len(batch) * width
+        input_ids = buffers["input_ids"][:n].reshape(len(batch), width)
+        mask = buffers["attention_mask"][:n].reshape(len(batch), width)
+        input_ids.fill(pad_id)
+        mask.fill(0)
     for row, ids in enumerate(batch):
         input_ids[row, : len(ids)] = ids
         mask[row, : len(ids)] = 1
