@@ -13,7 +13,7 @@ Every row scores the same seeded sample of labelled reviews, end to end from tex
 Per row: throughput (median of `repeats` timed passes after warm-up), latency p50/p95 at batch 1 on the
 shortest and the longest quarter of the reviews, accuracy (None for random weights, never invented),
 agreement with the baseline under the parity gate's thresholds, model file size, peak resident memory.
-The report also gives the share of the CPU's INT8 peak that the fastest row reaches (see `cpu_peak`).
+The report also gives the share of the CPU's INT8 peak that the fastest row reaches (see `machine.cpu_peak`).
 
 `--model` is a trained folder, an exported ONNX folder (its PyTorch original comes from
 export_report.json), or an architecture spec such as "distilbert-base" (DistilBertConfig() defaults,
@@ -25,10 +25,7 @@ from __future__ import annotations
 import gc
 import math
 import os
-import platform
-import re
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
 
 # Architecture specs for random-weight timing: name -> DistilBertConfig overrides (none: the defaults,
 # which are distilbert-base-uncased's: 6 layers, dim 768, 12 heads, FFN 3072, vocab 30522).
@@ -146,130 +144,6 @@ class BenchConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The machine and its peak
-# ---------------------------------------------------------------------------------------------------------
-
-# Useful INT8 multiply-adds per cycle per core, from the widest integer dot-product path the ISA offers,
-# first match wins. Without VNNI (AVX2, AVX512BW), ONNX Runtime's MLAS kernels multiply u8 activations by
-# s8 weights with VPMADDUBSW (W/8 byte pairs -> W/16 int16 sums of two products) and must widen each result
-# to int32 with a VPMADDWD against ones before adding: two multiply-port instructions per W/8 multiply-adds.
-# Current cores issue two such instructions per cycle (Intel Skylake and later: ports 0 and 1/5; AMD Zen 3
-# and later: FP0 and FP3), hence W/8 per cycle: 32 for AVX2's 256 bits. scripts/bench_cpu_peak.py measures
-# it on the machine at hand (this 2-core Zen 3: 1.0 VPMADDUBSW+VPMADDWD+VPADDD group per cycle). VNNI fuses
-# all three into VPDPBUSD: W/8 multiply-adds per instruction, two per cycle.
-INT8_PATHS = (
-    ("avx512_vnni", 128, "VPDPBUSD zmm: 64 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
-    ("avx_vnni", 64, "VPDPBUSD ymm: 32 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
-    ("avx512bw", 64, "VPMADDUBSW zmm + VPMADDWD zmm (widen to int32): 64 multiply-adds per 2 multiply uops, 2/cycle"),
-    ("avx2", 32, "VPMADDUBSW ymm + VPMADDWD ymm (widen to int32): 32 multiply-adds per 2 multiply uops, 2/cycle"),
-    ("sse4_1", 16, "PMADDUBSW xmm + PMADDWD xmm: 16 multiply-adds per 2 multiply uops, 2/cycle"),
-)
-# fp32 multiply-adds per cycle per core: two FMA units of W/32 lanes.
-FP32_PATHS = (
-    ("avx512f", 32, "2 x VFMADD zmm (16 lanes) per cycle"),
-    ("fma", 16, "2 x VFMADD ymm (8 lanes) per cycle"),
-    ("sse2", 8, "2 x (MULPS + ADDPS) xmm (4 lanes) per cycle"),
-)
-
-
-def _cpuinfo() -> list[dict[str, str]]:
-    """One dict per logical CPU from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    cpus = []
-    for block in text.strip().split("\n\n"):
-        entry = {}
-        for line in block.splitlines():
-            key, _, value = line.partition(":")
-            entry[key.strip()] = value.strip()
-        cpus.append(entry)
-    return cpus
-
-
-def _cpu_clock_ghz(cpus: list[dict[str, str]]) -> tuple[float | None, str]:
-    """The clock the peak is computed at, and where it came from."""
-    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    try:
-        return int(max_freq.read_text()) / 1e6, f"{max_freq} (maximum boost clock)"
-    except (OSError, ValueError):
-        pass
-    mhz = [float(cpu["cpu MHz"]) for cpu in cpus if cpu.get("cpu MHz", "").replace(".", "", 1).isdigit()]
-    if mhz:
-        return max(mhz) / 1000, (
-            "/proc/cpuinfo 'cpu MHz' (the current or, under a hypervisor, the nominal clock; a boost clock "
-            "above it makes the share an overestimate: pass --cpu-ghz)"
-        )
-    match = re.search(r"@\s*([\d.]+)\s*GHz", cpus[0].get("model name", "")) if cpus else None
-    if match:
-        return float(match.group(1)), "the CPU model name (nominal clock)"
-    return None, "unknown (pass --cpu-ghz)"
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (logical CPUs in its affinity mask / threads per core)."""
-    cpus = _cpuinfo()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    cores = {(cpu.get("physical id", "0"), cpu.get("core id", str(i))) for i, cpu in enumerate(cpus)}
-    threads_per_core = max(1, len(cpus) // len(cores)) if cores else 1
-    return max(1, usable // threads_per_core)
-
-
-def machine_info(cpu_ghz: float | None = None) -> dict:
-    """The CPU (model, flags, cores, clock), memory, OS and library versions, for bench.json."""
-    from imdb_deploy.export import _versions
-
-    cpus = _cpuinfo()
-    first = cpus[0] if cpus else {}
-    flags = sorted(first.get("flags", first.get("Features", "")).split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    physical = physical_cores()
-    clock, clock_source = (cpu_ghz, "--cpu-ghz") if cpu_ghz else _cpu_clock_ghz(cpus)
-    memory = None
-    try:
-        match = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-        memory = round(int(match.group(1)) / 2**20, 1) if match else None
-    except OSError:
-        pass
-    return {
-        "cpu_model": first.get("model name") or platform.processor() or platform.machine(),
-        "machine": platform.machine(),
-        "logical_cpus": usable,
-        "physical_cores": physical,
-        "clock_ghz": clock,
-        "clock_source": clock_source,
-        "flags": flags,
-        "isa": [flag for flag in ("avx512_vnni", "avx_vnni", "avx512bw", "avx512f", "avx2", "fma") if flag in flags],
-        "memory_gib": memory,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {**_versions(), "numpy": np.__version__},
-    }
-
-
-def cpu_peak(machine: dict) -> dict:
-    """Peak multiply-adds per second of the usable cores, INT8 and fp32, derived from the ISA.
-
-    peak = physical cores x clock (Hz) x multiply-adds per cycle per core (INT8_PATHS / FP32_PATHS).
-    """
-    flags = set(machine["flags"])
-    out = {
-        "formula": "physical_cores x clock_hz x macs_per_cycle_per_core",
-        "physical_cores": machine["physical_cores"],
-        "clock_ghz": machine["clock_ghz"],
-        "clock_source": machine["clock_source"],
-    }
-    for precision, paths in (("int8", INT8_PATHS), ("fp32", FP32_PATHS)):
-        flag, per_cycle, how = next(((f, n, h) for f, n, h in paths if f in flags), (None, None, None))
-        peak = None
-        if per_cycle and machine["clock_ghz"]:
-            peak = machine["physical_cores"] * machine["clock_ghz"] * 1e9 * per_cycle
-        out[precision] = {"isa": flag, "macs_per_cycle_per_core": per_cycle, "instructions": how, "macs_per_s": peak}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Work counted as useful
 # ---------------------------------------------------------------------------------------------------------
 
@@ -314,44 +188,6 @@ def useful_macs(model_config, lengths: Sequence[int], cls_only_last_layer: bool 
         "head": head,
         "total": linear + attention + head,
     }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------------------------------------
-
-
-class PeakMemory:
-    """Peak resident memory of this process over a block, in MiB.
-
-    On Linux the kernel's high-water mark (VmHWM) is reset at the start by writing 5 to
-    /proc/self/clear_refs, so the peak belongs to the block alone; elsewhere it is the process peak so far.
-    """
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        self.start_mb = _rss_mb("VmRSS")
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.exact = True
-        except OSError:
-            self.exact = False
-        self.peak_mb = self.start_mb
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.peak_mb = _rss_mb("VmHWM")
-
-
-def _rss_mb(field: str) -> float | None:
-    try:
-        match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
-        return round(int(match.group(1)) / 1024, 1) if match else None
-    except OSError:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from imdb_deploy.artifacts import (
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.fileio import atomic_dir, write_json_atomic
+from imdb_deploy.machine import cpu_flags, versions
 
 # "none" skips fusion; O1 basic graph rewrites; O2 adds the transformer fusions (attention, GELU, LayerNorm)
 # and is the CPU default (numerically exact up to float rounding); O3 also approximates GELU (tanh form,
@@ -168,19 +169,6 @@ class ExportReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def cpu_flags() -> set[str]:
-    """Instruction-set flags of this CPU from /proc/cpuinfo (Linux); empty where it cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
 
 
 def detect_quantization_target() -> tuple[str, dict]:
@@ -375,24 +363,6 @@ def _scratch(folder: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("imdb-deploy", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            if name == "onnxruntime":
-                try:
-                    out[name] = version("onnxruntime-gpu")
-                except PackageNotFoundError:
-                    out[name] = None
-            else:
-                out[name] = None
-    return out
-
-
 def _opset(path: Path) -> int | None:
     import onnx
 
@@ -435,7 +405,7 @@ def export(
     source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
     if local and out_dir.expanduser().resolve() == Path(source):
         raise ConfigError(f"--output {str(out_dir)!r} is the model folder itself; choose another output folder")
-    report = ExportReport(output=str(out_dir), source_model=source, versions=_versions())
+    report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
 
     qconfig = None
     if config.quantize:

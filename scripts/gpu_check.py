@@ -33,16 +33,18 @@ import traceback
 from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the GPU machine runs the working tree, not an installed package
 
 from imdb_deploy.fileio import write_json_atomic  # noqa: E402
+from imdb_deploy.machine import logical_cpus, versions  # noqa: E402
 
 SCHEMA = "imdb-deploy/gpu-check/1"
 SECTIONS = ("setup", "train_bf16", "inference", "full_recipe")
+# The stack whose versions the JSON records (the GPU image's own, or the carried wheels).
+PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "numpy", "pandas")
 # The seed's recipe, and what `imdb-deploy train` does by default around it (TrainConfig defaults).
 RECIPE = {"train_reviews": 25_000, "test_reviews": 25_000, "epochs": 2, "batch_size": 16, "val_size": 0.1}
 TRAIN_LR, WARMUP_RATIO, WEIGHT_DECAY = 2e-5, 0.06, 0.01
@@ -191,17 +193,6 @@ def prepare(source: str, tokenizer_dir: str, out: Path, train_reviews: int, test
 # --- measure (there) -----------------------------------------------------------------------------------------
 
 
-def _versions() -> dict:
-    names = ("torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "numpy", "pandas")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def _nvidia_smi() -> dict:
     fields = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit,temperature.gpu,pstate"
     try:
@@ -226,8 +217,8 @@ def environment() -> dict:
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "versions": _versions(),
+        "cpu_count": logical_cpus(),
+        "versions": versions(PACKAGES),
         "torch_cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
     }

@@ -163,17 +163,6 @@ def test_architecture_spec_times_random_weights_without_accuracy(tiny_model_dir,
     assert "random" in bench.format_table(report)
 
 
-def test_cpu_peak_from_the_isa():
-    machine = {"flags": ["sse4_1", "avx2", "fma"], "physical_cores": 2, "clock_ghz": 3.0, "clock_source": "test"}
-    peak = bench.cpu_peak(machine)
-    # AVX2 without VNNI: VPMADDUBSW + VPMADDWD per 32 multiply-adds, two multiply ports -> 32 per cycle per core.
-    assert peak["int8"]["isa"] == "avx2" and peak["int8"]["macs_per_s"] == 2 * 3.0e9 * 32
-    assert peak["fp32"]["macs_per_s"] == 2 * 3.0e9 * 16
-    vnni = bench.cpu_peak({**machine, "flags": ["avx2", "avx512bw", "avx512_vnni", "avx512f"]})
-    assert vnni["int8"]["isa"] == "avx512_vnni" and vnni["int8"]["macs_per_cycle_per_core"] == 128
-    assert bench.cpu_peak({**machine, "clock_ghz": None})["int8"]["macs_per_s"] is None
-
-
 def test_useful_macs_counts_real_tokens():
     from transformers import DistilBertConfig
 
