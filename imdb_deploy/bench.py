@@ -224,12 +224,10 @@ def parse_architecture(spec: str) -> dict | None:
 
 def build_random_model(spec: str, fields: dict, folder: Path, config: BenchConfig) -> Path:
     """Save a seeded random-weight classifier of an architecture spec, with its tokenizer and settings."""
-    import json
-
     import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    from imdb_deploy.artifacts import TRAIN_CONFIG, load_tokenizer
+    from imdb_deploy.artifacts import load_tokenizer, write_train_config
     from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
 
     name = spec.partition(":")[0]
@@ -250,8 +248,7 @@ def build_random_model(spec: str, fields: dict, folder: Path, config: BenchConfi
     folder.mkdir(parents=True, exist_ok=True)
     DistilBertForSequenceClassification(model_config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    record = {**settings.to_dict(), "base_model": spec, "tokenizer": str(tokenizer_ref), "random_weights": True}
-    (folder / TRAIN_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    write_train_config(folder, settings, spec, tokenizer=str(tokenizer_ref), random_weights=True)
     return folder
 
 

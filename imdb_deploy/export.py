@@ -35,17 +35,19 @@ from pathlib import Path
 from imdb_deploy.artifacts import (
     EXPORT_REPORT,
     ONNX_VARIANTS,
-    TRAIN_CONFIG,
+    TRAIN_CONFIG_FIELDS,
     is_local_reference,
     load_settings,
     load_tokenizer,
     load_torch_classifier,
     load_train_config,
     onnx_variants,
+    write_train_config,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.fileio import atomic_dir, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
+from imdb_deploy.tokenization import TokenizationSettings
 
 # "none" skips fusion; O1 basic graph rewrites; O2 adds the transformer fusions (attention, GELU, LayerNorm)
 # and is the CPU default (numerically exact up to float rounding); O3 also approximates GELU (tanh form,
@@ -451,10 +453,12 @@ def export(
 
         # The folder must describe its own tokenization: copy train_config.json, or record the settings a
         # model without one is read with (head truncation at its limit), so predict tokenizes the same way.
-        train_config = load_train_config(model_ref) if local else {}
-        if not train_config:
-            train_config = {**load_settings(model_ref, load_tokenizer(model_ref)).to_dict(), "base_model": model_ref}
-        write_json_atomic(tmp / TRAIN_CONFIG, train_config)
+        recorded = load_train_config(model_ref) if local else {}
+        if recorded:
+            fields = {key: recorded[key] for key in TRAIN_CONFIG_FIELDS if key in recorded}
+            write_train_config(tmp, TokenizationSettings.from_dict(recorded), **{"base_model": model_ref, **fields})
+        else:
+            write_train_config(tmp, load_settings(model_ref, load_tokenizer(model_ref)), model_ref)
 
         report.settings = {
             **asdict(config),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import METRICS, TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+from imdb_deploy.artifacts import METRICS, load_tokenizer, load_torch_classifier, write_train_config
 from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
 from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
@@ -516,15 +516,14 @@ def _finish(
         os.replace(item, out / item.name)
     staging.rmdir()
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    train_config = {
-        **settings.to_dict(),
-        "base_model": config.model,
-        "data_source": config.data,
-        "data_samples": {name: len(split) for name, split in splits.items()},
-        "training": asdict(config),
-        "imdb_deploy_version": __version__,
-    }
-    write_json_atomic(out / TRAIN_CONFIG, train_config)
+    write_train_config(
+        out,
+        settings,
+        config.model,
+        data_source=config.data,
+        data_samples={name: len(split) for name, split in splits.items()},
+        training=asdict(config),
+    )
 
 
 def summary(model_dir: Path) -> str:

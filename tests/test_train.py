@@ -7,8 +7,10 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from imdb_deploy.artifacts import TRAIN_CONFIG_FIELDS
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, DataError, HubUnreachableError
+from imdb_deploy.tokenization import TokenizationSettings
 from imdb_deploy.train import TrainConfig, train
 
 
@@ -47,6 +49,8 @@ def test_model_folder_describes_itself(trained_dir):
     assert config["max_length"] == 48 and config["truncation"] == "head+tail"
     assert config["label_names"] == ["negative", "positive"]
     assert config["data_samples"] == {"validation": 40, "train": 360, "test": 100}
+    assert config["base_model"] and config["training"]["epochs"] == 3 and config["random_weights"] is False
+    assert set(config) == set(TokenizationSettings().to_dict()) | set(TRAIN_CONFIG_FIELDS)  # one set of keys
     assert not (trained_dir / "checkpoints").exists()
     assert "Test results" in (trained_dir / "README.md").read_text()
     model_config = json.loads((trained_dir / "config.json").read_text())
