@@ -34,14 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from imdb_deploy.architectures import ARCHITECTURES, parse_architecture, save_random_classifier, useful_macs
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
 
-# Architecture specs for random-weight timing: name -> DistilBertConfig overrides (none: the defaults,
-# which are distilbert-base-uncased's: 6 layers, dim 768, 12 heads, FFN 3072, vocab 30522).
-ARCHITECTURES = {"distilbert-base": {}}
-# Tokenizer an architecture spec is paired with unless --tokenizer names one (same uncased vocab).
-ARCHITECTURE_TOKENIZERS = {"distilbert-base": "distilbert-base-uncased"}
 BASELINE = "pytorch-fp32"
 
 
@@ -144,112 +140,8 @@ class BenchConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Work counted as useful
-# ---------------------------------------------------------------------------------------------------------
-
-
-def useful_macs(model_config, lengths: Sequence[int], cls_only_last_layer: bool = False) -> dict:
-    """Multiply-adds a padding-free forward pass needs for reviews of these token counts.
-
-    Per layer and token: Q, K, V and output projections (4 d^2) and the feed-forward block (2 d f); per
-    layer and pair of tokens of a review: attention scores and the weighted sum of values (2 d). Plus the
-    classification head (d^2 + d x labels) once per review. Padding, softmax, LayerNorm and GELU are not
-    counted: padding is wasted work and the rest is not multiply-adds.
-
-    With `cls_only_last_layer` (what `export` writes by default), the last layer computes K and V for every
-    token (2 d^2 per token) but the query, output projection, feed-forward block (2 d^2 + 2 d f) and the
-    attention (2 d n) for the [CLS] position only: the work that graph really does.
-    """
-    layers = getattr(model_config, "n_layers", None) or model_config.num_hidden_layers
-    dim = getattr(model_config, "dim", None) or model_config.hidden_size
-    ffn = getattr(model_config, "hidden_dim", None) or model_config.intermediate_size
-    labels = getattr(model_config, "num_labels", 2)
-    n = np.asarray(lengths, dtype=np.float64)
-    full = layers - 1 if cls_only_last_layer else layers
-    linear = full * (4 * dim * dim + 2 * dim * ffn) * float(n.sum())
-    attention = full * 2 * dim * float((n**2).sum())
-    formula = "sum over reviews of layers*(n*(4*d^2 + 2*d*f) + 2*d*n^2) + d^2 + d*labels; n = real tokens"
-    if cls_only_last_layer:
-        linear += 2 * dim * dim * float(n.sum()) + (2 * dim * dim + 2 * dim * ffn) * len(n)
-        attention += 2 * dim * float(n.sum())
-        formula = (
-            "sum over reviews of (layers-1)*(n*(4*d^2 + 2*d*f) + 2*d*n^2) + 2*d^2*n + 2*d^2 + 2*d*f + 2*d*n "
-            "+ d^2 + d*labels; n = real tokens (last layer for [CLS] only)"
-        )
-    head = (dim * dim + dim * labels) * len(n)
-    return {
-        "formula": formula,
-        "cls_only_last_layer": cls_only_last_layer,
-        "layers": layers,
-        "dim": dim,
-        "ffn_dim": ffn,
-        "linear": linear,
-        "attention": attention,
-        "head": head,
-        "total": linear + attention + head,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The model under test
 # ---------------------------------------------------------------------------------------------------------
-
-
-def parse_architecture(spec: str) -> dict | None:
-    """DistilBertConfig overrides for an architecture spec, or None when `spec` is not one.
-
-    "distilbert-base" is DistilBertConfig() itself; "distilbert-base:n_layers=2,dim=64,hidden_dim=128,n_heads=2"
-    changes fields (smaller models for quick checks).
-
-    Raises:
-        ConfigError: a malformed override or an unknown DistilBertConfig field.
-    """
-    name, _, overrides = str(spec).partition(":")
-    if name not in ARCHITECTURES or Path(str(spec)).exists():
-        return None
-    from transformers import DistilBertConfig
-
-    fields = dict(ARCHITECTURES[name])
-    known = DistilBertConfig().to_dict()
-    for item in filter(None, (part.strip() for part in overrides.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or key not in known:
-            raise ConfigError(f"architecture {spec!r}: {item!r} is not FIELD=VALUE with a DistilBertConfig field")
-        try:
-            fields[key] = type(known[key])(value) if known[key] is not None else int(value)
-        except ValueError as exc:
-            raise ConfigError(f"architecture {spec!r}: {item!r} needs a {type(known[key]).__name__}") from exc
-    return fields
-
-
-def build_random_model(spec: str, fields: dict, folder: Path, config: BenchConfig) -> Path:
-    """Save a seeded random-weight classifier of an architecture spec, with its tokenizer and settings."""
-    import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    from imdb_deploy.artifacts import load_tokenizer, write_train_config
-    from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
-
-    name = spec.partition(":")[0]
-    tokenizer_ref = config.tokenizer or ARCHITECTURE_TOKENIZERS[name]
-    tokenizer = load_tokenizer(tokenizer_ref)
-    settings = TokenizationSettings(max_length=config.max_length or 512)
-    fields = {"vocab_size": len(tokenizer), **fields}
-    if fields["vocab_size"] < len(tokenizer):
-        raise ConfigError(
-            f"architecture {spec!r}: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)}"
-        )
-    torch.manual_seed(config.seed)
-    model_config = DistilBertConfig(
-        **fields,
-        id2label=dict(enumerate(LABEL_NAMES)),
-        label2id={label: i for i, label in enumerate(LABEL_NAMES)},
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    DistilBertForSequenceClassification(model_config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    write_train_config(folder, settings, spec, tokenizer=str(tokenizer_ref), random_weights=True)
-    return folder
 
 
 @dataclass
@@ -271,11 +163,10 @@ def resolve_model(model: str, config: BenchConfig, work: Path, log: Callable[[st
     """
     from imdb_deploy.artifacts import load_train_config, onnx_variants
 
-    fields = parse_architecture(model)
-    if fields is not None:
+    if parse_architecture(model) is not None:
         torch_dir = work / "model"
         log(f"bench: building {model} with random weights (seed {config.seed}) in {torch_dir}")
-        build_random_model(model, fields, torch_dir, config)
+        save_random_classifier(model, torch_dir, config.tokenizer, config.max_length or 512, config.seed)
         kind, trained = "architecture", False
     else:
         path = Path(model).expanduser()

@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from imdb_deploy.architectures import save_random_classifier, useful_macs  # noqa: E402
 from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier  # noqa: E402
 from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
 from imdb_deploy.export import cls_only_last_layer  # noqa: E402
@@ -50,16 +51,9 @@ def log(*parts) -> None:
 
 
 def build_random_base(folder: Path) -> Path:
-    """DistilBertConfig() classifier with seeded random weights plus the uncased tokenizer."""
-    if (folder / "config.json").is_file():
-        return folder
-    import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    torch.manual_seed(0)
-    model = DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()
-    model.save_pretrained(folder)
-    load_tokenizer(TOKENIZER).save_pretrained(folder)
+    """DistilBertConfig() classifier with seeded random weights plus the uncased tokenizer (built once)."""
+    if not (folder / "config.json").is_file():
+        save_random_classifier("distilbert-base", folder, tokenizer=TOKENIZER, seed=0)
     return folder
 
 
@@ -319,14 +313,6 @@ def padded_tokens(lengths, batches) -> int:
     return int(sum(len(b) * max(lengths[i] for i in b) for b in batches))
 
 
-def useful_macs(lengths, layers=6, dim=768, hidden=3072) -> dict:
-    """Multiply-adds on real (unpadded) tokens: linear layers per token plus attention per token pair."""
-    lengths = np.asarray(lengths, dtype=np.float64)
-    linear = layers * (4 * dim * dim + 2 * dim * hidden) * lengths.sum()
-    attention = layers * 2 * dim * (lengths**2).sum()
-    return {"linear": float(linear), "attention": float(attention), "total": float(linear + attention)}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------------------------------------
@@ -485,7 +471,9 @@ def main() -> None:
 
     results = time_candidates(candidates, encoded, args.repeats)
     reference = next((r["logits"] for k, r in results.items() if k.startswith("torch/")), None)
-    macs = useful_macs(lengths)
+    from transformers import AutoConfig
+
+    macs = useful_macs(AutoConfig.from_pretrained(base), lengths)
     report = {
         "stage": args.stage,
         "samples": len(encoded),

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the GPU machine runs the working tree, not an installed package
 
+from imdb_deploy.architectures import TINY, random_classifier, useful_macs  # noqa: E402
 from imdb_deploy.fileio import write_json_atomic  # noqa: E402
 from imdb_deploy.machine import logical_cpus, versions  # noqa: E402
 
@@ -243,27 +244,11 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _build_model(tiny: bool, vocab_size: int):
-    """distilbert-base-uncased's architecture with random weights (or a tiny one), 2 labels, in train mode."""
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    if tiny:
-        config = DistilBertConfig(vocab_size=vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2)
-    else:
-        config = DistilBertConfig()
-    if config.vocab_size < vocab_size:
-        raise ValueError(f"tokenizer has {vocab_size} tokens, more than the model's {config.vocab_size}")
-    if config.num_labels != 2:
-        raise ValueError(f"expected 2 labels, the config has {config.num_labels}")
-    return DistilBertForSequenceClassification(config)
-
-
 def _forward_flops(config, batch: int, width: int) -> float:
-    """Matrix-multiply FLOPs of one forward pass over a padded (batch, width) input (attention included)."""
-    d, hidden, layers = config.dim, config.hidden_dim, config.n_layers
-    dense = 2 * (4 * d * d + 2 * d * hidden) * batch * width
-    attention = 2 * 2 * width * width * d * batch
-    return float(layers * (dense + attention))
+    """Matrix-multiply FLOPs of one forward pass over a padded (batch, width) input, attention included and the
+    classification head left out: 2 per multiply-add that architectures.useful_macs counts for `width` tokens."""
+    work = useful_macs(config, [width] * batch)
+    return 2.0 * (work["linear"] + work["attention"])
 
 
 def setup(entry: dict, data_dir: Path, tokenizer_dir: Path, profile: Profile, smoke: bool) -> dict:
@@ -349,7 +334,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    model = _build_model(profile.tiny_model, len(tokenizer))
+    model = random_classifier(TINY if profile.tiny_model else {}, len(tokenizer))
     optimizer = make_optimizer(model, TRAIN_LR, WEIGHT_DECAY)
     total_steps = profile.warmup_steps + 2 * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * total_steps), total_steps)
@@ -435,7 +420,7 @@ def inference(entry: dict, state: dict, profile: Profile) -> None:
     sorted_batches = length_sorted_batches([len(x) for x in ids], size)
     unsorted_batches = [list(range(i, min(i + size, len(ids)))) for i in range(0, len(ids), size)]
     torch.manual_seed(0)
-    model = _build_model(profile.tiny_model, len(tokenizer)).to(device).eval()
+    model = random_classifier(TINY if profile.tiny_model else {}, len(tokenizer)).to(device).eval()
     bf16_model = None
     cuda = device.type == "cuda"
 
