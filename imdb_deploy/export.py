@@ -83,7 +83,7 @@ class ExportConfig:
             classifier reads only that position; the gate checks fp32 agreement as always). False exports the
             model as it is (optimum's main_export). Measured on 2 AVX2 cores, distilbert-base at 512 tokens,
             INT8, predict's batching, 128 IMDb reviews: 9.66 vs 8.32 reviews/s (+16%, best of two interleaved
-            rounds; scripts/bench_int8_research.py --stage final --samples 128).
+            rounds; research/bench_int8_research.py --stage final --samples 128).
         verify: run the parity gate; False writes the folder marked `"verified": false`.
         data: labelled reviews for the gate (see imdb_deploy.data).
         split: split of `data` the gate scores.
@@ -211,7 +211,7 @@ def quantization_config(target: str, per_channel: bool, reduce_range: bool):
     # optimum's AVX2 preset has uint8 weights, which sends ONNX Runtime to its U8U8 kernel (16-bit
     # VPMADDWD); int8 weights take the U8S8 kernel (VPMADDUBSW): on a 2-core AVX2 CPU distilbert-base INT8 ran
     # 14% faster end to end (5.6 -> 6.4 reviews/s, its integer matmuls 19% faster) at the same parity (fine-tuned
-    # MiniLM, 2,000 IMDb reviews: agreement 98.9% either way). See scripts/bench_int8_research.py.
+    # MiniLM, 2,000 IMDb reviews: agreement 98.9% either way). See research/bench_int8_research.py.
     # --reduce-range (7-bit weights) rules out VPMADDUBSW's int16 saturation, at the same speed.
     from onnxruntime.quantization import QuantType
 
