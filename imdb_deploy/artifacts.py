@@ -40,7 +40,7 @@ ONNX_VARIANTS = {
 }
 
 _LOCAL_HINT = (
-    "Pass a local copy instead, e.g. --model ../shared/models/distilbert-minilm-l6-h384-uncased "
+    "Pass a local copy instead, e.g. --model models/distilbert-base-uncased "
     "(a folder with config.json, weights and tokenizer files)."
 )
 

@@ -413,16 +413,6 @@ def test_truncated_gzip_is_a_clear_error(onnx_dir, tmp_path):
     assert result.stderr.startswith(f"Error: {source}: cannot read it (Compressed file ended before the end-of-stream")
 
 
-def test_predict_command_has_help():
-    from click.testing import CliRunner
-
-    from imdb_deploy.cli import cli
-
-    result = CliRunner().invoke(cli, ["predict", "--help"])
-    assert result.exit_code == 0
-    assert "Example: imdb-deploy predict reviews.jsonl" in result.output
-
-
 class PeakRss:
     """Samples this process's resident memory (imdb_deploy.machine) every few milliseconds while the block runs."""
 
