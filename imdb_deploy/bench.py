@@ -452,7 +452,6 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax
     from imdb_deploy.tokenization import encode
-    from imdb_deploy.verify import DEFAULT_EXACT, DEFAULT_THRESHOLDS, compare
 
     target = resolve_model(model, config, work, log)
     data = stratified_sample(load_split(config.data, config.split), config.samples, config.seed)
@@ -506,57 +505,8 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         }
 
     baseline = rows.get(BASELINE) if BASELINE in probabilities else None
-    for name, row in rows.items():
-        if row["status"] != "ok":
-            continue
-        row["speedup"] = row["reviews_per_s"] / baseline["reviews_per_s"] if baseline else None
-        if baseline and name != BASELINE:
-            variant = row.get("variant", "fp32")
-            parity = compare(
-                variant,
-                Path(row["file"]).name,
-                probabilities[BASELINE],
-                probabilities[name],
-                labels,
-                data.ids,
-                DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT),
-                flips_listed=0,
-            )
-            row["vs_baseline"] = {
-                "agreement": parity.agreement,
-                "max_prob_diff": parity.max_prob_diff,
-                "mean_prob_diff": parity.mean_prob_diff,
-                "accuracy_change": parity.accuracy_change if target.trained else None,
-                "gate": parity.thresholds,
-                # Random weights answer near 50/50, so their labels say nothing about parity.
-                "within_gate": parity.passed if target.trained else None,
-                "failures": parity.failures if target.trained else [],
-            }
-
-    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
-    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"]) if ran else None
-    int8_peak = peak["int8"]["macs_per_s"]
-    summary = None
-    if fastest:
-        # The ceiling: the fastest row's graph with every multiply-add at the INT8 peak, nothing else costing time.
-        least_work = work_by_runtime[ran[fastest]["runtime"]]
-        summary = {
-            "row": fastest,
-            "reviews_per_s": ran[fastest]["reviews_per_s"],
-            "speedup": ran[fastest].get("speedup"),
-            "useful_macs_per_s": ran[fastest]["useful_macs_per_s"],
-            "executed_macs_per_s": ran[fastest]["executed_macs_per_s"],
-            "int8_peak_macs_per_s": int8_peak,
-            "share_of_int8_peak": ran[fastest]["executed_macs_per_s"] / int8_peak if int8_peak else None,
-            "reviews_per_s_at_int8_peak": int8_peak * len(data) / least_work if int8_peak else None,
-            "speedup_at_int8_peak": (
-                int8_peak * len(data) / least_work / baseline["reviews_per_s"] if int8_peak and baseline else None
-            ),
-            "explanation": (
-                "multiply-adds per second the fastest row's graph really does (onnx_macs.total, or useful_macs.total "
-                "for PyTorch, x reviews/s / reviews) over the INT8 peak of these cores (peak.formula with peak.int8)"
-            ),
-        }
+    _compare_with_baseline(rows, probabilities, labels, data.ids, target.trained)
+    summary = _fastest(rows, work_by_runtime, peak["int8"]["macs_per_s"], len(data), baseline)
     return {
         "schema": 1,
         "model": {
@@ -590,6 +540,68 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         "baseline": BASELINE if baseline else None,
         "rows": rows,
         "fastest": summary,
+    }
+
+
+def _compare_with_baseline(rows: dict, probabilities: dict, labels, ids, trained: bool) -> None:
+    """Add each row's speed-up over the baseline and its agreement with it (the parity gate's measures and
+    thresholds) to `rows`, in place. Random weights answer near 50/50, so their labels say nothing about
+    parity: the gate's verdict is then None."""
+    from imdb_deploy.verify import DEFAULT_EXACT, DEFAULT_THRESHOLDS, compare
+
+    baseline = rows.get(BASELINE) if BASELINE in probabilities else None
+    for name, row in rows.items():
+        if row["status"] != "ok":
+            continue
+        row["speedup"] = row["reviews_per_s"] / baseline["reviews_per_s"] if baseline else None
+        if baseline and name != BASELINE:
+            variant = row.get("variant", "fp32")
+            parity = compare(
+                variant,
+                Path(row["file"]).name,
+                probabilities[BASELINE],
+                probabilities[name],
+                labels,
+                ids,
+                DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT),
+                flips_listed=0,
+            )
+            row["vs_baseline"] = {
+                "agreement": parity.agreement,
+                "max_prob_diff": parity.max_prob_diff,
+                "mean_prob_diff": parity.mean_prob_diff,
+                "accuracy_change": parity.accuracy_change if trained else None,
+                "gate": parity.thresholds,
+                "within_gate": parity.passed if trained else None,
+                "failures": parity.failures if trained else [],
+            }
+
+
+def _fastest(rows: dict, work_by_runtime: dict, int8_peak: float | None, reviews: int, baseline: dict | None):
+    """The fastest row, its share of the INT8 peak, and the ceiling: its graph with every multiply-add at
+    that peak and nothing else costing time. None when no row ran."""
+    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
+    if not ran:
+        return None
+    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"])
+    row = ran[fastest]
+    least_work = work_by_runtime[row["runtime"]]
+    return {
+        "row": fastest,
+        "reviews_per_s": row["reviews_per_s"],
+        "speedup": row.get("speedup"),
+        "useful_macs_per_s": row["useful_macs_per_s"],
+        "executed_macs_per_s": row["executed_macs_per_s"],
+        "int8_peak_macs_per_s": int8_peak,
+        "share_of_int8_peak": row["executed_macs_per_s"] / int8_peak if int8_peak else None,
+        "reviews_per_s_at_int8_peak": int8_peak * reviews / least_work if int8_peak else None,
+        "speedup_at_int8_peak": (
+            int8_peak * reviews / least_work / baseline["reviews_per_s"] if int8_peak and baseline else None
+        ),
+        "explanation": (
+            "multiply-adds per second the fastest row's graph really does (onnx_macs.total, or useful_macs.total "
+            "for PyTorch, x reviews/s / reviews) over the INT8 peak of these cores (peak.formula with peak.int8)"
+        ),
     }
 
 
