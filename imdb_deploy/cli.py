@@ -36,6 +36,18 @@ def _default(owner, name: str):
     return inspect.signature(owner).parameters[name].default
 
 
+def _option(config, *decls: str, **attrs):
+    """click.option whose default, shown in --help, is the one `config` declares for the same name."""
+    long_flag = next(d for d in decls if d.startswith("--"))
+    name = next((d for d in decls if not d.startswith("-")), long_flag[2:].split("/")[0].replace("-", "_"))
+    return click.option(*decls, default=_default(config, name), show_default=True, **attrs)
+
+
+def _flag(config, flag: str, help: str):
+    """An on/off click flag whose default is the one `config` declares for the same name."""
+    return click.option(flag, is_flag=True, default=_default(config, flag[2:].replace("-", "_")), help=help)
+
+
 def user_errors(func):
     """Turn package errors into click errors: a one-line message on stderr and exit code 1."""
 
@@ -79,89 +91,43 @@ def main() -> None:
 
 
 @cli.command()
-@click.option(
-    "--model", default=_default(TrainConfig, "model"), show_default=True, help="Base model: Hub id or local folder."
-)
-@click.option(
+@_option(TrainConfig, "--model", help="Base model: Hub id or local folder.")
+@_option(
+    TrainConfig,
     "--data",
-    default=_default(TrainConfig, "data"),
-    show_default=True,
     help="Hub dataset id, a folder with train/test Parquet/CSV/JSONL, an aclImdb/ folder, or train=F,test=F.",
 )
-@click.option(
-    "--output",
-    "-o",
-    "output_dir",
-    default=_default(TrainConfig, "output_dir"),
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Model folder to write.",
+@_option(TrainConfig, "--output", "-o", "output_dir", type=click.Path(file_okay=False), help="Model folder to write.")
+@_option(TrainConfig, "--epochs", type=int)
+@_option(TrainConfig, "--batch-size", type=int, help="Per device.")
+@_option(TrainConfig, "--lr", type=float, help="Peak learning rate.")
+@_option(TrainConfig, "--weight-decay", type=float)
+@_option(TrainConfig, "--warmup-ratio", type=float, help="Linear warm-up share, then linear decay.")
+@_option(TrainConfig, "--gradient-accumulation-steps", type=int)
+@_option(TrainConfig, "--max-length", type=int, help="Tokens per review (at most 512).")
+@_option(
+    TrainConfig, "--truncation", type=click.Choice(TRUNCATION_STRATEGIES), help="Which tokens of a long review to keep."
 )
-@click.option("--epochs", default=_default(TrainConfig, "epochs"), show_default=True, type=int)
-@click.option(
-    "--batch-size", default=_default(TrainConfig, "batch_size"), show_default=True, type=int, help="Per device."
-)
-@click.option("--lr", default=_default(TrainConfig, "lr"), show_default=True, type=float, help="Peak learning rate.")
-@click.option("--weight-decay", default=_default(TrainConfig, "weight_decay"), show_default=True, type=float)
-@click.option(
-    "--warmup-ratio",
-    default=_default(TrainConfig, "warmup_ratio"),
-    show_default=True,
-    type=float,
-    help="Linear warm-up share, then linear decay.",
-)
-@click.option(
-    "--gradient-accumulation-steps",
-    default=_default(TrainConfig, "gradient_accumulation_steps"),
-    show_default=True,
-    type=int,
-)
-@click.option(
-    "--max-length",
-    default=_default(TrainConfig, "max_length"),
-    show_default=True,
-    type=int,
-    help="Tokens per review (at most 512).",
-)
-@click.option(
-    "--truncation",
-    default=_default(TrainConfig, "truncation"),
-    show_default=True,
-    type=click.Choice(TRUNCATION_STRATEGIES),
-    help="Which tokens of a long review to keep.",
-)
-@click.option(
+@_option(
+    TrainConfig,
     "--val-size",
-    default=_default(TrainConfig, "val_size"),
-    show_default=True,
     type=float,
     help="Validation share (or count) carved from train to pick the best epoch; 0 disables.",
 )
 @click.option("--max-train-samples", type=int, help="Stratified sample of the training split, for quick runs.")
 @click.option("--max-eval-samples", type=int, help="Stratified sample of validation and test, for quick runs.")
-@click.option(
+@_option(
+    TrainConfig,
     "--mixed-precision",
-    default=_default(TrainConfig, "mixed_precision"),
-    show_default=True,
     type=click.Choice(MIXED_PRECISION),
     help="auto: bf16 on GPUs that support it, fp16 on older GPUs, no on the CPU.",
 )
-@click.option("--seed", default=_default(TrainConfig, "seed"), show_default=True, type=int)
-@click.option(
-    "--checkpoint-every",
-    default=_default(TrainConfig, "checkpoint_every"),
-    show_default=True,
-    type=int,
-    help="Optimizer steps between checkpoints.",
-)
+@_option(TrainConfig, "--seed", type=int)
+@_option(TrainConfig, "--checkpoint-every", type=int, help="Optimizer steps between checkpoints.")
 @click.option("--eval-batch-size", type=int, help="Reviews per evaluation batch [default: 64 on CPU, 256 on GPU].")
 @click.option("--num-workers", type=click.IntRange(min=0), help="DataLoader workers [default: 0 on CPU, 2 on GPU].")
-@click.option(
-    "--tf32/--no-tf32", default=_default(TrainConfig, "tf32"), show_default=True, help="TF32 matmuls on Ampere+ GPUs."
-)
-@click.option(
-    "--cpu", is_flag=True, default=_default(TrainConfig, "cpu"), help="Train on the CPU even when a GPU is present."
-)
+@_option(TrainConfig, "--tf32/--no-tf32", help="TF32 matmuls on Ampere+ GPUs.")
+@_flag(TrainConfig, "--cpu", "Train on the CPU even when a GPU is present.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --output from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -190,13 +156,11 @@ def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
 
 @cli.command()
 @click.argument("model_dir")
-@click.option(
-    "--data", default=_default(EvaluateConfig, "data"), show_default=True, help="Data source (see train --help)."
-)
-@click.option("--split", default=_default(EvaluateConfig, "split"), show_default=True)
+@_option(EvaluateConfig, "--data", help="Data source (see train --help).")
+@_option(EvaluateConfig, "--split")
 @click.option("--max-samples", type=int, help="Stratified sample of the split.")
-@click.option("--batch-size", default=_default(EvaluateConfig, "batch_size"), show_default=True, type=int)
-@click.option("--seed", default=_default(EvaluateConfig, "seed"), show_default=True, type=int)
+@_option(EvaluateConfig, "--batch-size", type=int)
+@_option(EvaluateConfig, "--seed", type=int)
 @click.option(
     "--output",
     "-o",
@@ -240,15 +204,8 @@ def _sample_count(ctx, param, value: str) -> int | None:
 def _gate_options(config, samples_field: str):
     """Options shared by export and verify: the gate's data, sample and thresholds (defaults from `config`)."""
     options = [
-        click.option(
-            "--data",
-            default=_default(config, "data"),
-            show_default=True,
-            help="Labelled reviews for the gate (see train).",
-        ),
-        click.option(
-            "--split", default=_default(config, "split"), show_default=True, help="Split of --data the gate scores."
-        ),
+        _option(config, "--data", help="Labelled reviews for the gate (see train)."),
+        _option(config, "--split", help="Split of --data the gate scores."),
         click.option(
             "--verify-samples",
             "samples",
@@ -285,62 +242,38 @@ def _gate_options(config, samples_field: str):
     type=click.Path(file_okay=False, path_type=Path),
     help="ONNX folder to write, complete or not at all [default: MODEL_DIR-onnx].",
 )
-@click.option(
-    "--quantize",
-    is_flag=True,
-    default=_default(ExportConfig, "quantize"),
-    help="Also write a dynamic INT8 model (CPU only).",
-)
-@click.option(
+@_flag(ExportConfig, "--quantize", "Also write a dynamic INT8 model (CPU only).")
+@_option(
+    ExportConfig,
     "--optimize",
-    default=_default(ExportConfig, "optimize"),
-    show_default=True,
     type=click.Choice(OPTIMIZATION_LEVELS),
     help="Graph fusion level: O2 fuses attention/GELU/LayerNorm (CPU default); O3 adds approximate GELU; "
     "O4 is fp16 for --device cuda.",
 )
 @click.option("--opset", type=click.IntRange(11, 23), help="ONNX opset [default: optimum's for the model].")
-@click.option("--device", default=_default(ExportConfig, "device"), show_default=True, type=click.Choice(DEVICES))
-@click.option(
+@_option(ExportConfig, "--device", type=click.Choice(DEVICES))
+@_option(
+    ExportConfig,
     "--quantize-target",
-    default=_default(ExportConfig, "quantize_target"),
-    show_default=True,
     type=click.Choice(["auto", *QUANTIZATION_TARGETS]),
     help="CPU whose INT8 settings to use; auto detects this one.",
 )
-@click.option(
-    "--per-channel/--per-tensor",
-    default=_default(ExportConfig, "per_channel"),
-    show_default=True,
-    help="INT8 weight scales per column or per tensor.",
-)
-@click.option(
-    "--reduce-range",
-    is_flag=True,
-    default=_default(ExportConfig, "reduce_range"),
-    help="7-bit INT8 weights (for AVX512 CPUs without VNNI).",
-)
-@click.option(
+@_option(ExportConfig, "--per-channel/--per-tensor", help="INT8 weight scales per column or per tensor.")
+@_flag(ExportConfig, "--reduce-range", "7-bit INT8 weights (for AVX512 CPUs without VNNI).")
+@_option(
+    ExportConfig,
     "--cls-only-last-layer/--full-last-layer",
-    default=_default(ExportConfig, "cls_only_last_layer"),
-    show_default=True,
     help="Export the last layer for the [CLS] position only (same logits, ~14% less compute).",
 )
-@click.option(
+@_option(
+    ExportConfig,
     "--quantize-from",
-    default=_default(ExportConfig, "quantize_from"),
-    show_default=True,
     type=click.Choice(QUANTIZE_SOURCES),
     help="Quantize the fused graph (faster) or the plain one.",
 )
 @_gate_options(ExportConfig, "verify_samples")
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    default=_default(ExportConfig, "overwrite"),
-    help="Replace an existing output folder once the new one passed.",
-)
+@_flag(ExportConfig, "--overwrite", "Replace an existing output folder once the new one passed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (the summary and warnings stay).")
 @user_errors
 def export(
@@ -388,8 +321,8 @@ def export(
     type=click.Choice(list(ONNX_VARIANTS)),
     help="Variant to check (repeatable) [default: every one in the folder].",
 )
-@click.option("--provider", default=_default(VerifyConfig, "provider"), show_default=True, type=click.Choice(DEVICES))
-@click.option("--seed", default=_default(VerifyConfig, "seed"), show_default=True, type=int, help="Seed of the sample.")
+@_option(VerifyConfig, "--provider", type=click.Choice(DEVICES))
+@_option(VerifyConfig, "--seed", type=int, help="Seed of the sample.")
 @click.option(
     "--output",
     "-o",
@@ -448,31 +381,18 @@ def verify(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write predictions here (complete or not at all; .gz compresses) instead of stdout.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    default=_default(PredictFileConfig, "output_format"),
-    show_default=True,
-    type=click.Choice(OUTPUT_FORMATS),
-)
-@click.option(
+@_option(PredictFileConfig, "--format", "output_format", type=click.Choice(OUTPUT_FORMATS))
+@_option(
+    PredictFileConfig,
     "--input-format",
-    default=_default(PredictFileConfig, "input_format"),
-    show_default=True,
     type=click.Choice(INPUT_FORMATS),
     help="auto: by suffix (.jsonl, .csv, .txt, also .gz), else JSONL if the first line starts with '{', else text.",
 )
-@click.option(
-    "--text-field",
-    default=_default(PredictFileConfig, "text_field"),
-    show_default=True,
-    help="JSONL field or CSV column with the review.",
-)
+@_option(PredictFileConfig, "--text-field", help="JSONL field or CSV column with the review.")
 @click.option("--id-field", help="JSONL field or CSV column copied to the output as id [default: line number].")
-@click.option(
+@_option(
+    PredictFileConfig,
     "--on-error",
-    default=_default(PredictFileConfig, "on_error"),
-    show_default=True,
     type=click.Choice(ON_ERROR),
     help="fail: stop at the first bad row (exit 1, no output file); skip: set bad rows aside and score the rest.",
 )
@@ -482,26 +402,19 @@ def verify(
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --on-error skip: write bad rows (line, id, reason) here as JSONL [default: list them on stderr].",
 )
-@click.option(
+@_option(
+    Predictor,
     "--variant",
-    default=_default(Predictor, "variant"),
-    show_default=True,
     type=click.Choice(["auto", *ONNX_VARIANTS]),
     help="ONNX file to run; auto takes int8 on CPU, fp16/optimized/fp32 on CUDA.",
 )
-@click.option("--provider", default=_default(Predictor, "provider"), show_default=True, type=click.Choice(DEVICES))
+@_option(Predictor, "--provider", type=click.Choice(DEVICES))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 1024]."
 )
-@click.option(
-    "--chunk-size",
-    default=_default(PredictFileConfig, "chunk_size"),
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Rows sorted together.",
-)
+@_option(PredictFileConfig, "--chunk-size", type=click.IntRange(min=1), help="Rows sorted together.")
 @click.option(
     "--io-binding/--no-io-binding",
     default=None,
@@ -563,52 +476,19 @@ def predict(
     type=click.Path(file_okay=False, path_type=Path),
     help="An existing export of --model to time [default: export into OUTPUT/onnx].",
 )
-@click.option(
-    "--data", default=_default(BenchConfig, "data"), show_default=True, help="Labelled reviews (see train --help)."
-)
-@click.option("--split", default=_default(BenchConfig, "split"), show_default=True)
-@click.option(
-    "--samples",
-    default=_default(BenchConfig, "samples"),
-    show_default=True,
-    type=str,
-    callback=_sample_count,
-    help="Seeded sample size, or all.",
-)
-@click.option("--seed", default=_default(BenchConfig, "seed"), show_default=True, type=int)
-@click.option(
-    "--batch-size",
-    default=_default(BenchConfig, "batch_size"),
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="For input-order rows.",
-)
+@_option(BenchConfig, "--data", help="Labelled reviews (see train --help).")
+@_option(BenchConfig, "--split")
+@_option(BenchConfig, "--samples", type=str, callback=_sample_count, help="Seeded sample size, or all.")
+@_option(BenchConfig, "--seed", type=int)
+@_option(BenchConfig, "--batch-size", type=click.IntRange(min=1), help="For input-order rows.")
 @click.option("--max-length", type=click.IntRange(8, 512), help="Tokens per review for an architecture [default: 512].")
 @click.option(
     "--rows",
     help=f"Comma-separated rows [default: all this machine runs]: {', '.join(ROW_NAMES)}.",
 )
-@click.option(
-    "--repeats",
-    default=_default(BenchConfig, "repeats"),
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Timed passes per row.",
-)
-@click.option(
-    "--warmup",
-    default=_default(BenchConfig, "warmup"),
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Untimed calls first.",
-)
-@click.option(
-    "--latency-samples",
-    default=_default(BenchConfig, "latency_samples"),
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Batch-1 calls per length.",
-)
+@_option(BenchConfig, "--repeats", type=click.IntRange(min=1), help="Timed passes per row.")
+@_option(BenchConfig, "--warmup", type=click.IntRange(min=0), help="Untimed calls first.")
+@_option(BenchConfig, "--latency-samples", type=click.IntRange(min=0), help="Batch-1 calls per length.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [default: physical cores].")
 @click.option("--cpu-ghz", type=float, help="Clock for the INT8 peak [default: read from the OS].")
 @click.option(
@@ -651,64 +531,38 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
     help="Base encoder: Hub id, local folder, or 'minilm' (the offline model) "
     "[default: distilbert-base-uncased with Hub access, else minilm].",
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--data",
-    default=_default(DemoConfig, "data"),
-    show_default=True,
     help="Labelled reviews: imdb-sample (shipped, no download), imdb (the full Hub dataset), or a local source.",
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--output",
     "-o",
     "output_dir",
-    default=_default(DemoConfig, "output_dir"),
-    show_default=True,
     type=click.Path(file_okay=False),
     help="Folder for every artifact; a previous demo there is replaced.",
 )
-@click.option(
-    "--max-train-samples",
-    default=_default(DemoConfig, "max_train_samples"),
-    show_default=True,
-    type=str,
-    callback=_sample_count,
-    help="Stratified training sample, or 'all'.",
+@_option(
+    DemoConfig, "--max-train-samples", type=str, callback=_sample_count, help="Stratified training sample, or 'all'."
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--test-samples",
-    default=_default(DemoConfig, "test_samples"),
-    show_default=True,
     type=str,
     callback=_sample_count,
     help="Stratified test sample scored by predict (INT8): the headline accuracy; or 'all'.",
 )
-@click.option(
-    "--max-length", default=_default(DemoConfig, "max_length"), show_default=True, type=int, help="Tokens per review."
+@_option(DemoConfig, "--max-length", type=int, help="Tokens per review.")
+@_option(DemoConfig, "--epochs", type=int)
+@_option(DemoConfig, "--lr", type=float, help="Peak learning rate (tuned for short runs).")
+@_option(DemoConfig, "--batch-size", type=int)
+@_option(
+    DemoConfig, "--verify-samples", type=int, help="Reviews the parity gate (and train's PyTorch test score) uses."
 )
-@click.option("--epochs", default=_default(DemoConfig, "epochs"), show_default=True, type=int)
-@click.option(
-    "--lr",
-    default=_default(DemoConfig, "lr"),
-    show_default=True,
-    type=float,
-    help="Peak learning rate (tuned for short runs).",
-)
-@click.option("--batch-size", default=_default(DemoConfig, "batch_size"), show_default=True, type=int)
-@click.option(
-    "--verify-samples",
-    default=_default(DemoConfig, "verify_samples"),
-    show_default=True,
-    type=int,
-    help="Reviews the parity gate (and train's PyTorch test score) uses.",
-)
-@click.option(
-    "--bench-samples",
-    default=_default(DemoConfig, "bench_samples"),
-    show_default=True,
-    type=int,
-    help="Reviews the benchmark times.",
-)
-@click.option("--seed", default=_default(DemoConfig, "seed"), show_default=True, type=int)
+@_option(DemoConfig, "--bench-samples", type=int, help="Reviews the benchmark times.")
+@_option(DemoConfig, "--seed", type=int)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or lines (the final report stays).")
 @user_errors
 def demo(quiet: bool, **options) -> None:
