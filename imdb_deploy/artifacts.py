@@ -11,10 +11,23 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from imdb_deploy import __version__
 from imdb_deploy.errors import HubUnreachableError, ModelLoadError
+from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
 
 TRAIN_CONFIG = "train_config.json"
+# What train_config.json records beside the tokenization settings (TokenizationSettings.to_dict()): every
+# folder has every key, None where it does not apply (e.g. `training` for a folder bench built).
+TRAIN_CONFIG_FIELDS = (
+    "base_model",  # the encoder it was fine-tuned from (Hub id or folder), or the architecture spec
+    "tokenizer",  # where the tokenizer came from when it is not the base model's
+    "data_source",  # the training data (see imdb_deploy.data)
+    "data_samples",  # reviews per split: {"train": n, "validation": n, "test": n}
+    "training",  # the full TrainConfig
+    "random_weights",  # True for an untrained architecture (bench): accuracy means nothing
+    "imdb_deploy_version",  # the version that wrote the model
+)
 METRICS = "metrics.json"
 EXPORT_REPORT = "export_report.json"
 
@@ -27,7 +40,7 @@ ONNX_VARIANTS = {
 }
 
 _LOCAL_HINT = (
-    "Pass a local copy instead, e.g. --model ../shared/models/distilbert-minilm-l6-h384-uncased "
+    "Pass a local copy instead, e.g. --model models/distilbert-base-uncased "
     "(a folder with config.json, weights and tokenizer files)."
 )
 
@@ -68,6 +81,41 @@ def load_train_config(model_dir: str | os.PathLike) -> dict:
     """The `train_config.json` of a model folder, or {} for a model that imdb-deploy did not train."""
     path = Path(str(model_dir)) / TRAIN_CONFIG
     return read_json(path) if path.is_file() else {}
+
+
+def write_train_config(
+    folder: str | os.PathLike,
+    settings: TokenizationSettings,
+    base_model: str | os.PathLike,
+    **fields,
+) -> Path:
+    """Write a model folder's `train_config.json` atomically: the one writer of that file.
+
+    Args:
+        folder: the model (or exported ONNX) folder.
+        settings: how its reviews are tokenized; every later stage reads them back (load_settings).
+        base_model: what it was built from (TRAIN_CONFIG_FIELDS).
+        fields: the other TRAIN_CONFIG_FIELDS that apply; the rest are written as None (random_weights
+            False, imdb_deploy_version this one).
+
+    Returns:
+        The file written.
+
+    Raises:
+        TypeError: a field that is not in TRAIN_CONFIG_FIELDS.
+    """
+    unknown = sorted(set(fields) - set(TRAIN_CONFIG_FIELDS))
+    if unknown:
+        raise TypeError(f"write_train_config: {', '.join(unknown)} not in TRAIN_CONFIG_FIELDS")
+    record = {
+        **settings.to_dict(),
+        **dict.fromkeys(TRAIN_CONFIG_FIELDS),
+        "random_weights": False,
+        "imdb_deploy_version": __version__,
+        **fields,
+        "base_model": str(base_model),
+    }
+    return write_json_atomic(Path(str(folder)) / TRAIN_CONFIG, record)
 
 
 def load_export_report(onnx_dir: str | os.PathLike) -> dict:

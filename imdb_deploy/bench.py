@@ -13,7 +13,7 @@ Every row scores the same seeded sample of labelled reviews, end to end from tex
 Per row: throughput (median of `repeats` timed passes after warm-up), latency p50/p95 at batch 1 on the
 shortest and the longest quarter of the reviews, accuracy (None for random weights, never invented),
 agreement with the baseline under the parity gate's thresholds, model file size, peak resident memory.
-The report also gives the share of the CPU's INT8 peak that the fastest row reaches (see `cpu_peak`).
+The report also gives the share of the CPU's INT8 peak that the fastest row reaches (see `machine.cpu_peak`).
 
 `--model` is a trained folder, an exported ONNX folder (its PyTorch original comes from
 export_report.json), or an architecture spec such as "distilbert-base" (DistilBertConfig() defaults,
@@ -25,10 +25,7 @@ from __future__ import annotations
 import gc
 import math
 import os
-import platform
-import re
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,13 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from imdb_deploy.architectures import ARCHITECTURES, parse_architecture, save_random_classifier, useful_macs
 from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
 
-# Architecture specs for random-weight timing: name -> DistilBertConfig overrides (none: the defaults,
-# which are distilbert-base-uncased's: 6 layers, dim 768, 12 heads, FFN 3072, vocab 30522).
-ARCHITECTURES = {"distilbert-base": {}}
-# Tokenizer an architecture spec is paired with unless --tokenizer names one (same uncased vocab).
-ARCHITECTURE_TOKENIZERS = {"distilbert-base": "distilbert-base-uncased"}
 BASELINE = "pytorch-fp32"
 
 
@@ -146,277 +140,8 @@ class BenchConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The machine and its peak
-# ---------------------------------------------------------------------------------------------------------
-
-# Useful INT8 multiply-adds per cycle per core, from the widest integer dot-product path the ISA offers,
-# first match wins. Without VNNI (AVX2, AVX512BW), ONNX Runtime's MLAS kernels multiply u8 activations by
-# s8 weights with VPMADDUBSW (W/8 byte pairs -> W/16 int16 sums of two products) and must widen each result
-# to int32 with a VPMADDWD against ones before adding: two multiply-port instructions per W/8 multiply-adds.
-# Current cores issue two such instructions per cycle (Intel Skylake and later: ports 0 and 1/5; AMD Zen 3
-# and later: FP0 and FP3), hence W/8 per cycle: 32 for AVX2's 256 bits. scripts/bench_cpu_peak.py measures
-# it on the machine at hand (this 2-core Zen 3: 1.0 VPMADDUBSW+VPMADDWD+VPADDD group per cycle). VNNI fuses
-# all three into VPDPBUSD: W/8 multiply-adds per instruction, two per cycle.
-INT8_PATHS = (
-    ("avx512_vnni", 128, "VPDPBUSD zmm: 64 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
-    ("avx_vnni", 64, "VPDPBUSD ymm: 32 u8*s8 multiply-adds into int32 per instruction, 2 per cycle"),
-    ("avx512bw", 64, "VPMADDUBSW zmm + VPMADDWD zmm (widen to int32): 64 multiply-adds per 2 multiply uops, 2/cycle"),
-    ("avx2", 32, "VPMADDUBSW ymm + VPMADDWD ymm (widen to int32): 32 multiply-adds per 2 multiply uops, 2/cycle"),
-    ("sse4_1", 16, "PMADDUBSW xmm + PMADDWD xmm: 16 multiply-adds per 2 multiply uops, 2/cycle"),
-)
-# fp32 multiply-adds per cycle per core: two FMA units of W/32 lanes.
-FP32_PATHS = (
-    ("avx512f", 32, "2 x VFMADD zmm (16 lanes) per cycle"),
-    ("fma", 16, "2 x VFMADD ymm (8 lanes) per cycle"),
-    ("sse2", 8, "2 x (MULPS + ADDPS) xmm (4 lanes) per cycle"),
-)
-
-
-def _cpuinfo() -> list[dict[str, str]]:
-    """One dict per logical CPU from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    cpus = []
-    for block in text.strip().split("\n\n"):
-        entry = {}
-        for line in block.splitlines():
-            key, _, value = line.partition(":")
-            entry[key.strip()] = value.strip()
-        cpus.append(entry)
-    return cpus
-
-
-def _cpu_clock_ghz(cpus: list[dict[str, str]]) -> tuple[float | None, str]:
-    """The clock the peak is computed at, and where it came from."""
-    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    try:
-        return int(max_freq.read_text()) / 1e6, f"{max_freq} (maximum boost clock)"
-    except (OSError, ValueError):
-        pass
-    mhz = [float(cpu["cpu MHz"]) for cpu in cpus if cpu.get("cpu MHz", "").replace(".", "", 1).isdigit()]
-    if mhz:
-        return max(mhz) / 1000, (
-            "/proc/cpuinfo 'cpu MHz' (the current or, under a hypervisor, the nominal clock; a boost clock "
-            "above it makes the share an overestimate: pass --cpu-ghz)"
-        )
-    match = re.search(r"@\s*([\d.]+)\s*GHz", cpus[0].get("model name", "")) if cpus else None
-    if match:
-        return float(match.group(1)), "the CPU model name (nominal clock)"
-    return None, "unknown (pass --cpu-ghz)"
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (logical CPUs in its affinity mask / threads per core)."""
-    cpus = _cpuinfo()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    cores = {(cpu.get("physical id", "0"), cpu.get("core id", str(i))) for i, cpu in enumerate(cpus)}
-    threads_per_core = max(1, len(cpus) // len(cores)) if cores else 1
-    return max(1, usable // threads_per_core)
-
-
-def machine_info(cpu_ghz: float | None = None) -> dict:
-    """The CPU (model, flags, cores, clock), memory, OS and library versions, for bench.json."""
-    from imdb_deploy.export import _versions
-
-    cpus = _cpuinfo()
-    first = cpus[0] if cpus else {}
-    flags = sorted(first.get("flags", first.get("Features", "")).split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    physical = physical_cores()
-    clock, clock_source = (cpu_ghz, "--cpu-ghz") if cpu_ghz else _cpu_clock_ghz(cpus)
-    memory = None
-    try:
-        match = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-        memory = round(int(match.group(1)) / 2**20, 1) if match else None
-    except OSError:
-        pass
-    return {
-        "cpu_model": first.get("model name") or platform.processor() or platform.machine(),
-        "machine": platform.machine(),
-        "logical_cpus": usable,
-        "physical_cores": physical,
-        "clock_ghz": clock,
-        "clock_source": clock_source,
-        "flags": flags,
-        "isa": [flag for flag in ("avx512_vnni", "avx_vnni", "avx512bw", "avx512f", "avx2", "fma") if flag in flags],
-        "memory_gib": memory,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {**_versions(), "numpy": np.__version__},
-    }
-
-
-def cpu_peak(machine: dict) -> dict:
-    """Peak multiply-adds per second of the usable cores, INT8 and fp32, derived from the ISA.
-
-    peak = physical cores x clock (Hz) x multiply-adds per cycle per core (INT8_PATHS / FP32_PATHS).
-    """
-    flags = set(machine["flags"])
-    out = {
-        "formula": "physical_cores x clock_hz x macs_per_cycle_per_core",
-        "physical_cores": machine["physical_cores"],
-        "clock_ghz": machine["clock_ghz"],
-        "clock_source": machine["clock_source"],
-    }
-    for precision, paths in (("int8", INT8_PATHS), ("fp32", FP32_PATHS)):
-        flag, per_cycle, how = next(((f, n, h) for f, n, h in paths if f in flags), (None, None, None))
-        peak = None
-        if per_cycle and machine["clock_ghz"]:
-            peak = machine["physical_cores"] * machine["clock_ghz"] * 1e9 * per_cycle
-        out[precision] = {"isa": flag, "macs_per_cycle_per_core": per_cycle, "instructions": how, "macs_per_s": peak}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Work counted as useful
-# ---------------------------------------------------------------------------------------------------------
-
-
-def useful_macs(model_config, lengths: Sequence[int], cls_only_last_layer: bool = False) -> dict:
-    """Multiply-adds a padding-free forward pass needs for reviews of these token counts.
-
-    Per layer and token: Q, K, V and output projections (4 d^2) and the feed-forward block (2 d f); per
-    layer and pair of tokens of a review: attention scores and the weighted sum of values (2 d). Plus the
-    classification head (d^2 + d x labels) once per review. Padding, softmax, LayerNorm and GELU are not
-    counted: padding is wasted work and the rest is not multiply-adds.
-
-    With `cls_only_last_layer` (what `export` writes by default), the last layer computes K and V for every
-    token (2 d^2 per token) but the query, output projection, feed-forward block (2 d^2 + 2 d f) and the
-    attention (2 d n) for the [CLS] position only: the work that graph really does.
-    """
-    layers = getattr(model_config, "n_layers", None) or model_config.num_hidden_layers
-    dim = getattr(model_config, "dim", None) or model_config.hidden_size
-    ffn = getattr(model_config, "hidden_dim", None) or model_config.intermediate_size
-    labels = getattr(model_config, "num_labels", 2)
-    n = np.asarray(lengths, dtype=np.float64)
-    full = layers - 1 if cls_only_last_layer else layers
-    linear = full * (4 * dim * dim + 2 * dim * ffn) * float(n.sum())
-    attention = full * 2 * dim * float((n**2).sum())
-    formula = "sum over reviews of layers*(n*(4*d^2 + 2*d*f) + 2*d*n^2) + d^2 + d*labels; n = real tokens"
-    if cls_only_last_layer:
-        linear += 2 * dim * dim * float(n.sum()) + (2 * dim * dim + 2 * dim * ffn) * len(n)
-        attention += 2 * dim * float(n.sum())
-        formula = (
-            "sum over reviews of (layers-1)*(n*(4*d^2 + 2*d*f) + 2*d*n^2) + 2*d^2*n + 2*d^2 + 2*d*f + 2*d*n "
-            "+ d^2 + d*labels; n = real tokens (last layer for [CLS] only)"
-        )
-    head = (dim * dim + dim * labels) * len(n)
-    return {
-        "formula": formula,
-        "cls_only_last_layer": cls_only_last_layer,
-        "layers": layers,
-        "dim": dim,
-        "ffn_dim": ffn,
-        "linear": linear,
-        "attention": attention,
-        "head": head,
-        "total": linear + attention + head,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------------------------------------
-
-
-class PeakMemory:
-    """Peak resident memory of this process over a block, in MiB.
-
-    On Linux the kernel's high-water mark (VmHWM) is reset at the start by writing 5 to
-    /proc/self/clear_refs, so the peak belongs to the block alone; elsewhere it is the process peak so far.
-    """
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        self.start_mb = _rss_mb("VmRSS")
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.exact = True
-        except OSError:
-            self.exact = False
-        self.peak_mb = self.start_mb
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.peak_mb = _rss_mb("VmHWM")
-
-
-def _rss_mb(field: str) -> float | None:
-    try:
-        match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
-        return round(int(match.group(1)) / 1024, 1) if match else None
-    except OSError:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The model under test
 # ---------------------------------------------------------------------------------------------------------
-
-
-def parse_architecture(spec: str) -> dict | None:
-    """DistilBertConfig overrides for an architecture spec, or None when `spec` is not one.
-
-    "distilbert-base" is DistilBertConfig() itself; "distilbert-base:n_layers=2,dim=64,hidden_dim=128,n_heads=2"
-    changes fields (smaller models for quick checks).
-
-    Raises:
-        ConfigError: a malformed override or an unknown DistilBertConfig field.
-    """
-    name, _, overrides = str(spec).partition(":")
-    if name not in ARCHITECTURES or Path(str(spec)).exists():
-        return None
-    from transformers import DistilBertConfig
-
-    fields = dict(ARCHITECTURES[name])
-    known = DistilBertConfig().to_dict()
-    for item in filter(None, (part.strip() for part in overrides.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or key not in known:
-            raise ConfigError(f"architecture {spec!r}: {item!r} is not FIELD=VALUE with a DistilBertConfig field")
-        try:
-            fields[key] = type(known[key])(value) if known[key] is not None else int(value)
-        except ValueError as exc:
-            raise ConfigError(f"architecture {spec!r}: {item!r} needs a {type(known[key]).__name__}") from exc
-    return fields
-
-
-def build_random_model(spec: str, fields: dict, folder: Path, config: BenchConfig) -> Path:
-    """Save a seeded random-weight classifier of an architecture spec, with its tokenizer and settings."""
-    import json
-
-    import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    from imdb_deploy.artifacts import TRAIN_CONFIG, load_tokenizer
-    from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
-
-    name = spec.partition(":")[0]
-    tokenizer_ref = config.tokenizer or ARCHITECTURE_TOKENIZERS[name]
-    tokenizer = load_tokenizer(tokenizer_ref)
-    settings = TokenizationSettings(max_length=config.max_length or 512)
-    fields = {"vocab_size": len(tokenizer), **fields}
-    if fields["vocab_size"] < len(tokenizer):
-        raise ConfigError(
-            f"architecture {spec!r}: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)}"
-        )
-    torch.manual_seed(config.seed)
-    model_config = DistilBertConfig(
-        **fields,
-        id2label=dict(enumerate(LABEL_NAMES)),
-        label2id={label: i for i, label in enumerate(LABEL_NAMES)},
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    DistilBertForSequenceClassification(model_config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    record = {**settings.to_dict(), "base_model": spec, "tokenizer": str(tokenizer_ref), "random_weights": True}
-    (folder / TRAIN_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
-    return folder
 
 
 @dataclass
@@ -438,11 +163,10 @@ def resolve_model(model: str, config: BenchConfig, work: Path, log: Callable[[st
     """
     from imdb_deploy.artifacts import load_train_config, onnx_variants
 
-    fields = parse_architecture(model)
-    if fields is not None:
+    if parse_architecture(model) is not None:
         torch_dir = work / "model"
         log(f"bench: building {model} with random weights (seed {config.seed}) in {torch_dir}")
-        build_random_model(model, fields, torch_dir, config)
+        save_random_classifier(model, torch_dir, config.tokenizer, config.max_length or 512, config.seed)
         kind, trained = "architecture", False
     else:
         path = Path(model).expanduser()
@@ -728,7 +452,6 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax
     from imdb_deploy.tokenization import encode
-    from imdb_deploy.verify import DEFAULT_EXACT, DEFAULT_THRESHOLDS, compare
 
     target = resolve_model(model, config, work, log)
     data = stratified_sample(load_split(config.data, config.split), config.samples, config.seed)
@@ -782,57 +505,8 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         }
 
     baseline = rows.get(BASELINE) if BASELINE in probabilities else None
-    for name, row in rows.items():
-        if row["status"] != "ok":
-            continue
-        row["speedup"] = row["reviews_per_s"] / baseline["reviews_per_s"] if baseline else None
-        if baseline and name != BASELINE:
-            variant = row.get("variant", "fp32")
-            parity = compare(
-                variant,
-                Path(row["file"]).name,
-                probabilities[BASELINE],
-                probabilities[name],
-                labels,
-                data.ids,
-                DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT),
-                flips_listed=0,
-            )
-            row["vs_baseline"] = {
-                "agreement": parity.agreement,
-                "max_prob_diff": parity.max_prob_diff,
-                "mean_prob_diff": parity.mean_prob_diff,
-                "accuracy_change": parity.accuracy_change if target.trained else None,
-                "gate": parity.thresholds,
-                # Random weights answer near 50/50, so their labels say nothing about parity.
-                "within_gate": parity.passed if target.trained else None,
-                "failures": parity.failures if target.trained else [],
-            }
-
-    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
-    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"]) if ran else None
-    int8_peak = peak["int8"]["macs_per_s"]
-    summary = None
-    if fastest:
-        # The ceiling: the fastest row's graph with every multiply-add at the INT8 peak, nothing else costing time.
-        least_work = work_by_runtime[ran[fastest]["runtime"]]
-        summary = {
-            "row": fastest,
-            "reviews_per_s": ran[fastest]["reviews_per_s"],
-            "speedup": ran[fastest].get("speedup"),
-            "useful_macs_per_s": ran[fastest]["useful_macs_per_s"],
-            "executed_macs_per_s": ran[fastest]["executed_macs_per_s"],
-            "int8_peak_macs_per_s": int8_peak,
-            "share_of_int8_peak": ran[fastest]["executed_macs_per_s"] / int8_peak if int8_peak else None,
-            "reviews_per_s_at_int8_peak": int8_peak * len(data) / least_work if int8_peak else None,
-            "speedup_at_int8_peak": (
-                int8_peak * len(data) / least_work / baseline["reviews_per_s"] if int8_peak and baseline else None
-            ),
-            "explanation": (
-                "multiply-adds per second the fastest row's graph really does (onnx_macs.total, or useful_macs.total "
-                "for PyTorch, x reviews/s / reviews) over the INT8 peak of these cores (peak.formula with peak.int8)"
-            ),
-        }
+    _compare_with_baseline(rows, probabilities, labels, data.ids, target.trained)
+    summary = _fastest(rows, work_by_runtime, peak["int8"]["macs_per_s"], len(data), baseline)
     return {
         "schema": 1,
         "model": {
@@ -866,6 +540,68 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         "baseline": BASELINE if baseline else None,
         "rows": rows,
         "fastest": summary,
+    }
+
+
+def _compare_with_baseline(rows: dict, probabilities: dict, labels, ids, trained: bool) -> None:
+    """Add each row's speed-up over the baseline and its agreement with it (the parity gate's measures and
+    thresholds) to `rows`, in place. Random weights answer near 50/50, so their labels say nothing about
+    parity: the gate's verdict is then None."""
+    from imdb_deploy.verify import DEFAULT_EXACT, DEFAULT_THRESHOLDS, compare
+
+    baseline = rows.get(BASELINE) if BASELINE in probabilities else None
+    for name, row in rows.items():
+        if row["status"] != "ok":
+            continue
+        row["speedup"] = row["reviews_per_s"] / baseline["reviews_per_s"] if baseline else None
+        if baseline and name != BASELINE:
+            variant = row.get("variant", "fp32")
+            parity = compare(
+                variant,
+                Path(row["file"]).name,
+                probabilities[BASELINE],
+                probabilities[name],
+                labels,
+                ids,
+                DEFAULT_THRESHOLDS.get(variant, DEFAULT_EXACT),
+                flips_listed=0,
+            )
+            row["vs_baseline"] = {
+                "agreement": parity.agreement,
+                "max_prob_diff": parity.max_prob_diff,
+                "mean_prob_diff": parity.mean_prob_diff,
+                "accuracy_change": parity.accuracy_change if trained else None,
+                "gate": parity.thresholds,
+                "within_gate": parity.passed if trained else None,
+                "failures": parity.failures if trained else [],
+            }
+
+
+def _fastest(rows: dict, work_by_runtime: dict, int8_peak: float | None, reviews: int, baseline: dict | None):
+    """The fastest row, its share of the INT8 peak, and the ceiling: its graph with every multiply-add at
+    that peak and nothing else costing time. None when no row ran."""
+    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
+    if not ran:
+        return None
+    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"])
+    row = ran[fastest]
+    least_work = work_by_runtime[row["runtime"]]
+    return {
+        "row": fastest,
+        "reviews_per_s": row["reviews_per_s"],
+        "speedup": row.get("speedup"),
+        "useful_macs_per_s": row["useful_macs_per_s"],
+        "executed_macs_per_s": row["executed_macs_per_s"],
+        "int8_peak_macs_per_s": int8_peak,
+        "share_of_int8_peak": row["executed_macs_per_s"] / int8_peak if int8_peak else None,
+        "reviews_per_s_at_int8_peak": int8_peak * reviews / least_work if int8_peak else None,
+        "speedup_at_int8_peak": (
+            int8_peak * reviews / least_work / baseline["reviews_per_s"] if int8_peak and baseline else None
+        ),
+        "explanation": (
+            "multiply-adds per second the fastest row's graph really does (onnx_macs.total, or useful_macs.total "
+            "for PyTorch, x reviews/s / reviews) over the INT8 peak of these cores (peak.formula with peak.int8)"
+        ),
     }
 
 

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a failure the user can act on, 2 bad usage.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -14,9 +15,37 @@ from pathlib import Path
 import click
 
 from imdb_deploy import __version__
+from imdb_deploy.artifacts import ONNX_VARIANTS
+from imdb_deploy.bench import ROW_NAMES, BenchConfig
+from imdb_deploy.demo import DemoConfig
 from imdb_deploy.errors import ImdbDeployError
+from imdb_deploy.evaluation import EvaluateConfig
+from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
+from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
+from imdb_deploy.predict import PredictFileConfig, Predictor
+from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
+from imdb_deploy.train import MIXED_PRECISION, TrainConfig
+from imdb_deploy.verify import VerifyConfig
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _default(owner, name: str):
+    """The default that a stage's config dataclass (or Predictor) declares for `name`: each default is
+    declared once, there, and the options below show it."""
+    return inspect.signature(owner).parameters[name].default
+
+
+def _option(config, *decls: str, **attrs):
+    """click.option whose default, shown in --help, is the one `config` declares for the same name."""
+    long_flag = next(d for d in decls if d.startswith("--"))
+    name = next((d for d in decls if not d.startswith("-")), long_flag[2:].split("/")[0].replace("-", "_"))
+    return click.option(*decls, default=_default(config, name), show_default=True, **attrs)
+
+
+def _flag(config, flag: str, help: str):
+    """An on/off click flag whose default is the one `config` declares for the same name."""
+    return click.option(flag, is_flag=True, default=_default(config, flag[2:].replace("-", "_")), help=help)
 
 
 def user_errors(func):
@@ -62,64 +91,43 @@ def main() -> None:
 
 
 @cli.command()
-@click.option(
-    "--model", default="distilbert-base-uncased", show_default=True, help="Base model: Hub id or local folder."
-)
-@click.option(
+@_option(TrainConfig, "--model", help="Base model: Hub id or local folder.")
+@_option(
+    TrainConfig,
     "--data",
-    default="imdb",
-    show_default=True,
     help="Hub dataset id, a folder with train/test Parquet/CSV/JSONL, an aclImdb/ folder, or train=F,test=F.",
 )
-@click.option(
-    "--output",
-    "-o",
-    "output_dir",
-    default="runs/distilbert-imdb",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Model folder to write.",
+@_option(TrainConfig, "--output", "-o", "output_dir", type=click.Path(file_okay=False), help="Model folder to write.")
+@_option(TrainConfig, "--epochs", type=int)
+@_option(TrainConfig, "--batch-size", type=int, help="Per device.")
+@_option(TrainConfig, "--lr", type=float, help="Peak learning rate.")
+@_option(TrainConfig, "--weight-decay", type=float)
+@_option(TrainConfig, "--warmup-ratio", type=float, help="Linear warm-up share, then linear decay.")
+@_option(TrainConfig, "--gradient-accumulation-steps", type=int)
+@_option(TrainConfig, "--max-length", type=int, help="Tokens per review (at most 512).")
+@_option(
+    TrainConfig, "--truncation", type=click.Choice(TRUNCATION_STRATEGIES), help="Which tokens of a long review to keep."
 )
-@click.option("--epochs", default=2, show_default=True, type=int)
-@click.option("--batch-size", default=16, show_default=True, type=int, help="Per device.")
-@click.option("--lr", default=2e-5, show_default=True, type=float, help="Peak learning rate.")
-@click.option("--weight-decay", default=0.01, show_default=True, type=float)
-@click.option(
-    "--warmup-ratio", default=0.06, show_default=True, type=float, help="Linear warm-up share, then linear decay."
-)
-@click.option("--gradient-accumulation-steps", default=1, show_default=True, type=int)
-@click.option("--max-length", default=512, show_default=True, type=int, help="Tokens per review (at most 512).")
-@click.option(
-    "--truncation",
-    default="head+tail",
-    show_default=True,
-    type=click.Choice(["head", "head+tail"]),
-    help="Which tokens of a long review to keep.",
-)
-@click.option(
+@_option(
+    TrainConfig,
     "--val-size",
-    default=0.1,
-    show_default=True,
     type=float,
     help="Validation share (or count) carved from train to pick the best epoch; 0 disables.",
 )
 @click.option("--max-train-samples", type=int, help="Stratified sample of the training split, for quick runs.")
 @click.option("--max-eval-samples", type=int, help="Stratified sample of validation and test, for quick runs.")
-@click.option(
+@_option(
+    TrainConfig,
     "--mixed-precision",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "no", "fp16", "bf16"]),
+    type=click.Choice(MIXED_PRECISION),
     help="auto: bf16 on GPUs that support it, fp16 on older GPUs, no on the CPU.",
 )
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option(
-    "--checkpoint-every", default=500, show_default=True, type=int, help="Optimizer steps between checkpoints."
-)
+@_option(TrainConfig, "--seed", type=int)
+@_option(TrainConfig, "--checkpoint-every", type=int, help="Optimizer steps between checkpoints.")
 @click.option("--eval-batch-size", type=int, help="Reviews per evaluation batch [default: 64 on CPU, 256 on GPU].")
 @click.option("--num-workers", type=click.IntRange(min=0), help="DataLoader workers [default: 0 on CPU, 2 on GPU].")
-@click.option("--tf32/--no-tf32", default=True, show_default=True, help="TF32 matmuls on Ampere+ GPUs.")
-@click.option("--cpu", is_flag=True, help="Train on the CPU even when a GPU is present.")
+@_option(TrainConfig, "--tf32/--no-tf32", help="TF32 matmuls on Ampere+ GPUs.")
+@_flag(TrainConfig, "--cpu", "Train on the CPU even when a GPU is present.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --output from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -127,11 +135,13 @@ def main() -> None:
 def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
     """Fine-tune DistilBERT on IMDb with accelerate and report test metrics.
 
-    Example: imdb-deploy train --data ../shared/data/imdb --max-train-samples 2000 --max-length 256 --epochs 1
+    \b
+    Example:
+      imdb-deploy train --data data/imdb --output runs/quick --max-train-samples 2000 --max-length 256 --epochs 1
     """
     import logging
 
-    from imdb_deploy.train import TrainConfig, summary
+    from imdb_deploy.train import summary
     from imdb_deploy.train import train as run_training
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -146,11 +156,11 @@ def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
 
 @cli.command()
 @click.argument("model_dir")
-@click.option("--data", default="imdb", show_default=True, help="Data source (see train --help).")
-@click.option("--split", default="test", show_default=True)
+@_option(EvaluateConfig, "--data", help="Data source (see train --help).")
+@_option(EvaluateConfig, "--split")
 @click.option("--max-samples", type=int, help="Stratified sample of the split.")
-@click.option("--batch-size", default=64, show_default=True, type=int)
-@click.option("--seed", default=42, show_default=True, type=int)
+@_option(EvaluateConfig, "--batch-size", type=int)
+@_option(EvaluateConfig, "--seed", type=int)
 @click.option(
     "--output",
     "-o",
@@ -162,9 +172,10 @@ def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
 def evaluate(model_dir: str, output: Path | None, quiet: bool, **options) -> None:
     """Accuracy, F1, precision, recall and confusion matrix of a model on a labelled split.
 
-    Example: imdb-deploy evaluate runs/distilbert-imdb --data ../shared/data/imdb --max-samples 1000
+    \b
+    Example:
+      imdb-deploy evaluate runs/distilbert-imdb --data data/imdb --max-samples 1000
     """
-    from imdb_deploy.evaluation import EvaluateConfig
     from imdb_deploy.evaluation import evaluate as run_evaluation
     from imdb_deploy.metrics import format_metrics_table
 
@@ -190,16 +201,17 @@ def _sample_count(ctx, param, value: str) -> int | None:
     return count
 
 
-def _gate_options(func):
-    """Options shared by export and verify: the gate's data, sample and thresholds."""
+def _gate_options(config, samples_field: str):
+    """Options shared by export and verify: the gate's data, sample and thresholds (defaults from `config`)."""
     options = [
-        click.option("--data", default="imdb", show_default=True, help="Labelled reviews for the gate (see train)."),
-        click.option("--split", default="test", show_default=True, help="Split of --data the gate scores."),
+        _option(config, "--data", help="Labelled reviews for the gate (see train)."),
+        _option(config, "--split", help="Split of --data the gate scores."),
         click.option(
             "--verify-samples",
             "samples",
-            default="1000",
+            default=_default(config, samples_field),
             show_default=True,
+            type=str,
             callback=_sample_count,
             help="Stratified sample of the split for the gate, or 'all'.",
         ),
@@ -212,9 +224,13 @@ def _gate_options(func):
             "max_accuracy_drop, max_prob_diff, max_mean_prob_diff (fractions; 'none' turns the last two off).",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 @cli.command()
@@ -226,44 +242,38 @@ def _gate_options(func):
     type=click.Path(file_okay=False, path_type=Path),
     help="ONNX folder to write, complete or not at all [default: MODEL_DIR-onnx].",
 )
-@click.option("--quantize", is_flag=True, help="Also write a dynamic INT8 model (CPU only).")
-@click.option(
+@_flag(ExportConfig, "--quantize", "Also write a dynamic INT8 model (CPU only).")
+@_option(
+    ExportConfig,
     "--optimize",
-    default="O2",
-    show_default=True,
-    type=click.Choice(["none", "O1", "O2", "O3", "O4"]),
+    type=click.Choice(OPTIMIZATION_LEVELS),
     help="Graph fusion level: O2 fuses attention/GELU/LayerNorm (CPU default); O3 adds approximate GELU; "
     "O4 is fp16 for --device cuda.",
 )
 @click.option("--opset", type=click.IntRange(11, 23), help="ONNX opset [default: optimum's for the model].")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option(
+@_option(ExportConfig, "--device", type=click.Choice(DEVICES))
+@_option(
+    ExportConfig,
     "--quantize-target",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "avx512_vnni", "avx512", "avx2", "arm64"]),
+    type=click.Choice(["auto", *QUANTIZATION_TARGETS]),
     help="CPU whose INT8 settings to use; auto detects this one.",
 )
-@click.option(
-    "--per-channel/--per-tensor", default=True, show_default=True, help="INT8 weight scales per column or per tensor."
-)
-@click.option("--reduce-range", is_flag=True, help="7-bit INT8 weights (for AVX512 CPUs without VNNI).")
-@click.option(
+@_option(ExportConfig, "--per-channel/--per-tensor", help="INT8 weight scales per column or per tensor.")
+@_flag(ExportConfig, "--reduce-range", "7-bit INT8 weights (for AVX512 CPUs without VNNI).")
+@_option(
+    ExportConfig,
     "--cls-only-last-layer/--full-last-layer",
-    default=True,
-    show_default=True,
     help="Export the last layer for the [CLS] position only (same logits, ~14% less compute).",
 )
-@click.option(
+@_option(
+    ExportConfig,
     "--quantize-from",
-    default="optimized",
-    show_default=True,
-    type=click.Choice(["optimized", "fp32"]),
+    type=click.Choice(QUANTIZE_SOURCES),
     help="Quantize the fused graph (faster) or the plain one.",
 )
-@_gate_options
+@_gate_options(ExportConfig, "verify_samples")
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder once the new one passed.")
+@_flag(ExportConfig, "--overwrite", "Replace an existing output folder once the new one passed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (the summary and warnings stay).")
 @user_errors
 def export(
@@ -277,9 +287,10 @@ def export(
 ) -> None:
     """Export a trained model to ONNX (fp32, fused, INT8) and gate it on parity with PyTorch.
 
-    Example: imdb-deploy export runs/minilm-2k --output runs/minilm-2k-onnx --quantize --data ../shared/data/imdb
+    \b
+    Example:
+      imdb-deploy export runs/distilbert-imdb --output runs/distilbert-imdb-onnx --quantize --data data/imdb
     """
-    from imdb_deploy.export import ExportConfig
     from imdb_deploy.export import export as run_export
 
     if output_dir is None:
@@ -302,16 +313,16 @@ def export(
 @cli.command()
 @click.argument("onnx_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--model", "-m", help="PyTorch original [default: source_model in the folder's export_report.json].")
-@_gate_options
+@_gate_options(VerifyConfig, "samples")
 @click.option(
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(["fp32", "optimized", "int8", "fp16"]),
+    type=click.Choice(list(ONNX_VARIANTS)),
     help="Variant to check (repeatable) [default: every one in the folder].",
 )
-@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the sample.")
+@_option(VerifyConfig, "--provider", type=click.Choice(DEVICES))
+@_option(VerifyConfig, "--seed", type=int, help="Seed of the sample.")
 @click.option(
     "--output",
     "-o",
@@ -335,9 +346,11 @@ def verify(
 ) -> None:
     """Run the parity gate alone: PyTorch vs each ONNX variant on labelled reviews; exit 1 if it fails.
 
-    Example: imdb-deploy verify runs/minilm-2k-onnx --data ../shared/data/imdb --verify-samples 2000
+    \b
+    Example:
+      imdb-deploy verify runs/distilbert-imdb-onnx --data data/imdb --verify-samples 2000
     """
-    from imdb_deploy.verify import VerifyConfig, check_parity, record_parity
+    from imdb_deploy.verify import check_parity, record_parity
 
     config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
@@ -368,21 +381,19 @@ def verify(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write predictions here (complete or not at all; .gz compresses) instead of stdout.",
 )
-@click.option("--format", "output_format", default="jsonl", show_default=True, type=click.Choice(["jsonl", "csv"]))
-@click.option(
+@_option(PredictFileConfig, "--format", "output_format", type=click.Choice(OUTPUT_FORMATS))
+@_option(
+    PredictFileConfig,
     "--input-format",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "jsonl", "csv", "text"]),
+    type=click.Choice(INPUT_FORMATS),
     help="auto: by suffix (.jsonl, .csv, .txt, also .gz), else JSONL if the first line starts with '{', else text.",
 )
-@click.option("--text-field", default="text", show_default=True, help="JSONL field or CSV column with the review.")
+@_option(PredictFileConfig, "--text-field", help="JSONL field or CSV column with the review.")
 @click.option("--id-field", help="JSONL field or CSV column copied to the output as id [default: line number].")
-@click.option(
+@_option(
+    PredictFileConfig,
     "--on-error",
-    default="fail",
-    show_default=True,
-    type=click.Choice(["fail", "skip"]),
+    type=click.Choice(ON_ERROR),
     help="fail: stop at the first bad row (exit 1, no output file); skip: set bad rows aside and score the rest.",
 )
 @click.option(
@@ -391,20 +402,19 @@ def verify(
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --on-error skip: write bad rows (line, id, reason) here as JSONL [default: list them on stderr].",
 )
-@click.option(
+@_option(
+    Predictor,
     "--variant",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "fp32", "optimized", "int8", "fp16"]),
+    type=click.Choice(["auto", *ONNX_VARIANTS]),
     help="ONNX file to run; auto takes int8 on CPU, fp16/optimized/fp32 on CUDA.",
 )
-@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@_option(Predictor, "--provider", type=click.Choice(DEVICES))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
 @click.option(
     "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 1024]."
 )
-@click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1), help="Rows sorted together.")
+@_option(PredictFileConfig, "--chunk-size", type=click.IntRange(min=1), help="Rows sorted together.")
 @click.option(
     "--io-binding/--no-io-binding",
     default=None,
@@ -428,9 +438,11 @@ def predict(
 ) -> None:
     """Score a file of reviews (JSONL, CSV or text; '-' for stdin) with an exported ONNX model.
 
-    Example: imdb-deploy predict reviews.jsonl --model runs/minilm-2k-onnx --output predictions.jsonl
+    \b
+    Example:
+      imdb-deploy predict reviews.jsonl --model runs/distilbert-imdb-onnx --output predictions.jsonl
     """
-    from imdb_deploy.predict import PredictFileConfig, Predictor, predict_file
+    from imdb_deploy.predict import predict_file
 
     if errors_path is not None and options["on_error"] != "skip":
         raise click.UsageError("--errors needs --on-error skip (with --on-error fail the first bad row stops the run)")
@@ -464,22 +476,19 @@ def predict(
     type=click.Path(file_okay=False, path_type=Path),
     help="An existing export of --model to time [default: export into OUTPUT/onnx].",
 )
-@click.option("--data", default="imdb", show_default=True, help="Labelled reviews (see train --help).")
-@click.option("--split", default="test", show_default=True)
-@click.option("--samples", default="256", show_default=True, callback=_sample_count, help="Seeded sample size, or all.")
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="For input-order rows.")
+@_option(BenchConfig, "--data", help="Labelled reviews (see train --help).")
+@_option(BenchConfig, "--split")
+@_option(BenchConfig, "--samples", type=str, callback=_sample_count, help="Seeded sample size, or all.")
+@_option(BenchConfig, "--seed", type=int)
+@_option(BenchConfig, "--batch-size", type=click.IntRange(min=1), help="For input-order rows.")
 @click.option("--max-length", type=click.IntRange(8, 512), help="Tokens per review for an architecture [default: 512].")
 @click.option(
     "--rows",
-    help="Comma-separated rows [default: all this machine runs]: pytorch-fp32, pytorch-fp32-sorted, "
-    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, pytorch-bf16-cuda, predict-cuda.",
+    help=f"Comma-separated rows [default: all this machine runs]: {', '.join(ROW_NAMES)}.",
 )
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed passes per row.")
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
-@click.option(
-    "--latency-samples", default=20, show_default=True, type=click.IntRange(min=0), help="Batch-1 calls per length."
-)
+@_option(BenchConfig, "--repeats", type=click.IntRange(min=1), help="Timed passes per row.")
+@_option(BenchConfig, "--warmup", type=click.IntRange(min=0), help="Untimed calls first.")
+@_option(BenchConfig, "--latency-samples", type=click.IntRange(min=0), help="Batch-1 calls per length.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [default: physical cores].")
 @click.option("--cpu-ghz", type=float, help="Clock for the INT8 peak [default: read from the OS].")
 @click.option(
@@ -495,10 +504,12 @@ def predict(
 def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, quiet: bool, **options) -> None:
     """Time PyTorch and every ONNX variant on the same reviews; table on stderr, bench.json and bench.png.
 
-    Example: imdb-deploy bench --model distilbert-base --tokenizer ../shared/models/distilbert-minilm-l6-h384-uncased
-    --data ../shared/data/imdb --samples 256 --max-length 512
+    \b
+    Examples:
+      imdb-deploy bench --model runs/distilbert-imdb --data data/imdb --samples 256
+      imdb-deploy bench --model distilbert-base --tokenizer models/bert-base-uncased --data data/imdb --max-length 512
     """
-    from imdb_deploy.bench import BenchConfig, format_table, run_bench
+    from imdb_deploy.bench import format_table, run_bench
 
     config = BenchConfig(
         rows=tuple(name.strip() for name in rows.split(",") if name.strip()) if rows else None,
@@ -520,56 +531,48 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
     help="Base encoder: Hub id, local folder, or 'minilm' (the offline model) "
     "[default: distilbert-base-uncased with Hub access, else minilm].",
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--data",
-    default="imdb-sample",
-    show_default=True,
     help="Labelled reviews: imdb-sample (shipped, no download), imdb (the full Hub dataset), or a local source.",
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--output",
     "-o",
     "output_dir",
-    default="runs/demo",
-    show_default=True,
     type=click.Path(file_okay=False),
     help="Folder for every artifact; a previous demo there is replaced.",
 )
-@click.option(
-    "--max-train-samples",
-    default="2000",
-    show_default=True,
-    callback=_sample_count,
-    help="Stratified training sample, or 'all'.",
+@_option(
+    DemoConfig, "--max-train-samples", type=str, callback=_sample_count, help="Stratified training sample, or 'all'."
 )
-@click.option(
+@_option(
+    DemoConfig,
     "--test-samples",
-    default="1000",
-    show_default=True,
+    type=str,
     callback=_sample_count,
     help="Stratified test sample scored by predict (INT8): the headline accuracy; or 'all'.",
 )
-@click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per review.")
-@click.option("--epochs", default=1, show_default=True, type=int)
-@click.option("--lr", default=1e-4, show_default=True, type=float, help="Peak learning rate (tuned for short runs).")
-@click.option("--batch-size", default=16, show_default=True, type=int)
-@click.option(
-    "--verify-samples",
-    default=300,
-    show_default=True,
-    type=int,
-    help="Reviews the parity gate (and train's PyTorch test score) uses.",
+@_option(DemoConfig, "--max-length", type=int, help="Tokens per review.")
+@_option(DemoConfig, "--epochs", type=int)
+@_option(DemoConfig, "--lr", type=float, help="Peak learning rate (tuned for short runs).")
+@_option(DemoConfig, "--batch-size", type=int)
+@_option(
+    DemoConfig, "--verify-samples", type=int, help="Reviews the parity gate (and train's PyTorch test score) uses."
 )
-@click.option("--bench-samples", default=64, show_default=True, type=int, help="Reviews the benchmark times.")
-@click.option("--seed", default=42, show_default=True, type=int)
+@_option(DemoConfig, "--bench-samples", type=int, help="Reviews the benchmark times.")
+@_option(DemoConfig, "--seed", type=int)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or lines (the final report stays).")
 @user_errors
 def demo(quiet: bool, **options) -> None:
     """Run the whole pipeline (train, export INT8, verify, predict, bench) on real IMDb reviews.
 
-    Example: imdb-deploy demo --output runs/demo
+    \b
+    Example:
+      imdb-deploy demo --output runs/demo
     """
-    from imdb_deploy.demo import DemoConfig, run_demo, summary
+    from imdb_deploy.demo import run_demo, summary
 
     report = run_demo(DemoConfig(**options), log=None if quiet else echo_err, progress=not quiet)
     echo_err(summary(report))
@@ -590,7 +593,9 @@ def demo(quiet: bool, **options) -> None:
 def convert_bert(bert_dir: Path | None, output_dir: Path | None, overwrite: bool) -> None:
     """Rewrite a BERT encoder as DistilBERT (lossless); without BERT_DIR, prepare the offline base model.
 
-    Example: imdb-deploy convert-bert   # prints the folder of the converted all-MiniLM-L6-v2
+    \b
+    Example:
+      imdb-deploy convert-bert   # prints the folder of the converted all-MiniLM-L6-v2
     """
     import json
 

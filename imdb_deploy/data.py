@@ -5,7 +5,7 @@ Sources (`--data`):
 - "imdb-sample": 2,000 train + 1,000 test real IMDb reviews shipped inside the package (no download;
   provenance in imdb_deploy/resources/README.md).
 - a folder holding `train` / `test` files as Parquet, CSV or JSONL (`train.parquet`, `test-00000-of-00001.parquet`,
-  also inside a `data/` subfolder), like ../shared/data/imdb or a Hub snapshot;
+  also inside a `data/` subfolder), like data/imdb or a Hub snapshot;
 - the original Stanford `aclImdb/` layout (`{train,test}/{pos,neg}/*.txt`), or the folder that holds it;
 - a single file, which serves as whatever one split is asked for;
 - explicit files per split: "train=path/a.csv,test=path/b.jsonl".
@@ -32,7 +32,7 @@ LABEL_COLUMNS = ("label", "sentiment")
 _LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 _DATA_HINT = (
     "Pass local data instead: --data imdb-sample (real IMDb reviews shipped with the package), a folder "
-    "with train/test Parquet, CSV or JSONL files (e.g. ../shared/data/imdb), an aclImdb/ folder, or "
+    "with train/test Parquet, CSV or JSONL files (e.g. data/imdb/), an aclImdb/ folder, or "
     "train=FILE,test=FILE."
 )
 

@@ -35,16 +35,19 @@ from pathlib import Path
 from imdb_deploy.artifacts import (
     EXPORT_REPORT,
     ONNX_VARIANTS,
-    TRAIN_CONFIG,
+    TRAIN_CONFIG_FIELDS,
     is_local_reference,
     load_settings,
     load_tokenizer,
     load_torch_classifier,
     load_train_config,
     onnx_variants,
+    write_train_config,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.fileio import atomic_dir, write_json_atomic
+from imdb_deploy.machine import cpu_flags, versions
+from imdb_deploy.tokenization import TokenizationSettings
 
 # "none" skips fusion; O1 basic graph rewrites; O2 adds the transformer fusions (attention, GELU, LayerNorm)
 # and is the CPU default (numerically exact up to float rounding); O3 also approximates GELU (tanh form,
@@ -80,7 +83,7 @@ class ExportConfig:
             classifier reads only that position; the gate checks fp32 agreement as always). False exports the
             model as it is (optimum's main_export). Measured on 2 AVX2 cores, distilbert-base at 512 tokens,
             INT8, predict's batching, 128 IMDb reviews: 9.66 vs 8.32 reviews/s (+16%, best of two interleaved
-            rounds; scripts/bench_int8_research.py --stage final --samples 128).
+            rounds; research/bench_int8_research.py --stage final --samples 128).
         verify: run the parity gate; False writes the folder marked `"verified": false`.
         data: labelled reviews for the gate (see imdb_deploy.data).
         split: split of `data` the gate scores.
@@ -170,19 +173,6 @@ class ExportReport:
         return asdict(self)
 
 
-def cpu_flags() -> set[str]:
-    """Instruction-set flags of this CPU from /proc/cpuinfo (Linux); empty where it cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
 def detect_quantization_target() -> tuple[str, dict]:
     """The AutoQuantizationConfig target for this CPU, and what it was decided from.
 
@@ -221,7 +211,7 @@ def quantization_config(target: str, per_channel: bool, reduce_range: bool):
     # optimum's AVX2 preset has uint8 weights, which sends ONNX Runtime to its U8U8 kernel (16-bit
     # VPMADDWD); int8 weights take the U8S8 kernel (VPMADDUBSW): on a 2-core AVX2 CPU distilbert-base INT8 ran
     # 14% faster end to end (5.6 -> 6.4 reviews/s, its integer matmuls 19% faster) at the same parity (fine-tuned
-    # MiniLM, 2,000 IMDb reviews: agreement 98.9% either way). See scripts/bench_int8_research.py.
+    # MiniLM, 2,000 IMDb reviews: agreement 98.9% either way). See research/bench_int8_research.py.
     # --reduce-range (7-bit weights) rules out VPMADDUBSW's int16 saturation, at the same speed.
     from onnxruntime.quantization import QuantType
 
@@ -375,24 +365,6 @@ def _scratch(folder: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("imdb-deploy", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            if name == "onnxruntime":
-                try:
-                    out[name] = version("onnxruntime-gpu")
-                except PackageNotFoundError:
-                    out[name] = None
-            else:
-                out[name] = None
-    return out
-
-
 def _opset(path: Path) -> int | None:
     import onnx
 
@@ -435,7 +407,7 @@ def export(
     source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
     if local and out_dir.expanduser().resolve() == Path(source):
         raise ConfigError(f"--output {str(out_dir)!r} is the model folder itself; choose another output folder")
-    report = ExportReport(output=str(out_dir), source_model=source, versions=_versions())
+    report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
 
     qconfig = None
     if config.quantize:
@@ -481,10 +453,12 @@ def export(
 
         # The folder must describe its own tokenization: copy train_config.json, or record the settings a
         # model without one is read with (head truncation at its limit), so predict tokenizes the same way.
-        train_config = load_train_config(model_ref) if local else {}
-        if not train_config:
-            train_config = {**load_settings(model_ref, load_tokenizer(model_ref)).to_dict(), "base_model": model_ref}
-        write_json_atomic(tmp / TRAIN_CONFIG, train_config)
+        recorded = load_train_config(model_ref) if local else {}
+        if recorded:
+            fields = {key: recorded[key] for key in TRAIN_CONFIG_FIELDS if key in recorded}
+            write_train_config(tmp, TokenizationSettings.from_dict(recorded), **{"base_model": model_ref, **fields})
+        else:
+            write_train_config(tmp, load_settings(model_ref, load_tokenizer(model_ref)), model_ref)
 
         report.settings = {
             **asdict(config),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int], loss: float | None = None) -> dict:
@@ -19,6 +18,8 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], lo
     Returns:
         A JSON-ready dict; `confusion_matrix` is [[TN, FP], [FN, TP]].
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # slow to import
+
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
     precision, recall, f1, _ = precision_recall_fscore_support(

@@ -34,7 +34,7 @@ from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
 # calls keep each layer's activations in the CPU caches: on a quiet 2-core AVX2 CPU, INT8, 256 IMDb test
 # reviews, 1,024 tokens ran 25% faster than 16,384 (MiniLM-L6 at 256 tokens: 31.8 vs 25.4 reviews/s) and
-# distilbert-base at 512 tokens likewise (scripts/bench_token_budget.py, scripts/bench_int8_research.py).
+# distilbert-base at 512 tokens likewise (research/bench_token_budget.py, research/bench_int8_research.py).
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
 

@@ -15,13 +15,13 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import METRICS, TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+from imdb_deploy.artifacts import METRICS, load_tokenizer, load_torch_classifier, write_train_config
 from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
 from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
@@ -94,7 +94,6 @@ class TrainConfig:
     num_workers: int | None = None
     tf32: bool = True
     cpu: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "eval_batch_size")
@@ -130,7 +129,7 @@ class TrainConfig:
 
     def training_fields(self) -> dict:
         """The fields that change the result (resume refuses to continue a run with different ones)."""
-        skip = {"output_dir", "checkpoint_every", "eval_batch_size", "num_workers", "tf32", "cpu", "extra"}
+        skip = {"output_dir", "checkpoint_every", "eval_batch_size", "num_workers", "tf32", "cpu"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -274,13 +273,7 @@ seed {config.seed}. Full settings in `train_config.json`, all numbers in `metric
     )
 
 
-def train(
-    config: TrainConfig,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    stop_after_steps: int | None = None,
-) -> Path:
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
     """Fine-tune a sequence classifier and write a complete model folder.
 
     Args:
@@ -288,8 +281,6 @@ def train(
         resume: continue the interrupted run in `config.output_dir` from its last checkpoint.
         overwrite: replace an existing, non-empty output folder.
         progress: progress bars on stderr (main process only).
-        stop_after_steps: stop (as if interrupted) after this many optimizer steps, leaving checkpoints
-            but no finished model; used to test resuming.
 
     Returns:
         The model folder: weights, tokenizer, train_config.json, metrics.json and a model card README.md.
@@ -297,12 +288,92 @@ def train(
     Raises:
         ConfigError, DataError, ModelLoadError, HubUnreachableError.
     """
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    accelerator, device = _accelerator(config)
+    main = accelerator.is_main_process
+    out = _prepare_output(config, resume, overwrite) if main else Path(config.output_dir)
+    accelerator.wait_for_everyone()
+    set_seed(config.seed)
+
+    # Data: tokenized once, up front, with the same encode() that export, verify and predict use.
+    settings = config.settings
+    splits = load_training_data(config)
+    tokenizer = load_tokenizer(config.model)
+    train_loader, eval_loaders, batch_order = _data_loaders(config, device, splits, tokenizer)
+
+    # Model, optimizer, schedule. accelerate steps a prepared scheduler once per process per optimizer step,
+    # so the schedule is laid out in single-process steps; the progress bar counts this process's own steps.
+    model = load_torch_classifier(config.model, label_names=settings.label_names)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    schedule_steps = math.ceil(len(train_loader) / config.gradient_accumulation_steps) * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * schedule_steps), schedule_steps)
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
+
+    model, optimizer, train_loader, scheduler, *loaders = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, *eval_loaders.values()
+    )
+    eval_loaders = dict(zip(eval_loaders, loaders, strict=True))
+
+    # Resume: model, optimizer, scheduler and RNG states come back; the batches already seen are skipped.
+    state, best_weights = _load_checkpoint(accelerator, out) if resume else (_fresh_state(), None)
+    if main and not resume:
+        write_json_atomic(out / CHECKPOINTS / RUN_CONFIG, config.training_fields())
+
+    bar = _Progress(steps_per_epoch * config.epochs, state["step"], enabled=progress and main)
+    model.train()
+    for epoch in range(state["step"] // steps_per_epoch, config.epochs):
+        batch_order.manual_seed(config.seed + epoch)
+        done_in_epoch = (state["step"] - epoch * steps_per_epoch) * config.gradient_accumulation_steps
+        loader = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
+        epoch_loss, epoch_batches, tick = 0.0, 0, bar.start_epoch()
+        for batch in loader:
+            loss = training_step(accelerator, model, batch, optimizer, scheduler)
+            epoch_loss += loss.detach().float().item()
+            epoch_batches += 1
+            if accelerator.sync_gradients:
+                state["step"] += 1
+                bar.step(
+                    epoch, epoch_loss / epoch_batches, epoch_batches * config.batch_size * accelerator.num_processes
+                )
+                if state["step"] % config.checkpoint_every == 0:
+                    state["train_seconds"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    _save_checkpoint(accelerator, out, state, best_weights)
+        state["train_seconds"] += time.perf_counter() - tick
+
+        record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1), "step": state["step"]}
+        if "validation" in eval_loaders:
+            record["validation"] = _evaluate(accelerator, model, eval_loaders["validation"])
+            if state["best"] is None or record["validation"]["accuracy"] > state["best"]["accuracy"]:
+                state["best"] = {"epoch": epoch + 1, "accuracy": record["validation"]["accuracy"]}
+                best_weights = {
+                    k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()
+                }
+        state["epochs"].append(record)
+        bar.epoch_done(record)
+        if state["step"] % config.checkpoint_every:  # not saved at this step already
+            _save_checkpoint(accelerator, out, state, best_weights)
+    bar.close()
+
+    # The best epoch by validation accuracy (or the last, without validation) is reported on test and saved.
+    final = accelerator.unwrap_model(model)
+    if best_weights is not None:
+        final.load_state_dict(best_weights)
+    test_metrics = _evaluate(accelerator, model, eval_loaders["test"])
+    if main:
+        metrics = _run_metrics(config, state, test_metrics, splits, accelerator, device)
+        _finish(out, final, tokenizer, config, settings, metrics, splits)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return out
+
+
+def _accelerator(config: TrainConfig):
+    """The Accelerator for this run and the device settings it was made with (TF32 switched on here)."""
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     # Under torchrun on a machine without CUDA, accelerate needs cpu=True to form a multi-process gloo group.
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -316,16 +387,16 @@ def train(
         mixed_precision=device.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )
-    main = accelerator.is_main_process
-    out = _prepare_output(config, resume, overwrite) if main else Path(config.output_dir)
-    accelerator.wait_for_everyone()
-    set_seed(config.seed)
+    return accelerator, device
 
-    # Data: tokenized once, up front, with the same encode() that export, verify and predict use.
-    settings = config.settings
-    splits = load_training_data(config)
-    tokenizer = load_tokenizer(config.model)
-    encoded = {name: _Encoded(encode(tokenizer, s.texts, settings), s.labels) for name, s in splits.items()}
+
+def _data_loaders(config: TrainConfig, device: DeviceSettings, splits: dict[str, ReviewSplit], tokenizer):
+    """The training loader (length-grouped batches in a seeded order), the evaluation loaders by split, and
+    the generator of the batch order (reseeded each epoch, so a resumed run sees the same batches)."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    encoded = {name: _Encoded(encode(tokenizer, s.texts, config.settings), s.labels) for name, s in splits.items()}
     collate = _collate(tokenizer.pad_token_id)
     batch_order = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -351,145 +422,118 @@ def train(
         for name in ("validation", "test")
         if name in encoded
     }
+    return train_loader, eval_loaders, batch_order
 
-    # Model, optimizer, schedule.
-    model = load_torch_classifier(config.model, label_names=settings.label_names)
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    # accelerate steps a prepared scheduler once per process per optimizer step, so the schedule is laid
-    # out in single-process steps; the progress bar counts this process's own optimizer steps.
-    schedule_steps = math.ceil(len(train_loader) / config.gradient_accumulation_steps) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * schedule_steps), schedule_steps)
-    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * config.epochs
 
-    model, optimizer, train_loader, scheduler, *loaders = accelerator.prepare(
-        model, optimizer, train_loader, scheduler, *eval_loaders.values()
-    )
-    eval_loaders = dict(zip(eval_loaders, loaders, strict=True))
+class _Progress:
+    """The progress bar on stderr (main process only): optimizer steps, the epoch's mean loss and reviews/s."""
 
-    # Resume: restore model, optimizer, scheduler and RNG states, then skip the batches already seen.
-    state = {"step": 0, "epochs": [], "best": None, "train_seconds": 0.0}
-    checkpoint = _latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "state.json").read_text())
-        if main:
-            logger.info("resuming from %s (step %d)", checkpoint, state["step"])
-    if main and not resume:
-        write_json_atomic(out / CHECKPOINTS / RUN_CONFIG, config.training_fields())
+    def __init__(self, total: int, initial: int, enabled: bool):
+        from tqdm.auto import tqdm
 
-    best_weights = None
-    if state["best"] is not None and checkpoint is not None and (checkpoint / "best.pt").is_file():
-        best_weights = torch.load(checkpoint / "best.pt", map_location="cpu")
+        self.enabled = enabled
+        self.bar = tqdm(
+            total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True
+        )
+        self.epoch_start = time.perf_counter()
 
-    def save_checkpoint() -> None:
-        folder = out / CHECKPOINTS / f"step-{state['step']}"
-        accelerator.save_state(str(folder))
-        if main:
-            if best_weights is not None:
-                torch.save(best_weights, folder / "best.pt")
-            write_json_atomic(folder / "state.json", state)  # written last: marks the checkpoint complete
-            for old in (out / CHECKPOINTS).glob("step-*"):
-                if old != folder:
-                    shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
+    def start_epoch(self) -> float:
+        """Mark the start of an epoch; returns the time."""
+        self.epoch_start = time.perf_counter()
+        return self.epoch_start
 
-    def evaluate_loader(loader) -> dict:
-        model.eval()
-        logits, labels = [], []
-        with torch.inference_mode():
-            for batch in loader:
-                targets = batch.pop("labels")
-                output = model(**batch).logits.float()
-                output, targets = accelerator.gather_for_metrics((output, targets))
-                logits.append(output.cpu().numpy())
-                labels.append(targets.cpu().numpy())
-        model.train()
-        return metrics_from_logits(np.concatenate(logits), np.concatenate(labels))
+    def step(self, epoch: int, mean_loss: float, reviews: int) -> None:
+        reviews_s = reviews / (time.perf_counter() - self.epoch_start)
+        self.bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.4f}", reviews_s=f"{reviews_s:.1f}", refresh=False)
+        self.bar.update(1)
 
-    start_epoch = state["step"] // steps_per_epoch
-    bar = tqdm(
-        total=total_steps,
-        initial=state["step"],
-        desc="train",
-        unit="step",
-        disable=not (progress and main),
-        dynamic_ncols=True,
-    )
-    model.train()
-    interrupted = False
-    for epoch in range(start_epoch, config.epochs):
-        batch_order.manual_seed(config.seed + epoch)
-        done_in_epoch = (state["step"] - epoch * steps_per_epoch) * config.gradient_accumulation_steps
-        loader = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
-        epoch_loss, epoch_batches, tick = 0.0, 0, time.perf_counter()
-        epoch_start = tick
-        for batch in loader:
-            loss = training_step(accelerator, model, batch, optimizer, scheduler)
-            epoch_loss += loss.detach().float().item()
-            epoch_batches += 1
-            if accelerator.sync_gradients:
-                state["step"] += 1
-                elapsed = time.perf_counter() - epoch_start
-                bar.set_postfix(
-                    epoch=epoch + 1,
-                    loss=f"{epoch_loss / epoch_batches:.4f}",
-                    reviews_s=f"{epoch_batches * config.batch_size * accelerator.num_processes / elapsed:.1f}",
-                    refresh=False,
-                )
-                bar.update(1)
-                if stop_after_steps is not None and state["step"] >= stop_after_steps:
-                    interrupted = True
-                    break
-                if state["step"] % config.checkpoint_every == 0:
-                    state["train_seconds"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    save_checkpoint()
-        state["train_seconds"] += time.perf_counter() - tick
-        if interrupted:
-            save_checkpoint()
-            bar.close()
-            accelerator.end_training()
-            return out
-
-        record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1), "step": state["step"]}
-        if "validation" in eval_loaders:
-            record["validation"] = evaluate_loader(eval_loaders["validation"])
-            score = record["validation"]["accuracy"]
-            if state["best"] is None or score > state["best"]["accuracy"]:
-                state["best"] = {"epoch": epoch + 1, "accuracy": score}
-                best_weights = {
-                    k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()
-                }
-        state["epochs"].append(record)
-        if main and progress:
+    def epoch_done(self, record: dict) -> None:
+        if self.enabled:
             val = f", validation accuracy {record['validation']['accuracy']:.4f}" if "validation" in record else ""
-            bar.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}{val}")
-        if state["step"] % config.checkpoint_every:  # not saved at this step already
-            save_checkpoint()
-    bar.close()
+            self.bar.write(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{val}")
 
-    # The best epoch by validation accuracy (or the last, without validation) is reported on test and saved.
-    final = accelerator.unwrap_model(model)
-    if best_weights is not None:
-        final.load_state_dict(best_weights)
-    test_metrics = evaluate_loader(eval_loaders["test"])
-    if main:
-        metrics = {
-            "epochs": state["epochs"],
-            "best_epoch": state["best"]["epoch"] if state["best"] else config.epochs,
-            "test": test_metrics,
-            "train_seconds": state["train_seconds"],
-            "train_samples": len(splits["train"]),
-            "validation_samples": len(splits.get("validation", [])),
-            "processes": accelerator.num_processes,
-            "device": str(accelerator.device),
-            "device_settings": asdict(device),
-        }
-        _finish(out, final, tokenizer, config, settings, metrics, splits)
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_metrics(config: TrainConfig, state: dict, test: dict, splits, accelerator, device: DeviceSettings) -> dict:
+    """metrics.json: the epochs, the best one, its test metrics, and where and how long it trained."""
+    return {
+        "epochs": state["epochs"],
+        "best_epoch": state["best"]["epoch"] if state["best"] else config.epochs,
+        "test": test,
+        "train_seconds": state["train_seconds"],
+        "train_samples": len(splits["train"]),
+        "validation_samples": len(splits.get("validation", [])),
+        "processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "device_settings": asdict(device),
+    }
+
+
+def _evaluate(accelerator, model, loader) -> dict:
+    """Metrics of `model` on a prepared loader, gathered from every process (gather_for_metrics drops the
+    duplicates that pad the last batch across processes); the model is back in train mode afterwards."""
+    import torch
+
+    model.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            targets = batch.pop("labels")
+            output = model(**batch).logits.float()
+            output, targets = accelerator.gather_for_metrics((output, targets))
+            logits.append(output.cpu().numpy())
+            labels.append(targets.cpu().numpy())
+    model.train()
+    return metrics_from_logits(np.concatenate(logits), np.concatenate(labels))
+
+
+def _fresh_state() -> dict:
+    """What a checkpoint's state.json holds: optimizer steps done, finished epochs' records, the best epoch
+    so far and the training time."""
+    return {"step": 0, "epochs": [], "best": None, "train_seconds": 0.0}
+
+
+def _save_checkpoint(accelerator, out: Path, state: dict, best_weights: dict | None) -> None:
+    """Save a resumable checkpoint at the current step and delete the older ones.
+
+    accelerate saves model, optimizer, scheduler and RNG states; state.json is written last and marks the
+    checkpoint complete. The best epoch's weights so far travel along as best.pt.
+    """
+    import torch
+
+    folder = out / CHECKPOINTS / f"step-{state['step']}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        if best_weights is not None:
+            torch.save(best_weights, folder / "best.pt")
+        write_json_atomic(folder / "state.json", state)
+        for old in (out / CHECKPOINTS).glob("step-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return out
+
+
+def _load_checkpoint(accelerator, out: Path) -> tuple[dict, dict | None]:
+    """Restore the latest complete checkpoint of `out` into the prepared objects.
+
+    Returns:
+        Its state (see _fresh_state) and the best epoch's weights, or a fresh state when there is none.
+    """
+    import torch
+
+    checkpoint = _latest_checkpoint(out)
+    if checkpoint is None:
+        return _fresh_state(), None
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / "state.json").read_text())
+    if accelerator.is_main_process:
+        logger.info("resuming from %s (step %d)", checkpoint, state["step"])
+    best_weights = None
+    if state["best"] is not None and (checkpoint / "best.pt").is_file():
+        best_weights = torch.load(checkpoint / "best.pt", map_location="cpu")
+    return state, best_weights
 
 
 def _finish(
@@ -516,15 +560,14 @@ def _finish(
         os.replace(item, out / item.name)
     staging.rmdir()
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    train_config = {
-        **settings.to_dict(),
-        "base_model": config.model,
-        "data_source": config.data,
-        "data_samples": {name: len(split) for name, split in splits.items()},
-        "training": asdict(config),
-        "imdb_deploy_version": __version__,
-    }
-    write_json_atomic(out / TRAIN_CONFIG, train_config)
+    write_train_config(
+        out,
+        settings,
+        config.model,
+        data_source=config.data,
+        data_samples={name: len(split) for name, split in splits.items()},
+        training=asdict(config),
+    )
 
 
 def summary(model_dir: Path) -> str:

@@ -33,16 +33,19 @@ import traceback
 from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the GPU machine runs the working tree, not an installed package
 
+from imdb_deploy.architectures import TINY, random_classifier, useful_macs  # noqa: E402
 from imdb_deploy.fileio import write_json_atomic  # noqa: E402
+from imdb_deploy.machine import logical_cpus, versions  # noqa: E402
 
 SCHEMA = "imdb-deploy/gpu-check/1"
 SECTIONS = ("setup", "train_bf16", "inference", "full_recipe")
+# The stack whose versions the JSON records (the GPU image's own, or the carried wheels).
+PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "numpy", "pandas")
 # The seed's recipe, and what `imdb-deploy train` does by default around it (TrainConfig defaults).
 RECIPE = {"train_reviews": 25_000, "test_reviews": 25_000, "epochs": 2, "batch_size": 16, "val_size": 0.1}
 TRAIN_LR, WARMUP_RATIO, WEIGHT_DECAY = 2e-5, 0.06, 0.01
@@ -191,17 +194,6 @@ def prepare(source: str, tokenizer_dir: str, out: Path, train_reviews: int, test
 # --- measure (there) -----------------------------------------------------------------------------------------
 
 
-def _versions() -> dict:
-    names = ("torch", "transformers", "accelerate", "tokenizers", "huggingface_hub", "numpy", "pandas")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def _nvidia_smi() -> dict:
     fields = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit,temperature.gpu,pstate"
     try:
@@ -226,8 +218,8 @@ def environment() -> dict:
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "versions": _versions(),
+        "cpu_count": logical_cpus(),
+        "versions": versions(PACKAGES),
         "torch_cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
     }
@@ -252,27 +244,11 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _build_model(tiny: bool, vocab_size: int):
-    """distilbert-base-uncased's architecture with random weights (or a tiny one), 2 labels, in train mode."""
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    if tiny:
-        config = DistilBertConfig(vocab_size=vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2)
-    else:
-        config = DistilBertConfig()
-    if config.vocab_size < vocab_size:
-        raise ValueError(f"tokenizer has {vocab_size} tokens, more than the model's {config.vocab_size}")
-    if config.num_labels != 2:
-        raise ValueError(f"expected 2 labels, the config has {config.num_labels}")
-    return DistilBertForSequenceClassification(config)
-
-
 def _forward_flops(config, batch: int, width: int) -> float:
-    """Matrix-multiply FLOPs of one forward pass over a padded (batch, width) input (attention included)."""
-    d, hidden, layers = config.dim, config.hidden_dim, config.n_layers
-    dense = 2 * (4 * d * d + 2 * d * hidden) * batch * width
-    attention = 2 * 2 * width * width * d * batch
-    return float(layers * (dense + attention))
+    """Matrix-multiply FLOPs of one forward pass over a padded (batch, width) input, attention included and the
+    classification head left out: 2 per multiply-add that architectures.useful_macs counts for `width` tokens."""
+    work = useful_macs(config, [width] * batch)
+    return 2.0 * (work["linear"] + work["attention"])
 
 
 def setup(entry: dict, data_dir: Path, tokenizer_dir: Path, profile: Profile, smoke: bool) -> dict:
@@ -358,7 +334,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    model = _build_model(profile.tiny_model, len(tokenizer))
+    model = random_classifier(TINY if profile.tiny_model else {}, len(tokenizer))
     optimizer = make_optimizer(model, TRAIN_LR, WEIGHT_DECAY)
     total_steps = profile.warmup_steps + 2 * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * total_steps), total_steps)
@@ -444,7 +420,7 @@ def inference(entry: dict, state: dict, profile: Profile) -> None:
     sorted_batches = length_sorted_batches([len(x) for x in ids], size)
     unsorted_batches = [list(range(i, min(i + size, len(ids)))) for i in range(0, len(ids), size)]
     torch.manual_seed(0)
-    model = _build_model(profile.tiny_model, len(tokenizer)).to(device).eval()
+    model = random_classifier(TINY if profile.tiny_model else {}, len(tokenizer)).to(device).eval()
     bf16_model = None
     cuda = device.type == "cuda"
 

@@ -75,11 +75,9 @@ def tiny_classifier_dir(tmp_path_factory, tiny_model_dir):
 
     Holds weights, tokenizer and train_config.json (max_length 64, head+tail truncation).
     """
-    import json
-
     import torch
 
-    from imdb_deploy.artifacts import TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+    from imdb_deploy.artifacts import load_tokenizer, load_torch_classifier, write_train_config
     from imdb_deploy.tokenization import TokenizationSettings
 
     folder = tmp_path_factory.mktemp("tiny-classifier")
@@ -88,7 +86,7 @@ def tiny_classifier_dir(tmp_path_factory, tiny_model_dir):
     model.save_pretrained(folder)
     load_tokenizer(tiny_model_dir).save_pretrained(folder)
     settings = TokenizationSettings(max_length=64, truncation="head+tail")
-    (folder / TRAIN_CONFIG).write_text(json.dumps({**settings.to_dict(), "base_model": str(tiny_model_dir)}))
+    write_train_config(folder, settings, tiny_model_dir)
     return folder
 
 

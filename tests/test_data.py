@@ -111,7 +111,7 @@ def test_missing_split_and_missing_path(tmp_path):
 def test_hub_dataset_offline_says_so_and_shows_local_option():
     with pytest.raises(
         HubUnreachableError,
-        match=r"'stanfordnlp/imdb'.*Hub may be out of reach.*--data imdb-sample.*../shared/data/imdb",
+        match=r"'stanfordnlp/imdb'.*Hub may be out of reach.*--data imdb-sample.*data/imdb/",
     ):
         load_split("imdb", "test")
 

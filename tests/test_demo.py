@@ -104,12 +104,3 @@ def test_bad_sample_counts_are_refused():
         demo.DemoConfig(verify_samples=1)
     result = CliRunner().invoke(cli, ["demo", "--test-samples", "1"])
     assert result.exit_code == 2 and "at least 2" in result.output
-
-
-def test_cli_defaults_are_the_demo_config_defaults():
-    defaults = demo.DemoConfig()
-    options = {param.name: param.default for param in cli.commands["demo"].params}
-    for name in ("data", "output_dir", "max_length", "epochs", "lr", "batch_size", "verify_samples", "bench_samples"):
-        assert options[name] == getattr(defaults, name), name
-    for name in ("max_train_samples", "test_samples"):
-        assert int(options[name]) == getattr(defaults, name), name

@@ -13,6 +13,7 @@ import pytest
 from conftest import toy_reviews
 
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
+from imdb_deploy.machine import resident_bytes
 
 
 @pytest.fixture(scope="module")
@@ -412,48 +413,32 @@ def test_truncated_gzip_is_a_clear_error(onnx_dir, tmp_path):
     assert result.stderr.startswith(f"Error: {source}: cannot read it (Compressed file ended before the end-of-stream")
 
 
-def test_predict_command_has_help():
-    from click.testing import CliRunner
-
-    from imdb_deploy.cli import cli
-
-    result = CliRunner().invoke(cli, ["predict", "--help"])
-    assert result.exit_code == 0
-    assert "Example: imdb-deploy predict reviews.jsonl" in result.output
-
-
 class PeakRss:
-    """Samples this process's resident memory every few milliseconds (Linux /proc) while the block runs."""
+    """Samples this process's resident memory (imdb_deploy.machine) every few milliseconds while the block runs."""
 
     def __enter__(self):
-        import resource
         import threading
 
-        self._page = resource.getpagesize()
-        self.start = self.peak = self.now()
+        self.start = self.peak = resident_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
-    def now(self) -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * self._page
-
     def _sample(self):
         while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.now())
+            self.peak = max(self.peak, resident_bytes())
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.now())
+        self.peak = max(self.peak, resident_bytes())
 
     @property
     def growth(self) -> int:
         return self.peak - self.start
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="samples memory through Linux /proc")
 def test_100k_rows_stream_with_flat_memory(onnx_dir, tmp_path):
     """Resident memory grows by a few MB for 100,000 rows; holding them all would take ~50 MB more."""
     from imdb_deploy import Predictor

@@ -7,8 +7,10 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from imdb_deploy.artifacts import TRAIN_CONFIG_FIELDS
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, DataError, HubUnreachableError
+from imdb_deploy.tokenization import TokenizationSettings
 from imdb_deploy.train import TrainConfig, train
 
 
@@ -47,6 +49,8 @@ def test_model_folder_describes_itself(trained_dir):
     assert config["max_length"] == 48 and config["truncation"] == "head+tail"
     assert config["label_names"] == ["negative", "positive"]
     assert config["data_samples"] == {"validation": 40, "train": 360, "test": 100}
+    assert config["base_model"] and config["training"]["epochs"] == 3 and config["random_weights"] is False
+    assert set(config) == set(TokenizationSettings().to_dict()) | set(TRAIN_CONFIG_FIELDS)  # one set of keys
     assert not (trained_dir / "checkpoints").exists()
     assert "Test results" in (trained_dir / "README.md").read_text()
     model_config = json.loads((trained_dir / "config.json").read_text())
@@ -63,22 +67,50 @@ def test_evaluate_gives_the_same_test_numbers_as_train(trained_dir, toy_data_dir
     assert evaluated["accuracy"] == pytest.approx(reported["accuracy"])
 
 
-def test_resume_reaches_the_same_weights(tiny_model_dir, toy_data_dir, tmp_path):
+class Interrupted(Exception):
+    """Stands for whatever stops a run midway (a kill, a lost node, an out-of-memory error)."""
+
+
+def interrupt_at_step(monkeypatch, step: int) -> None:
+    """Make train's `step`-th optimizer step raise Interrupted (one batch per step: no accumulation)."""
+    import imdb_deploy.train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module.training_step
+
+    def step_or_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Interrupted(f"stopped at step {step}")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_step", step_or_stop)
+
+
+def test_resume_reaches_the_same_weights(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
     overrides = dict(epochs=2, checkpoint_every=5, max_train_samples=160, max_eval_samples=20)
     straight = train(toy_config(tiny_model_dir, toy_data_dir, tmp_path / "a", **overrides), progress=False)
     interrupted = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "b", **overrides)
-    partial = train(interrupted, progress=False, stop_after_steps=13)  # mid-epoch 2, past a checkpoint
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 18)  # 10 steps an epoch: dies in epoch 2, after the checkpoint at step 15
+        with pytest.raises(Interrupted):
+            train(interrupted, progress=False)
+    partial = tmp_path / "b"
     assert not (partial / "train_config.json").exists(), "an interrupted run must not look complete"
-    resumed = train(interrupted, resume=True, progress=False)
+    assert [p.name for p in (partial / "checkpoints").glob("step-*")] == ["step-15"]
+    resumed = train(interrupted, resume=True, progress=False)  # skips the 5 batches of epoch 2 already done
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max().item() < 1e-6, key
 
 
-def test_resume_refuses_changed_settings(tiny_model_dir, toy_data_dir, tmp_path):
+def test_resume_refuses_changed_settings(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
     config = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "c", epochs=1, max_train_samples=40)
-    train(config, progress=False, stop_after_steps=1)
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 1)
+        with pytest.raises(Interrupted):
+            train(config, progress=False)
     changed = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "c", epochs=1, max_train_samples=40, lr=1e-4)
     with pytest.raises(ConfigError, match="lr: was 0.01, now 0.0001"):
         train(changed, resume=True, progress=False)

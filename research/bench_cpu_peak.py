@@ -1,6 +1,6 @@
 """Measure this x86 CPU's clock and its INT8 / fp32 multiply-add peak with tiny assembly loops.
 
-`imdb-deploy bench` derives the INT8 peak from the ISA (imdb_deploy.bench.INT8_PATHS): on AVX2 without
+`imdb-deploy bench` derives the INT8 peak from the ISA (imdb_deploy.machine.INT8_PATHS): on AVX2 without
 VNNI, ONNX Runtime's MLAS multiplies u8 x s8 with VPMADDUBSW and widens to int32 with VPMADDWD (against
 ones) before VPADDD, so one group of three instructions yields 32 useful multiply-adds. This script checks
 the two numbers that derivation rests on, on the machine at hand, with one process per core at once:
@@ -10,7 +10,7 @@ It writes a JSON with the measured peak, to pass as `imdb-deploy bench --cpu-ghz
 derived one. Needs gcc (or cc) and an AVX2 CPU; Linux.
 
 Example:
-    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_cpu_peak.py --out runs/bench_research/cpu_peak.json
+    python -m research.bench_cpu_peak --out runs/bench_research/cpu_peak.json   # on an otherwise idle machine
 """
 
 from __future__ import annotations

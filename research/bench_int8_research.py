@@ -1,17 +1,18 @@
 """Research for issue 7: the fastest INT8 CPU path for DistilBERT-base on IMDb, against PyTorch fp32 eager.
 
-Builds a random-weight DistilBertConfig() classifier (distilbert-base-uncased's exact compute) with the
-uncased tokenizer of the shared MiniLM model, exports it to ONNX, makes graph and quantization variants,
-and times them on the same seeded sample of real IMDb test reviews at max length 512, under several
-batching plans and session options. Every figure goes to a JSON file; stderr shows progress.
+Builds a random-weight DistilBertConfig() classifier (distilbert-base-uncased's exact compute) with an
+uncased tokenizer (--tokenizer: a folder or Hub id with the 30522-token uncased vocab), exports it to
+ONNX, makes graph and quantization variants, and times them on the same seeded sample of real IMDb test
+reviews at max length 512, under several batching plans and session options. Every figure goes to a
+JSON file; stderr shows progress.
 
 Timing runs are interleaved (round-robin over the candidates, `--repeats` rounds) so that load from other
 people on the machine hits every candidate alike; the best round and the median are both kept.
 
-Examples:
-    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_int8_research.py --stage screen --samples 128
-    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_int8_research.py --stage final --samples 256
-    .venv/bin/python scripts/bench_int8_research.py --stage accuracy --model runs/minilm-2k --samples 2000
+Examples (from the repository root, on an otherwise idle machine):
+    python -m research.bench_int8_research --stage screen --samples 128 --tokenizer TOKENIZER --data data/imdb
+    python -m research.bench_int8_research --stage final --samples 256 --tokenizer TOKENIZER --data data/imdb
+    python -m research.bench_int8_research --stage accuracy --model runs/minilm-2k --samples 2000 --data data/imdb
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from functools import partial
@@ -28,16 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier  # noqa: E402
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
-from imdb_deploy.export import cls_only_last_layer  # noqa: E402
-from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted_batches, pad  # noqa: E402
-
-TOKENIZER = "/work/shared/models/distilbert-minilm-l6-h384-uncased"
-DATA = "/work/shared/data/imdb"
+from imdb_deploy.architectures import save_random_classifier, useful_macs
+from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
+from imdb_deploy.data import load_split, stratified_sample
+from imdb_deploy.export import cls_only_last_layer
+from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted_batches, pad
 
 
 def log(*parts) -> None:
@@ -49,17 +46,10 @@ def log(*parts) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build_random_base(folder: Path) -> Path:
-    """DistilBertConfig() classifier with seeded random weights plus the uncased tokenizer."""
-    if (folder / "config.json").is_file():
-        return folder
-    import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    torch.manual_seed(0)
-    model = DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()
-    model.save_pretrained(folder)
-    load_tokenizer(TOKENIZER).save_pretrained(folder)
+def build_random_base(folder: Path, tokenizer: str) -> Path:
+    """DistilBertConfig() classifier with seeded random weights plus the uncased tokenizer (built once)."""
+    if not (folder / "config.json").is_file():
+        save_random_classifier("distilbert-base", folder, tokenizer=tokenizer, seed=0)
     return folder
 
 
@@ -319,14 +309,6 @@ def padded_tokens(lengths, batches) -> int:
     return int(sum(len(b) * max(lengths[i] for i in b) for b in batches))
 
 
-def useful_macs(lengths, layers=6, dim=768, hidden=3072) -> dict:
-    """Multiply-adds on real (unpadded) tokens: linear layers per token plus attention per token pair."""
-    lengths = np.asarray(lengths, dtype=np.float64)
-    linear = layers * (4 * dim * dim + 2 * dim * hidden) * lengths.sum()
-    attention = layers * 2 * dim * (lengths**2).sum()
-    return {"linear": float(linear), "attention": float(attention), "total": float(linear + attention)}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------------------------------------
@@ -380,8 +362,8 @@ def prepare_variants(work: Path, base: Path, calib_encoded, pad_id: int, which: 
     return v
 
 
-def load_reviews(samples: int, seed: int, tokenizer, settings):
-    data = stratified_sample(load_split(DATA, "test"), samples, seed)
+def load_reviews(source: str, samples: int, seed: int, tokenizer, settings):
+    data = stratified_sample(load_split(source, "test"), samples, seed)
     start = time.perf_counter()
     encoded = encode(tokenizer, data.texts, settings)
     return data, encoded, time.perf_counter() - start
@@ -407,8 +389,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/imdb-bench-research"))
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_research")
+    parser.add_argument("--data", default="imdb", help="labelled reviews (see imdb-deploy train --help)")
+    parser.add_argument(
+        "--tokenizer", default="distilbert-base-uncased", help="uncased tokenizer for the random-weight model"
+    )
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "imdb-bench-research")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_research"))
     parser.add_argument("--only", default="", help="comma-separated candidate names")
     parser.add_argument("--model", type=Path, default=None, help="fine-tuned folder for --stage accuracy")
     parser.add_argument(
@@ -424,12 +410,12 @@ def main() -> None:
     if args.stage == "accuracy":
         run_accuracy(args, only)
         return
-    base = build_random_base(args.work / "distilbert-base-random")
+    base = build_random_base(args.work / "distilbert-base-random", args.tokenizer)
     tokenizer = load_tokenizer(base)
-    data, encoded, tokenize_s = load_reviews(args.samples, args.seed, tokenizer, settings)
+    data, encoded, tokenize_s = load_reviews(args.data, args.samples, args.seed, tokenizer, settings)
     lengths = [len(e) for e in encoded]
     log(f"{len(encoded)} reviews, {sum(lengths)} tokens (mean {np.mean(lengths):.1f}), tokenize {tokenize_s:.2f}s")
-    calib = encode(tokenizer, stratified_sample(load_split(DATA, "train"), 64, 7).texts, settings)
+    calib = encode(tokenizer, stratified_sample(load_split(args.data, "train"), 64, 7).texts, settings)
     pad_id = tokenizer.pad_token_id
 
     if args.stage == "profile":
@@ -485,7 +471,9 @@ def main() -> None:
 
     results = time_candidates(candidates, encoded, args.repeats)
     reference = next((r["logits"] for k, r in results.items() if k.startswith("torch/")), None)
-    macs = useful_macs(lengths)
+    from transformers import AutoConfig
+
+    macs = useful_macs(AutoConfig.from_pretrained(base), lengths)
     report = {
         "stage": args.stage,
         "samples": len(encoded),
@@ -561,7 +549,7 @@ def run_accuracy(args, only) -> None:
     model_dir = args.model
     tokenizer = load_tokenizer(model_dir)
     settings = load_settings(model_dir, tokenizer)
-    data, encoded, _ = load_reviews(args.samples, args.seed, tokenizer, settings)
+    data, encoded, _ = load_reviews(args.data, args.samples, args.seed, tokenizer, settings)
     config = json.loads((model_dir / "config.json").read_text())
     heads, dim = config["n_heads"], config["dim"]
     work = args.work / ("acc-" + model_dir.name)

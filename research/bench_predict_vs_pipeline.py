@@ -14,10 +14,10 @@ the model was trained with (train_config.json). So two stock timings are taken:
   tokens per review and the ratio (`speedup_same_length`) isolates batching and overhead.
 
 All paths run in this one process over the same reviews, in rotating order, and each ratio is of median
-times. Numbers go to a JSON file. Run it one at a time with other heavy jobs:
+times. Numbers go to a JSON file. Run it on an otherwise idle machine, from the repository root:
 
-    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_predict_vs_pipeline.py \\
-        --model runs/minilm-2k-onnx --data /work/shared/data/imdb --output runs/bench_predict_vs_pipeline.json
+    python -m research.bench_predict_vs_pipeline \\
+        --model runs/minilm-2k-onnx --data data/imdb --output runs/bench_predict_vs_pipeline.json
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="runs/minilm-2k-onnx", help="Exported ONNX folder.")
     parser.add_argument("--variant", default="int8", choices=list(ONNX_VARIANTS), help="Same file for all paths.")
-    parser.add_argument("--data", default="/work/shared/data/imdb", help="Data source (see imdb-deploy train -h).")
+    parser.add_argument("--data", default="imdb", help="Data source (see imdb-deploy train -h).")
     parser.add_argument("--split", default="test")
     parser.add_argument("--samples", type=int, default=1000, help="Stratified sample of the split.")
     parser.add_argument("--seed", type=int, default=42)

@@ -4,9 +4,9 @@ For one exported folder and variant, runs `Predictor.logits` (the product's own 
 length sorting, token-capped batches) with each (batch_size, max_tokens) pair on the same seeded sample,
 interleaved over `--repeats` rounds, and writes reviews/s per setting to a JSON file.
 
-Example:
-    flock /tmp/imdb-heavy.lock .venv/bin/python scripts/bench_token_budget.py --model runs/minilm-2k-onnx \
-        --data ../shared/data/imdb --samples 256 --out runs/bench_research/token_budget-minilm.json
+Example (from the repository root, on an otherwise idle machine):
+    python -m research.bench_token_budget --model runs/minilm-2k-onnx \
+        --data data/imdb --samples 256 --out runs/bench_research/token_budget-minilm.json
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.data import load_split, stratified_sample
+from imdb_deploy.predict import Predictor
 
 
 def main() -> None:

@@ -1,0 +1,55 @@
+"""The click layer: every command has help with an example, and every default is its config's own."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from imdb_deploy import bench, demo, evaluation, export, predict, train, verify
+from imdb_deploy.cli import cli
+
+# The config dataclass (or class) whose fields each command's options fill.
+CONFIGS = {
+    "train": train.TrainConfig,
+    "evaluate": evaluation.EvaluateConfig,
+    "export": export.ExportConfig,
+    "verify": verify.VerifyConfig,
+    "predict": predict.PredictFileConfig,
+    "bench": bench.BenchConfig,
+    "demo": demo.DemoConfig,
+}
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    # The example sits in a \b block: click keeps its line whole instead of reflowing it into the paragraph.
+    assert re.search(rf"^  Examples?:\n    imdb-deploy {command}\b.*$", result.output, re.M), result.output
+    assert "../shared" not in result.output
+    assert CliRunner().invoke(cli, [command, "-h"]).output == result.output
+
+
+def test_top_level_help_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in cli.commands:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", sorted(CONFIGS))
+def test_option_defaults_are_the_config_defaults(command):
+    import dataclasses
+
+    fields = {f.name: f.default for f in dataclasses.fields(CONFIGS[command])}
+    checked = 0
+    for param in cli.commands[command].params:
+        if param.name in fields and fields[param.name] is not None and param.default is not None:
+            default = param.default
+            if isinstance(fields[param.name], int) and isinstance(default, str):  # counts that also take 'all'
+                default = int(default)
+            assert default == fields[param.name], f"--{param.name}: {param.default!r} vs {fields[param.name]!r}"
+            checked += 1
+    assert checked >= 1
