@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 a failure the user can act on, 2 bad usage.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -20,16 +19,32 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 def user_errors(func):
-    """Turn package errors into click errors: a one-line message on stderr and exit code 1."""
+    """Turn package errors into click errors: a one-line message on stderr and exit code 1.
+
+    A full disk or an unwritable place that a library reports as a plain OSError gets the same treatment
+    (fileio.output_error words it); any other OSError is a bug to see in full.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from imdb_deploy.fileio import output_error
+
         try:
             return func(*args, **kwargs)
-        except (ImdbDeployError, FileExistsError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except ImdbDeployError as exc:
+            raise click.ClickException(_one_line(str(exc))) from exc
+        except OSError as exc:
+            error = output_error(exc, exc.filename or "the output")
+            if error is None:
+                raise
+            raise click.ClickException(_one_line(str(error))) from exc
 
     return wrapper
+
+
+def _one_line(message: str) -> str:
+    """Messages are one line: a library's multi-line detail is folded onto it."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 def echo_err(message: str = "") -> None:
@@ -39,10 +54,10 @@ def echo_err(message: str = "") -> None:
 
 def emit_json(payload: dict, output: Path | None) -> None:
     """JSON to `output` (written atomically) or to stdout."""
-    from imdb_deploy.fileio import write_json_atomic
+    from imdb_deploy.fileio import json_text, write_json_atomic
 
     if output is None:
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json_text(payload))
     else:
         write_json_atomic(output, payload)
         echo_err(f"wrote {output}")
@@ -55,6 +70,9 @@ def cli() -> None:
 
 
 def main() -> None:
+    from imdb_deploy.fileio import terminate_like_interrupt
+
+    terminate_like_interrupt()  # SIGTERM cleans up like Ctrl-C: no temporary file or folder stays behind
     cli(prog_name="imdb-deploy")
 
 

@@ -21,11 +21,25 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import METRICS, TRAIN_CONFIG, load_tokenizer, load_torch_classifier
+from imdb_deploy.artifacts import (
+    METRICS,
+    TRAIN_CONFIG,
+    is_local_reference,
+    load_tokenizer,
+    load_torch_classifier,
+    read_json,
+)
 from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
 from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
-from imdb_deploy.fileio import write_json_atomic
+from imdb_deploy.fileio import (
+    make_work_dir,
+    refuse_overlap,
+    refuse_replacing,
+    remove_leftovers,
+    replace_dir,
+    write_json_atomic,
+)
 from imdb_deploy.metrics import format_metrics_table
 from imdb_deploy.optim import make_optimizer, training_step
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES, TokenizationSettings, encode, pad
@@ -212,13 +226,39 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def _input_paths(config: TrainConfig) -> dict[str, str | None]:
+    """The local paths this run reads: the base model and the data (a folder, or train=F,test=F files)."""
+    inputs: dict[str, str | None] = {"the base model": config.model if is_local_reference(config.model) else None}
+    parts = [part.partition("=") for part in str(config.data).split(",")] if "=" in str(config.data) else []
+    if parts:
+        for key, _, value in parts:
+            inputs[f"the --data {key.strip()} file"] = value.strip() or None
+    elif Path(str(config.data)).expanduser().exists():
+        inputs["the --data source"] = config.data
+    return inputs
+
+
 def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    """The folder this run writes into, checked before anything is touched.
+
+    --output itself, or, when --overwrite replaces a non-empty folder, a new temporary sibling that takes
+    its place only once the model is complete (train() swaps them): a run that fails or is stopped leaves
+    the old folder as it was.
+
+    Raises:
+        OutputError: --output is, holds or sits inside the base model or the data; or it is the working
+            folder, the home folder or a parent of one (which --overwrite would delete).
+        ConfigError: --output is a file, is not empty without --overwrite, or cannot be resumed.
+    """
     out = Path(config.output_dir)
+    refuse_overlap(out, _input_paths(config), "--output")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {str(out)!r} is a file; name a folder for the model")
     if resume:
         saved = out / CHECKPOINTS / RUN_CONFIG
         if not saved.is_file():
             raise ConfigError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
-        previous = json.loads(saved.read_text())
+        previous = read_json(saved)
         changed = {k: (previous.get(k), v) for k, v in config.training_fields().items() if previous.get(k) != v}
         if changed:
             detail = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items())
@@ -230,8 +270,35 @@ def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
                 f"output folder {str(out)!r} is not empty; choose another --output, --resume an interrupted "
                 "run, or pass --overwrite"
             )
-        shutil.rmtree(out)
+        refuse_replacing(out)
+        return make_work_dir(out)
     return out
+
+
+def _load_checkpoint(accelerator, path: Path, out: Path):
+    """Restore a checkpoint folder into `accelerator`, or (accelerator None) load `path`'s tensors.
+
+    Only plain tensors and states are accepted (torch.load weights_only=True, which accelerate uses too):
+    a pickle that would run code is refused.
+
+    Raises:
+        ConfigError: the checkpoint is damaged or holds more than tensors; names the fix.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        if accelerator is None:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        accelerator.load_state(str(path))
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"--resume: checkpoint {path} could not be loaded ({detail}); it is damaged or holds more than "
+            f"tensors. Delete {out / CHECKPOINTS} and train again without --resume"
+        ) from exc
+    return None
 
 
 def _write_model_card(folder: Path, config: TrainConfig, metrics: dict) -> None:
@@ -299,7 +366,7 @@ def train(
     """
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import broadcast_object_list, set_seed
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -317,7 +384,10 @@ def train(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )
     main = accelerator.is_main_process
-    out = _prepare_output(config, resume, overwrite) if main else Path(config.output_dir)
+    # `out` is where this run writes; with --overwrite of a full folder, a sibling swapped in at the end.
+    target = Path(config.output_dir)
+    chosen = [str(_prepare_output(config, resume, overwrite)) if main else None]
+    out = Path(broadcast_object_list(chosen)[0])
     accelerator.wait_for_everyone()
     set_seed(config.seed)
 
@@ -371,8 +441,8 @@ def train(
     state = {"step": 0, "epochs": [], "best": None, "train_seconds": 0.0}
     checkpoint = _latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "state.json").read_text())
+        _load_checkpoint(accelerator, checkpoint, out)
+        state = read_json(checkpoint / "state.json")
         if main:
             logger.info("resuming from %s (step %d)", checkpoint, state["step"])
     if main and not resume:
@@ -380,7 +450,7 @@ def train(
 
     best_weights = None
     if state["best"] is not None and checkpoint is not None and (checkpoint / "best.pt").is_file():
-        best_weights = torch.load(checkpoint / "best.pt", map_location="cpu")
+        best_weights = _load_checkpoint(None, checkpoint / "best.pt", out)
 
     def save_checkpoint() -> None:
         folder = out / CHECKPOINTS / f"step-{state['step']}"
@@ -422,7 +492,9 @@ def train(
         batch_order.manual_seed(config.seed + epoch)
         done_in_epoch = (state["step"] - epoch * steps_per_epoch) * config.gradient_accumulation_steps
         loader = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
-        epoch_loss, epoch_batches, tick = 0.0, 0, time.perf_counter()
+        # Resumed inside this epoch: carry on its running loss, so train_loss averages the whole epoch.
+        epoch_loss, epoch_batches = state.get("epoch_loss", (0.0, 0)) if done_in_epoch else (0.0, 0)
+        resumed_batches, tick = epoch_batches, time.perf_counter()
         epoch_start = tick
         for batch in loader:
             loss = training_step(accelerator, model, batch, optimizer, scheduler)
@@ -431,13 +503,15 @@ def train(
             if accelerator.sync_gradients:
                 state["step"] += 1
                 elapsed = time.perf_counter() - epoch_start
+                reviews = (epoch_batches - resumed_batches) * config.batch_size * accelerator.num_processes
                 bar.set_postfix(
                     epoch=epoch + 1,
                     loss=f"{epoch_loss / epoch_batches:.4f}",
-                    reviews_s=f"{epoch_batches * config.batch_size * accelerator.num_processes / elapsed:.1f}",
+                    reviews_s=f"{reviews / elapsed:.1f}",
                     refresh=False,
                 )
                 bar.update(1)
+                state["epoch_loss"] = (epoch_loss, epoch_batches)  # saved with every checkpoint
                 if stop_after_steps is not None and state["step"] >= stop_after_steps:
                     interrupted = True
                     break
@@ -487,9 +561,12 @@ def train(
             "device_settings": asdict(device),
         }
         _finish(out, final, tokenizer, config, settings, metrics, splits)
+        if out != target:  # --overwrite: the complete new folder replaces the old one only now
+            replace_dir(out, target)
+        remove_leftovers(target.parent)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return out
+    return target
 
 
 def _finish(
