@@ -301,20 +301,13 @@ def replace_dir(new: Path, path: Path) -> None:
         os.replace(new, path)
 
 
-def make_work_dir(path: str | os.PathLike) -> Path:
-    """A new, empty temporary folder beside `path`, named so that remove_leftovers recognises it.
+def work_dir_name(path: str | os.PathLike) -> Path:
+    """The temporary sibling in which this process builds a replacement for the folder `path`.
 
-    Raises:
-        OutputError: the place is not writable or the disk is full.
+    Named so that remove_leftovers recognises it once this process is gone; the caller creates it.
     """
     path = Path(path)
-    _make_parent(path)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_name(path), suffix=".partial", dir=path.parent))
-    except OSError as exc:
-        raise output_error(exc, path) or exc from exc
-    os.chmod(tmp, 0o777 & ~current_umask())
-    return tmp
+    return path.with_name(f".{path.name}.{_TEMP_TAG}{os.getpid()}-work.partial")
 
 
 def _interrupt(signum, frame) -> None:

@@ -435,6 +435,10 @@ class InputReader:
                 elif "unexpected end of data" in str(exc):
                     reason = "a quote opened in this row is never closed (the field runs to the end of the input)"
                     fix = 'close the quote, or double a quote inside a field ("")'
+                elif len(pending) > 1:
+                    last = pending[-1][0]
+                    reason = f"a quote opened in this row runs on to line {last:,}, where the CSV breaks ({exc})"
+                    fix = 'close the quote, or double a quote inside a field ("")'
                 else:
                     reason = f"broken CSV quoting ({exc})"
                     fix = 'quote the whole field and double a quote inside it ("")'

@@ -33,11 +33,11 @@ from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified
 from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
 from imdb_deploy.fileio import (
-    make_work_dir,
     refuse_overlap,
     refuse_replacing,
     remove_leftovers,
     replace_dir,
+    work_dir_name,
     write_json_atomic,
 )
 from imdb_deploy.metrics import format_metrics_table
@@ -271,7 +271,11 @@ def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
                 "run, or pass --overwrite"
             )
         refuse_replacing(out)
-        return make_work_dir(out)
+        # Created by the first write, so a run that fails before training leaves nothing; named so that a
+        # later completed run removes it if this one is killed (fileio.remove_leftovers).
+        work = work_dir_name(out)
+        shutil.rmtree(work, ignore_errors=True)  # a dead run's, whose pid this process now has
+        return work
     return out
 
 
@@ -291,7 +295,7 @@ def _load_checkpoint(accelerator, path: Path, out: Path):
     try:
         if accelerator is None:
             return torch.load(path, map_location="cpu", weights_only=True)
-        accelerator.load_state(str(path))
+        accelerator.load_state(str(path), load_kwargs={"weights_only": True})
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
