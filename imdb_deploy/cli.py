@@ -52,6 +52,13 @@ def echo_err(message: str = "") -> None:
     click.echo(message, err=True)
 
 
+def refuse_overlap(output, inputs: dict, option: str) -> None:
+    """fileio.refuse_overlap for the inputs that are local paths (a Hub id or architecture name is not)."""
+    from imdb_deploy.fileio import refuse_overlap as refuse
+
+    refuse(output, {what: path for what, path in inputs.items() if path and Path(str(path)).exists()}, option)
+
+
 def emit_json(payload: dict, output: Path | None) -> None:
     """JSON to `output` (written atomically) or to stdout."""
     from imdb_deploy.fileio import json_text, write_json_atomic
@@ -185,6 +192,9 @@ def evaluate(model_dir: str, output: Path | None, quiet: bool, **options) -> Non
     from imdb_deploy.evaluation import EvaluateConfig
     from imdb_deploy.evaluation import evaluate as run_evaluation
     from imdb_deploy.metrics import format_metrics_table
+
+    if output is not None:
+        refuse_overlap(output, {"the model folder": model_dir, "the --data source": options["data"]}, "--output")
 
     metrics = run_evaluation(model_dir, EvaluateConfig(**options), progress=not quiet)
     if not quiet:
@@ -357,6 +367,9 @@ def verify(
     """
     from imdb_deploy.verify import VerifyConfig, check_parity, record_parity
 
+    if output is not None:  # --record is the way to store the result in the folder
+        refuse_overlap(output, {"the ONNX folder": onnx_dir, "the --model folder": model}, "--output")
+
     config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
@@ -517,6 +530,8 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
     --data ../shared/data/imdb --samples 256 --max-length 512
     """
     from imdb_deploy.bench import BenchConfig, format_table, run_bench
+
+    refuse_overlap(output, {"the --model folder": model, "the --onnx folder": onnx_dir}, "--output")
 
     config = BenchConfig(
         rows=tuple(name.strip() for name in rows.split(",") if name.strip()) if rows else None,

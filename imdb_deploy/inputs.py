@@ -3,6 +3,10 @@
 Rows are read lazily line by line; a bad row comes back as an `InputRow` with its reason and fix, so the
 caller decides whether to stop or set it aside. Outputs are written under a temporary name and renamed
 only when the run completes.
+
+Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
+the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
+checks for callers outside a file (a server's request bodies).
 """
 
 from __future__ import annotations

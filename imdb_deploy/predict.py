@@ -316,6 +316,9 @@ def predict_file(
     Raises:
         InputError: a bad row with on_error="fail" (naming the line and the fix), or an unreadable input;
             no output or errors file is left behind.
+        OutputError: `output` or `errors` is the input, the other output, or inside the model folder
+            (resolved paths); or it cannot be written (read-only, disk full). Checked before any work.
+        ModelLoadError: the model returned NaN or infinite scores.
     """
     import json
     import sys

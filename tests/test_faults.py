@@ -222,9 +222,16 @@ def test_train_overwrite_refuses_the_working_and_home_folder(
 
 
 def test_train_overwrite_replaces_the_old_folder_only_when_complete(tiny_model_dir, toy_data_dir, tmp_path):
+    from imdb_deploy.train import TrainConfig, train
+
     out = tmp_path / "model"
     out.mkdir()
     (out / "old.txt").write_text("old run")
+    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(out), epochs=1)
+    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1)
+    train(TrainConfig(**options), overwrite=True, progress=False, stop_after_steps=1)  # stopped mid-run
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]  # untouched until a new model is complete
+
     args = ["train", "--model", tiny_model_dir, "--data", toy_data_dir, "-o", out, "--overwrite", "-q"]
     args += ["--epochs", "1", "--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "32"]
     result = run_cli(args)
