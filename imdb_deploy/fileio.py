@@ -1,9 +1,9 @@
 """Writing outputs so that nothing is ever half-written, nothing is lost, and nothing is left behind.
 
-- Outputs go to a temporary sibling first (`.NAME.imdb-PID-XXXX.tmp` for a file, `.partial` for a folder)
+- Outputs go to a temporary sibling first (`.NAME.imdb-HOST-PID-XXXX.tmp` for a file, `.partial` for a folder)
   and are renamed into place only when complete; an existing output is replaced only at that moment.
-- Temporary names carry the writer's process id: a run that completes removes the leftovers of runs
-  that were killed (SIGKILL, power loss), and only those whose process is gone.
+- Temporary names carry the writer's host and process id: a run that completes removes the leftovers of
+  runs on this host that were killed (SIGKILL, power loss), and only those whose process is gone.
 - Files are created `0666 & ~umask` and folders `0777 & ~umask`, like any other tool's output.
 - `refuse_overlap` stops an output that is, holds or sits inside one of the run's inputs.
 - `terminate_like_interrupt` makes SIGTERM clean up like Ctrl-C.
@@ -29,8 +29,18 @@ from imdb_deploy.errors import OutputError
 # Errors that mean "this place cannot take the output", not "the input is wrong".
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-_TEMP_TAG = "imdb-"
-_LEFTOVER = re.compile(r"^\..+\.imdb-(\d+)-[^.]*\.(?:tmp|partial|old)$")
+_LEFTOVER = re.compile(r"^\..+\.imdb-([A-Za-z0-9]*)-(\d+)-[^.]*\.(?:tmp|partial|old)$")
+
+
+def _host_tag() -> str:
+    """This machine's name, letters and digits only: a process id means nothing on another host (or in
+    another container sharing the folder), so only our own host's leftovers are judged by pid."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16]
+
+
+_TEMP_TAG = f"imdb-{_host_tag()}-"
 
 
 def current_umask() -> int:
@@ -94,8 +104,8 @@ def _pid_alive(pid: int) -> bool:
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     """Remove temporary files and folders that killed imdb-deploy runs left in `folder`.
 
-    Only names this module writes (`.NAME.imdb-PID-XXXX.tmp|.partial|.old`) whose process is gone are
-    removed; a run still in progress keeps its own.
+    Only names this module writes (`.NAME.imdb-HOST-PID-XXXX.tmp|.partial|.old`) from this host whose
+    process is gone are removed; a run still in progress keeps its own.
 
     Returns:
         The paths removed.
@@ -107,7 +117,10 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         match = _LEFTOVER.match(entry.name)
-        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+        if not match or match.group(1) != _host_tag():
+            continue
+        pid = int(match.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -700,15 +700,17 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run_that_completes(onnx
     proc.kill()
     proc.wait(timeout=30)
     stale = leftovers(out.parent)
-    assert len(stale) == 1 and f".imdb-{proc.pid}-" in stale[0]
-    stale_dir = out.parent / f".onnx.imdb-{proc.pid}-abc.partial"  # as a killed export leaves it
-    stale_dir.mkdir()
-    alive = out.parent / f".other.jsonl.imdb-{os.getpid()}-xyz.tmp"  # a run still in progress: kept
+    assert len(stale) == 1 and stale[0].startswith(".p.jsonl.imdb-") and f"-{proc.pid}-" in stale[0]
+    tag = stale[0].removeprefix(".p.jsonl.").split(f"-{proc.pid}-")[0]  # imdb-HOST
+    (out.parent / f".onnx.{tag}-{proc.pid}-abc.partial").mkdir()  # as a killed export leaves it
+    alive = out.parent / f".other.jsonl.{tag}-{os.getpid()}-xyz.tmp"  # a run still in progress: kept
     alive.write_text("")
+    other_host = out.parent / f".x.jsonl.imdb-elsewhere-{proc.pid}-xyz.tmp"  # another host's pid: not judged
+    other_host.write_text("")
     source = write_jsonl(tmp_path / "in.jsonl", reviews(4))
     result = run_cli(["predict", source, "-m", onnx_dir, "-o", out, "-q"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.parent.iterdir()) == [alive.name, "p.jsonl"]
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([alive.name, other_host.name, "p.jsonl"])
 
 
 # --- 12. umask --------------------------------------------------------------------------------------------
