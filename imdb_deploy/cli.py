@@ -33,6 +33,12 @@ def user_errors(func):
             return func(*args, **kwargs)
         except ImdbDeployError as exc:
             raise click.ClickException(_one_line(str(exc))) from exc
+        except BrokenPipeError as exc:
+            _silence_stdout()  # else Python's exit flush reports the broken pipe a second time
+            raise click.ClickException(
+                "stdout was closed before all output was written (the reader of the pipe stopped early); "
+                "write to a file with --output to keep every row"
+            ) from exc
         except OSError as exc:
             error = output_error(exc, exc.filename or "the output")
             if error is None:
@@ -40,6 +46,16 @@ def user_errors(func):
             raise click.ClickException(_one_line(str(error))) from exc
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file descriptor (tests' captured streams)
+        pass
 
 
 def _one_line(message: str) -> str:

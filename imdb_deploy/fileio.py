@@ -323,6 +323,13 @@ def work_dir_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{_TEMP_TAG}{os.getpid()}-work.partial")
 
 
+def remove_at_exit(path: str | os.PathLike) -> None:
+    """Remove the folder `path` when the process exits, if it is still there (an interrupted run's work)."""
+    import atexit
+
+    atexit.register(shutil.rmtree, Path(path), True)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 

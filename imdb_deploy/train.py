@@ -35,6 +35,7 @@ from imdb_deploy.evaluation import metrics_from_logits
 from imdb_deploy.fileio import (
     refuse_overlap,
     refuse_replacing,
+    remove_at_exit,
     remove_leftovers,
     replace_dir,
     work_dir_name,
@@ -259,6 +260,8 @@ def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
         if not saved.is_file():
             raise ConfigError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
         previous = read_json(saved)
+        if not isinstance(previous, dict):
+            raise ConfigError(f"--resume: {saved} is not a JSON object; delete {out / CHECKPOINTS} and start again")
         changed = {k: (previous.get(k), v) for k, v in config.training_fields().items() if previous.get(k) != v}
         if changed:
             detail = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items())
@@ -275,6 +278,7 @@ def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
         # later completed run removes it if this one is killed (fileio.remove_leftovers).
         work = work_dir_name(out)
         shutil.rmtree(work, ignore_errors=True)  # a dead run's, whose pid this process now has
+        remove_at_exit(work)  # Ctrl-C or SIGTERM: its checkpoints cannot be resumed, so nothing is kept
         return work
     return out
 

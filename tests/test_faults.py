@@ -693,6 +693,44 @@ def test_sigterm_during_export_leaves_no_partial_folder(tiny_classifier_dir, tmp
     assert list(out.parent.iterdir()) == []
 
 
+def test_sigterm_during_train_overwrite_keeps_the_old_folder_and_leaves_no_work_folder(
+    tiny_model_dir, toy_data_dir, tmp_path
+):
+    out = tmp_path / "runs" / "model"
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("old run")
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "train", "--model", str(tiny_model_dir), "--data", str(toy_data_dir), "-o", str(out)]
+        + ["--overwrite", "-q", "--epochs", "50", "--max-length", "32", "--checkpoint-every", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _wait_for(lambda: [p for p in out.parent.iterdir() if p.name.endswith(".partial")])
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert stderr.decode().splitlines()[-1] == "Aborted!"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model"]
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+
+
+def test_a_closed_stdout_is_one_line(onnx_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(4000))
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_dir), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(proc.stdout.readline())["id"] == 1  # a reader that stops after one row, like `head -1`
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert stderr.splitlines() == [
+        "Error: stdout was closed before all output was written (the reader of the pipe stopped early); write to "
+        "a file with --output to keep every row"
+    ]
+
+
 def test_a_killed_runs_leftovers_are_removed_by_the_next_run_that_completes(onnx_dir, tmp_path):
     out = tmp_path / "out" / "p.jsonl"
     out.parent.mkdir()
