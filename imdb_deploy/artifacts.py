@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imdb_deploy import __version__
-from imdb_deploy.errors import HubUnreachableError, ModelLoadError
+from imdb_deploy.errors import ConfigError, HubUnreachableError, ModelLoadError
 from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.tokenization import LABEL_NAMES, TokenizationSettings
 
@@ -28,6 +28,8 @@ TRAIN_CONFIG_FIELDS = (
     "random_weights",  # True for an untrained architecture (bench): accuracy means nothing
     "imdb_deploy_version",  # the version that wrote the model
 )
+# Files in which a model folder can ask transformers to import Python code shipped in the folder.
+CUSTOM_CODE_FILES = ("config.json", "tokenizer_config.json")
 METRICS = "metrics.json"
 EXPORT_REPORT = "export_report.json"
 
@@ -80,7 +82,58 @@ def read_json(path: Path) -> dict:
 def load_train_config(model_dir: str | os.PathLike) -> dict:
     """The `train_config.json` of a model folder, or {} for a model that imdb-deploy did not train."""
     path = Path(str(model_dir)) / TRAIN_CONFIG
-    return read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(config).__name__}; re-create the folder")
+    return config
+
+
+def refuse_custom_code(model_ref: str | os.PathLike) -> None:
+    """Refuse a local model folder that asks to run its own Python code (`auto_map`).
+
+    imdb-deploy never runs code from a model folder, and every transformers load passes
+    trust_remote_code=False; this check turns the request into a clear error before any load.
+
+    Raises:
+        ModelLoadError: naming the file and the fix.
+    """
+    if not is_local_reference(model_ref):
+        return
+    folder = Path(str(model_ref)).expanduser()
+    for name in CUSTOM_CODE_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ModelLoadError(
+                f"{path}: asks to run Python code shipped in the model folder (auto_map: "
+                f"{', '.join(map(str, data['auto_map']))}); imdb-deploy never runs code from a model folder. "
+                "Use a model with a built-in architecture (e.g. DistilBERT), or remove auto_map if the folder "
+                "does not need its own code"
+            )
+
+
+def _label_names_from_model_config(model_dir: Path) -> list[str] | None:
+    """The label names config.json gives by id, or None when it names none (LABEL_0, LABEL_1, ...)."""
+    path = model_dir / "config.json"
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    id2label = data.get("id2label") if isinstance(data, dict) else None
+    if not id2label:
+        return None
+    if not isinstance(id2label, dict):
+        raise ModelLoadError(f"{path}: id2label is {id2label!r}, not an object; re-create the folder")
+    try:
+        names = [id2label[str(i)] for i in range(len(id2label))]
+    except KeyError as exc:
+        raise ModelLoadError(f"{path}: id2label keys {sorted(id2label)} are not 0..{len(id2label) - 1}") from exc
+    if all(isinstance(name, str) and name == f"LABEL_{i}" for i, name in enumerate(names)):
+        return None
+    return names
 
 
 def write_train_config(
@@ -133,17 +186,51 @@ def load_settings(model_ref: str | os.PathLike, tokenizer=None) -> TokenizationS
     """
     config = load_train_config(model_ref) if is_local_reference(model_ref) else {}
     if config:
-        return TokenizationSettings.from_dict(config)
+        path = Path(str(model_ref)) / TRAIN_CONFIG
+        try:
+            settings = TokenizationSettings.from_dict(config)
+        except ConfigError as exc:
+            raise ModelLoadError(f"{path}: {exc}; fix the value or re-create the folder with its stage") from exc
+        from_model = _label_names_from_model_config(Path(str(model_ref)))
+        if from_model is not None and list(settings.label_names) != from_model:
+            raise ModelLoadError(
+                f"{path}: label_names {list(settings.label_names)} contradict config.json's id2label "
+                f"{from_model} (label id i must have the same name in both); correct label_names, or "
+                "re-create the folder with the stage that wrote it"
+            )
+        return settings
     limit = getattr(tokenizer, "model_max_length", 512) or 512
     return TokenizationSettings(max_length=min(int(limit), 512), truncation="head", label_names=LABEL_NAMES)
 
 
 def load_tokenizer(model_ref: str | os.PathLike):
-    """The fast tokenizer of a model folder or Hub id."""
+    """The fast tokenizer of a model folder or Hub id; never runs code from the folder.
+
+    Raises:
+        ModelLoadError: the folder asks for custom code, or has no usable tokenizer files.
+        HubUnreachableError: a Hub id could not be fetched.
+    """
     from transformers import AutoTokenizer
 
+    refuse_custom_code(model_ref)
     with hub_errors(model_ref, "Tokenizer"):
-        return AutoTokenizer.from_pretrained(str(model_ref), use_fast=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(model_ref), use_fast=True, trust_remote_code=False)
+        except (OSError, ValueError, ConnectionError):
+            raise
+        except Exception as exc:  # transformers and tokenizers raise TypeError, KeyError... on broken files
+            raise ModelLoadError(_no_tokenizer(model_ref, exc)) from exc
+    if not callable(tokenizer) or not hasattr(tokenizer, "build_inputs_with_special_tokens"):
+        raise ModelLoadError(_no_tokenizer(model_ref, TypeError(type(tokenizer).__name__)))
+    return tokenizer
+
+
+def _no_tokenizer(model_ref, exc: Exception) -> str:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"Tokenizer {str(model_ref)!r} could not be loaded ({detail}); the folder needs its tokenizer files "
+        "(tokenizer.json, or vocab.txt with tokenizer_config.json): copy them from the base model"
+    )
 
 
 def load_torch_classifier(model_ref: str | os.PathLike, num_labels: int = 2, label_names=LABEL_NAMES):
@@ -155,12 +242,14 @@ def load_torch_classifier(model_ref: str | os.PathLike, num_labels: int = 2, lab
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    refuse_custom_code(model_ref)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected for a base encoder
     try:
         with hub_errors(model_ref, "Model"):
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(model_ref),
+                trust_remote_code=False,
                 num_labels=num_labels,
                 id2label=dict(enumerate(label_names)),
                 label2id={name: i for i, name in enumerate(label_names)},
@@ -191,6 +280,7 @@ def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu
     folder = Path(str(onnx_dir))
     if not folder.is_dir():
         raise ModelLoadError(f"ONNX folder {str(onnx_dir)!r}: no such folder; create it with `imdb-deploy export`")
+    refuse_custom_code(folder)
     present = onnx_variants(folder)
     if not present:
         raise ModelLoadError(

@@ -459,7 +459,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     tokenizer = load_tokenizer(target.onnx_dir)
     settings = load_settings(target.onnx_dir, tokenizer)
     lengths = [len(ids) for ids in encode(tokenizer, data.texts, settings)]
-    model_config = AutoConfig.from_pretrained(target.onnx_dir)
+    model_config = AutoConfig.from_pretrained(target.onnx_dir, trust_remote_code=False)  # load_tokenizer checked it
     work_done = useful_macs(model_config, lengths)
     # The exported graphs may run the last layer for [CLS] only: less work done for the same answer. Speed
     # is compared on the useful work (the full model's); shares of the peak use the work each row really does.

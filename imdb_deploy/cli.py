@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import sys
 from pathlib import Path
 
@@ -49,16 +48,48 @@ def _flag(config, flag: str, help: str):
 
 
 def user_errors(func):
-    """Turn package errors into click errors: a one-line message on stderr and exit code 1."""
+    """Turn package errors into click errors: a one-line message on stderr and exit code 1.
+
+    A full disk or an unwritable place that a library reports as a plain OSError gets the same treatment
+    (fileio.output_error words it); any other OSError is a bug to see in full.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from imdb_deploy.fileio import output_error
+
         try:
             return func(*args, **kwargs)
-        except (ImdbDeployError, FileExistsError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except ImdbDeployError as exc:
+            raise click.ClickException(_one_line(str(exc))) from exc
+        except BrokenPipeError as exc:
+            _silence_stdout()  # else Python's exit flush reports the broken pipe a second time
+            raise click.ClickException(
+                "stdout was closed before all output was written (the reader of the pipe stopped early); "
+                "write to a file with --output to keep every row"
+            ) from exc
+        except OSError as exc:
+            error = output_error(exc, exc.filename or "the output")
+            if error is None:
+                raise
+            raise click.ClickException(_one_line(str(error))) from exc
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file descriptor (tests' captured streams)
+        pass
+
+
+def _one_line(message: str) -> str:
+    """Messages are one line: a library's multi-line detail is folded onto it."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 def echo_err(message: str = "") -> None:
@@ -66,12 +97,19 @@ def echo_err(message: str = "") -> None:
     click.echo(message, err=True)
 
 
+def refuse_overlap(output, inputs: dict, option: str) -> None:
+    """fileio.refuse_overlap for the inputs that are local paths (a Hub id or architecture name is not)."""
+    from imdb_deploy.fileio import refuse_overlap as refuse
+
+    refuse(output, {what: path for what, path in inputs.items() if path and Path(str(path)).exists()}, option)
+
+
 def emit_json(payload: dict, output: Path | None) -> None:
     """JSON to `output` (written atomically) or to stdout."""
-    from imdb_deploy.fileio import write_json_atomic
+    from imdb_deploy.fileio import json_text, write_json_atomic
 
     if output is None:
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json_text(payload))
     else:
         write_json_atomic(output, payload)
         echo_err(f"wrote {output}")
@@ -84,6 +122,9 @@ def cli() -> None:
 
 
 def main() -> None:
+    from imdb_deploy.fileio import terminate_like_interrupt
+
+    terminate_like_interrupt()  # SIGTERM cleans up like Ctrl-C: no temporary file or folder stays behind
     cli(prog_name="imdb-deploy")
 
 
@@ -178,6 +219,9 @@ def evaluate(model_dir: str, output: Path | None, quiet: bool, **options) -> Non
     """
     from imdb_deploy.evaluation import evaluate as run_evaluation
     from imdb_deploy.metrics import format_metrics_table
+
+    if output is not None:
+        refuse_overlap(output, {"the model folder": model_dir, "the --data source": options["data"]}, "--output")
 
     metrics = run_evaluation(model_dir, EvaluateConfig(**options), progress=not quiet)
     if not quiet:
@@ -352,6 +396,9 @@ def verify(
     """
     from imdb_deploy.verify import check_parity, record_parity
 
+    if output is not None:  # --record is the way to store the result in the folder
+        refuse_overlap(output, {"the ONNX folder": onnx_dir, "the --model folder": model}, "--output")
+
     config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
@@ -510,6 +557,8 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
       imdb-deploy bench --model distilbert-base --tokenizer models/bert-base-uncased --data data/imdb --max-length 512
     """
     from imdb_deploy.bench import format_table, run_bench
+
+    refuse_overlap(output, {"the --model folder": model, "the --onnx folder": onnx_dir}, "--output")
 
     config = BenchConfig(
         rows=tuple(name.strip() for name in rows.split(",") if name.strip()) if rows else None,

@@ -200,17 +200,18 @@ def convert_bert_to_distilbert(
 
     Raises:
         ModelLoadError: the source is missing, is not BERT, or the converted encoder disagrees with it.
-        FileExistsError: `out_dir` exists and `overwrite` is False.
+        OutputError: `out_dir` exists and `overwrite` is False, or it is, holds or sits inside `bert_dir`.
     """
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertModel, DistilBertTokenizerFast
     from transformers.utils import logging as hf_logging
 
-    from imdb_deploy.fileio import atomic_dir, write_json_atomic
+    from imdb_deploy.fileio import atomic_dir, refuse_overlap, write_json_atomic
 
     bert_dir = Path(bert_dir)
     if not (bert_dir / "config.json").is_file():
         raise ModelLoadError(f"{bert_dir}: no config.json; pass the folder of a BERT encoder")
+    refuse_overlap(out_dir, {"the BERT folder": bert_dir}, "--output")
     bert_config = BertConfig.from_pretrained(bert_dir)
     if bert_config.model_type != "bert":
         raise ModelLoadError(f"{bert_dir}: model_type is {bert_config.model_type!r}, not 'bert'")
@@ -219,7 +220,7 @@ def convert_bert_to_distilbert(
     hf_logging.set_verbosity_error()  # "pooler weights not used" is expected: the pooler is dropped
     try:
         bert = BertModel.from_pretrained(bert_dir, add_pooling_layer=False).eval()
-        bert_tokenizer = AutoTokenizer.from_pretrained(bert_dir, use_fast=True)
+        bert_tokenizer = AutoTokenizer.from_pretrained(bert_dir, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{bert_dir}: the BERT model could not be loaded ({exc})") from exc
     finally:

@@ -14,7 +14,6 @@ Labels may be 0/1 or neg/pos/negative/positive. Every problem names its file and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from imdb_deploy.artifacts import hub_errors, is_local_reference
 from imdb_deploy.errors import DataError
+from imdb_deploy.inputs import parse_json
 
 HUB_ALIASES = {"imdb": "stanfordnlp/imdb"}
 # Data sources shipped inside the package, by name.
@@ -135,10 +135,9 @@ def _read_jsonl(path: Path):
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+            record, reason, fix = parse_json(line)  # the depth limit of predict's reader
+            if reason:
+                raise DataError(f"{path}, line {number}: {reason}; {fix}")
             if not isinstance(record, dict):
                 raise DataError(f"{path}, line {number}: expected a JSON object with text and label fields")
             records.append(record)

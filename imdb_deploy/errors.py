@@ -29,3 +29,7 @@ class InputError(ImdbDeployError):
 
 class ConfigError(ImdbDeployError):
     """A stage configuration value is out of range (quotes the value)."""
+
+
+class OutputError(ImdbDeployError):
+    """An output cannot be written where asked: it exists, overlaps an input, or the disk refuses it."""

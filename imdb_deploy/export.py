@@ -42,10 +42,11 @@ from imdb_deploy.artifacts import (
     load_torch_classifier,
     load_train_config,
     onnx_variants,
+    refuse_custom_code,
     write_train_config,
 )
-from imdb_deploy.errors import ConfigError, ModelLoadError
-from imdb_deploy.fileio import atomic_dir, write_json_atomic
+from imdb_deploy.errors import ConfigError, ModelLoadError, OutputError
+from imdb_deploy.fileio import DISK_FULL, atomic_dir, disk_nearly_full, refuse_overlap, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
 from imdb_deploy.tokenization import TokenizationSettings
 
@@ -278,15 +279,27 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig) -> None:
                 device=config.device,
                 library_name="transformers",
                 local_files_only=is_local_reference(model_ref),
+                trust_remote_code=False,
                 **common,
             )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        # A full disk is not the model's fault: torch.onnx and onnx report it as OSError or RuntimeError.
+        if (isinstance(exc, OSError) and exc.errno in DISK_FULL) or disk_nearly_full(folder):
+            raise OutputError(
+                f"{folder.parent}: ran out of disk space while writing the ONNX model ({_first_line(exc)}); "
+                "free some space or export elsewhere with --output. Nothing was written"
+            ) from exc
         raise ModelLoadError(
-            f"{model_ref}: optimum could not export it to ONNX ({str(exc).strip().splitlines()[0]}); "
+            f"{model_ref}: optimum could not export it to ONNX ({_first_line(exc)}); "
             "it must be a DistilBERT-style sequence classifier folder, e.g. the output of `imdb-deploy train`"
         ) from exc
     if not (folder / ONNX_VARIANTS["fp32"]).is_file():
         raise ModelLoadError(f"{model_ref}: optimum wrote no {ONNX_VARIANTS['fp32']}; files: {os.listdir(folder)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _optimize(folder: Path, config: ExportConfig) -> str:
@@ -355,6 +368,21 @@ def _dropped_log_message(text: str) -> Iterator[None]:
 
 
 @contextmanager
+def _full_disk_is_not_the_model(out_dir: Path) -> Iterator[None]:
+    """A library error raised while the disk is full (onnx and torch.onnx word it their own way) becomes an
+    OutputError about the disk, not a complaint about the model."""
+    try:
+        yield
+    except (RuntimeError, ValueError, OSError, ModelLoadError) as exc:
+        if not isinstance(exc, OutputError) and disk_nearly_full(out_dir):
+            raise OutputError(
+                f"{out_dir}: ran out of disk space while exporting ({_first_line(exc)}); free some space or "
+                "export elsewhere with --output. Nothing was written"
+            ) from exc
+        raise
+
+
+@contextmanager
 def _scratch(folder: Path) -> Iterator[Path]:
     """A temporary folder inside `folder` (same filesystem, so moves are renames), removed afterwards."""
     path = folder / ".scratch"
@@ -395,7 +423,8 @@ def export(
         ModelLoadError, HubUnreachableError: the model cannot be read or exported.
         DataError: the gate's data cannot be read.
         ParityError: an ONNX variant disagrees with PyTorch beyond the thresholds; nothing is written.
-        FileExistsError: `out_dir` exists and `config.overwrite` is False.
+        OutputError: `out_dir` exists and `config.overwrite` is False; it is, holds or sits inside the model
+            folder or the data; it cannot be written (read-only, disk full). Nothing is replaced then.
     """
     config = config or ExportConfig()
     log = log or (lambda message: None)
@@ -405,8 +434,13 @@ def export(
     if local and not Path(model_ref).expanduser().is_dir():
         raise ModelLoadError(f"model folder {model_ref!r}: no such folder; train one with `imdb-deploy train`")
     source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
-    if local and out_dir.expanduser().resolve() == Path(source):
-        raise ConfigError(f"--output {str(out_dir)!r} is the model folder itself; choose another output folder")
+    # Checked before any work: the output (replaced at the end with --overwrite) must not be, hold or sit
+    # inside the model folder or the gate's data; and the folder must not ask to run its own code.
+    inputs = {"the model folder": model_ref if local else None}
+    if config.verify and Path(str(config.data)).expanduser().exists():
+        inputs["the --data source"] = config.data
+    refuse_overlap(out_dir, inputs, "--output")
+    refuse_custom_code(model_ref)
     report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
 
     qconfig = None
@@ -427,7 +461,7 @@ def export(
         if info.get("note"):
             report.warnings.append(info["note"])
 
-    with atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
+    with _full_disk_is_not_the_model(out_dir), atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
         started = time.perf_counter()
         log(f"exporting {model_ref} to ONNX (opset {config.opset or 'default'}) ...")
         _export_fp32(model_ref, tmp, config)

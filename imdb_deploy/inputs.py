@@ -3,11 +3,16 @@
 Rows are read lazily line by line; a bad row comes back as an `InputRow` with its reason and fix, so the
 caller decides whether to stop or set it aside. Outputs are written under a temporary name and renamed
 only when the run completes.
+
+Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
+the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
+checks for callers outside a file (a server's request bodies).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,16 @@ import numpy as np
 from imdb_deploy.errors import InputError
 
 INPUT_FORMATS = ("auto", "jsonl", "csv", "text")
+# Limits on one row. IMDb's longest review is about 14 KB; a review is cut to 512 tokens anyway, so 1 MiB
+# of text is far past any real review while a hostile line cannot take the memory with it. A line (JSON
+# escapes can triple a text) or CSV field over MAX_LINE_BYTES is set aside unread, in pieces: memory stays
+# flat however long the line. JSON nested deeper than MAX_JSON_DEPTH is refused before it is parsed.
+MAX_REVIEW_BYTES = 1 << 20
+MAX_LINE_BYTES = 4 << 20
+MAX_JSON_DEPTH = 32
+# Most review characters read into one chunk, whatever the chunk's row count: 1,024 rows of the 1 MiB cap
+# would otherwise hold 1 GiB of text at once.
+MAX_CHUNK_CHARS = 16 << 20
 OUTPUT_FORMATS = ("jsonl", "csv")
 ON_ERROR = ("fail", "skip")
 SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
@@ -28,6 +43,122 @@ _JSON_TYPES = {
     list: "an array",
     dict: "an object",
 }
+
+
+def review_problem(text) -> tuple[str, str] | None:
+    """Why `text` cannot be scored as a review, as (reason, fix), or None when it can.
+
+    The check every reader applies to a review, for a server to call on a request body's texts too:
+    a string, not blank, and at most MAX_REVIEW_BYTES of UTF-8.
+    """
+    if not isinstance(text, str):
+        kind = _JSON_TYPES.get(type(text), type(text).__name__)
+        return f"the review is {kind}, not a string", "give the review as text"
+    if not text.strip():
+        return "the review is empty", "remove the row or give it a review"
+    if len(text) * 4 > MAX_REVIEW_BYTES:  # only long texts pay for the encoding
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_REVIEW_BYTES:
+            return (
+                f"the review is {size:,} bytes, over the limit of {MAX_REVIEW_BYTES:,} bytes",
+                "shorten it (only the first and last 512 tokens are read anyway)",
+            )
+    return None
+
+
+def validate_review(text) -> str:
+    """`text` when it can be scored as a review (see review_problem).
+
+    Raises:
+        InputError: naming the problem and the fix.
+    """
+    problem = review_problem(text)
+    if problem:
+        raise InputError(f"{problem[0]}; {problem[1]}")
+    return text
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON `text` nest, counted without parsing it.
+
+    Stops counting past MAX_JSON_DEPTH. Cheap for ordinary lines: a line with fewer opening brackets than
+    the limit cannot nest deeper.
+    """
+    opening = text.count("[") + text.count("{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        else:
+            depth -= 1
+    return deepest
+
+
+def parse_json(text: str) -> tuple[object, str | None, str | None]:
+    """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix)."""
+    import json
+
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
+    try:
+        return json.loads(text), None, None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})", "fix or remove the line"
+    except RecursionError:
+        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
+
+
+def loads_checked(text: str):
+    """Parse JSON `text` within the depth limit (for a server's request bodies).
+
+    Raises:
+        InputError: too deep or not valid JSON.
+    """
+    value, reason, fix = parse_json(text)
+    if reason:
+        raise InputError(f"{reason}; {fix}")
+    return value
+
+
+def _finite(value) -> bool:
+    """True when JSON output can hold `value` (no NaN or infinity, also nested)."""
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+class _TooLong:
+    """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes."""
+
+    def __init__(self, size: int, head: bytes) -> None:
+        self.size, self.head = size, head
+
+    def strip(self) -> bytes:
+        return self.head.strip() or b"x"
+
+
+def _too_long_reason(raw: _TooLong) -> tuple[str, str]:
+    return (
+        f"the line is {raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line",
+        "shorten the review (only the first and last 512 tokens are read anyway)",
+    )
+
+
+class _LineTooLong(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -56,6 +187,8 @@ def open_binary(source: str | os.PathLike, stack):
     import sys
 
     if str(source) == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise InputError("stdin is closed: pipe the reviews in (`... | imdb-deploy predict -`) or name a file")
         raw = sys.stdin.buffer
     else:
         try:
@@ -71,6 +204,8 @@ def open_binary(source: str | os.PathLike, stack):
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
     """A line's text (line ending kept) and, if its bytes are not UTF-8, the reason."""
+    if isinstance(raw, _TooLong):
+        raw = raw.head
     if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -129,10 +264,26 @@ class InputReader:
             self.format = _guess_format(source, first)
 
     def _numbered(self, stream):
+        """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
         import zlib
 
+        number = 0
         try:
-            yield from enumerate(stream, start=1)
+            while True:
+                raw = stream.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                number += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    size, head = len(raw), raw[:256]
+                    while not raw.endswith(b"\n"):
+                        raw = stream.readline(1 << 20)
+                        if not raw:
+                            break
+                        size += len(raw)
+                    yield number, _TooLong(size, head)
+                    continue
+                yield number, raw
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise InputError(f"{self.name}: cannot read it ({exc}); check or re-create the file") from exc
 
@@ -146,19 +297,23 @@ class InputReader:
 
     def _text(self):
         for line, raw in self._raw_lines():
+            if isinstance(raw, _TooLong):
+                yield InputRow(line, line, reason=_too_long_reason(raw)[0], fix=_too_long_reason(raw)[1])
+                continue
             text, bad = _decode(raw, line)
             if bad:
                 yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
             elif not text.strip():
                 self.blank_lines += 1
             else:
-                yield InputRow(line, line, text=text.rstrip("\r\n"))
+                yield self._checked(line, line, text.rstrip("\r\n"), [], "line")
 
     def _jsonl(self):
-        import json
-
         field, id_field = self.text_field, self.id_field
         for line, raw in self._raw_lines():
+            if isinstance(raw, _TooLong):
+                yield InputRow(line, line, reason=_too_long_reason(raw)[0], fix=_too_long_reason(raw)[1])
+                continue
             text, bad = _decode(raw, line)
             if bad:
                 yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
@@ -166,15 +321,9 @@ class InputReader:
             if not text.strip():
                 self.blank_lines += 1
                 continue
-            try:
-                record = json.loads(text.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                yield InputRow(
-                    line,
-                    line,
-                    reason=f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
-                    fix="fix or remove the line",
-                )
+            record, reason, fix = parse_json(text.rstrip("\r\n"))
+            if reason:
+                yield InputRow(line, line, reason=reason, fix=fix)
                 continue
             if not isinstance(record, dict):
                 kind = _JSON_TYPES.get(type(record), type(record).__name__)
@@ -196,6 +345,16 @@ class InputReader:
                     )
                     continue
                 row_id = record[id_field]
+                if not _finite(row_id):
+                    # NaN, Infinity and 1e999 parse as floats that JSON output cannot hold: a bad row, so
+                    # the output stays valid JSON and no id is silently rewritten.
+                    yield InputRow(
+                        line,
+                        line,
+                        reason=f"field {id_field!r} is {row_id!r}, which is not a valid JSON number",
+                        fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
+                    )
+                    continue
             yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")
 
     def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
@@ -208,86 +367,145 @@ class InputReader:
                 reason=f"{what} {field!r} missing ({what}s here: {shown})",
                 fix=f"use --text-field to name another {what}",
             )
-        if not isinstance(value, str):
-            kind = _JSON_TYPES.get(type(value), type(value).__name__)
-            return InputRow(
-                line, row_id, reason=f"{what} {field!r} is {kind}, not a string", fix="give the review as text"
-            )
-        if not value.strip():
-            return InputRow(line, row_id, reason=f"{what} {field!r} is empty", fix="remove the row or give it a review")
+        problem = review_problem(value)
+        if problem:
+            reason = problem[0] if what == "line" else problem[0].replace("the review", f"{what} {field!r}", 1)
+            return InputRow(line, row_id, reason=reason, fix=problem[1])
         return InputRow(line, row_id, text=value)
 
     def _csv(self):
+        """CSV rows. A row whose quoting is broken (a quote never closed, a field over MAX_LINE_BYTES, text
+        after a closing quote) is a bad row on the line it starts, and reading goes on from the next line:
+        one stray quote cannot swallow the rest of the file."""
         import csv
+        from collections import deque
 
+        csv.field_size_limit(MAX_LINE_BYTES)
+        lines = self._raw_lines()
+        pending: list[tuple[int, object]] = []  # lines of the record being parsed
+        replay: deque[tuple[int, object]] = deque()  # lines to parse again after a broken record
         bad_lines: dict[int, str] = {}
 
-        def decoded():
-            for line, raw in self._raw_lines():
+        def feed():
+            while True:
+                if replay:
+                    item = replay.popleft()
+                else:
+                    item = next(lines, None)
+                    if item is None:
+                        return
+                pending.append(item)
+                line, raw = item
+                if isinstance(raw, _TooLong):
+                    raise _LineTooLong(line, raw)
                 text, bad = _decode(raw, line)
                 if bad:
                     bad_lines[line] = bad
                 yield text
 
-        reader = csv.reader(decoded())
         field, id_field = self.text_field, self.id_field
-        try:
-            header = next(reader, None)
-            if header is None:
+        header: list[str] | None = None
+        text_col = id_col = None
+        while True:
+            reader = csv.reader(feed(), strict=True)
+            try:
+                for record in reader:
+                    start, end = pending[0][0], pending[-1][0]
+                    pending.clear()
+                    if header is None:
+                        header = self._csv_header(record, bad_lines)
+                        text_col = header.index(field)
+                        id_col = header.index(id_field) if id_field is not None else None
+                        continue
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        self.blank_lines += end - start + 1
+                        continue
+                    yield self._csv_row(record, start, end, header, text_col, id_col, bad_lines)
                 return
-            if 1 in bad_lines:
-                raise InputError(f"{self.name}, line 1: the CSV header has {bad_lines[1]}; {_UTF8_FIX}")
-            header = [name.strip() for name in header]
-            for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
-                if wanted is not None and wanted not in header:
-                    raise InputError(
-                        f"{self.name}, line 1: no column {wanted!r} in the CSV header "
-                        f"(columns: {', '.join(map(repr, header))}); use {option} to name the column"
-                    )
-            text_col = header.index(field)
-            id_col = header.index(id_field) if id_field is not None else None
-            end = reader.line_num
-            for record in reader:
-                start, end = end + 1, reader.line_num
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    self.blank_lines += end - start + 1
-                    continue
-                bad = next((bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines), None)
-                if bad:
-                    yield InputRow(start, start, reason=bad, fix=_UTF8_FIX)
-                    continue
-                if id_col is not None and id_col >= len(record):
-                    yield InputRow(
-                        start,
-                        start,
-                        reason=f"column {id_field!r} missing (the row has {len(record)} of {len(header)} columns)",
-                        fix="quote values that contain commas",
-                    )
-                    continue
-                row_id = record[id_col] if id_col is not None else start
-                if text_col >= len(record):
-                    yield InputRow(
-                        start,
-                        row_id,
-                        reason=f"column {field!r} missing (the row has {len(record)} of {len(header)} columns)",
-                        fix="quote values that contain commas",
-                    )
-                    continue
-                yield self._checked(start, row_id, record[text_col], header, "column")
-        except csv.Error as exc:
-            raise InputError(f"{self.name}, line {reader.line_num}: broken CSV ({exc}); fix the quoting there") from exc
+            except (csv.Error, _LineTooLong) as exc:
+                start = pending[0][0]
+                if isinstance(exc, _LineTooLong):
+                    line, raw = exc.args
+                    reason, fix = _too_long_reason(raw)
+                    if line != start:
+                        reason = (
+                            f"the quoted field opened here is still open at line {line:,}, which is "
+                            f"{raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line"
+                        )
+                        fix = 'close the quote, or double a quote inside a field ("")'
+                elif "field limit" in str(exc):
+                    reason = f"a field is over the limit of {MAX_LINE_BYTES:,} bytes (a quote never closed?)"
+                    fix = "close the quote, or shorten the review"
+                elif "unexpected end of data" in str(exc):
+                    reason = "a quote opened in this row is never closed (the field runs to the end of the input)"
+                    fix = 'close the quote, or double a quote inside a field ("")'
+                elif len(pending) > 1:
+                    last = pending[-1][0]
+                    reason = f"a quote opened in this row runs on to line {last:,}, where the CSV breaks ({exc})"
+                    fix = 'close the quote, or double a quote inside a field ("")'
+                else:
+                    reason = f"broken CSV quoting ({exc})"
+                    fix = 'quote the whole field and double a quote inside it ("")'
+                if header is None:
+                    raise InputError(f"{self.name}, line {start}: the CSV header is broken: {reason}; {fix}") from exc
+                yield InputRow(start, start, reason=reason, fix=fix)
+                replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
+                pending.clear()
+
+    def _csv_header(self, record: list[str], bad_lines: dict[int, str]) -> list[str]:
+        field, id_field = self.text_field, self.id_field
+        if bad_lines:
+            line, bad = next(iter(bad_lines.items()))
+            raise InputError(f"{self.name}, line {line}: the CSV header has {bad}; {_UTF8_FIX}")
+        header = [name.strip() for name in record]
+        for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
+            if wanted is not None and wanted not in header:
+                raise InputError(
+                    f"{self.name}, line 1: no column {wanted!r} in the CSV header "
+                    f"(columns: {', '.join(map(repr, header))}); use {option} to name the column"
+                )
+        return header
+
+    def _csv_row(self, record, start, end, header, text_col, id_col, bad_lines) -> InputRow:
+        field, id_field = self.text_field, self.id_field
+        bad = next((bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines), None)
+        if bad:
+            return InputRow(start, start, reason=bad, fix=_UTF8_FIX)
+        if id_col is not None and id_col >= len(record):
+            return InputRow(
+                start,
+                start,
+                reason=f"column {id_field!r} missing (the row has {len(record)} of {len(header)} columns)",
+                fix="quote values that contain commas",
+            )
+        row_id = record[id_col] if id_col is not None else start
+        if text_col >= len(record):
+            return InputRow(
+                start,
+                row_id,
+                reason=f"column {field!r} missing (the row has {len(record)} of {len(header)} columns)",
+                fix="quote values that contain commas",
+            )
+        return self._checked(start, row_id, record[text_col], header, "column")
 
 
 _MISSING = object()
 
 
-def chunks(rows, size: int):
+def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
+    """Lists of at most `size` rows and (past the first row) at most `max_chars` characters of text."""
     chunk: list[InputRow] = []
+    chars = 0
     for row in rows:
+        length = len(row.text) if row.text is not None else 0
+        if chunk and chars + length > max_chars:
+            yield chunk
+            chunk, chars = [], 0
         chunk.append(row)
+        chars += length
         if len(chunk) >= size:
             yield chunk
-            chunk = []
+            chunk, chars = [], 0
     if chunk:
         yield chunk
 
@@ -330,6 +548,8 @@ class RowWriter:
             if self._csv is not None:
                 self._csv.writerow(values)
             else:
-                lines.append(self._dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
+                record = dict(zip(self.columns, values, strict=True))
+                # allow_nan=False: the reader refuses non-finite ids, so this only guards the promise
+                lines.append(self._dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
         if lines:
             self.stream.write("".join(lines))

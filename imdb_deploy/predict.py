@@ -17,6 +17,7 @@ import numpy as np
 from imdb_deploy.artifacts import load_settings, load_tokenizer, open_onnx_session, resolve_onnx_variant
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
+from imdb_deploy.fileio import refuse_overlap
 from imdb_deploy.inputs import (
     INPUT_FORMATS,
     ON_ERROR,
@@ -28,6 +29,7 @@ from imdb_deploy.inputs import (
     count_noun,
     open_binary,
     open_text_output,
+    review_problem,
 )
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
@@ -212,6 +214,9 @@ def _check_texts(texts) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputError(f"texts[{i}]: expected a string, got {type(text).__name__}")
+        problem = review_problem(text) if text.strip() else None  # blank texts are scored as they are
+        if problem:
+            raise InputError(f"texts[{i}]: {problem[0]}; {problem[1]}")
     return texts
 
 
@@ -311,6 +316,9 @@ def predict_file(
     Raises:
         InputError: a bad row with on_error="fail" (naming the line and the fix), or an unreadable input;
             no output or errors file is left behind.
+        OutputError: `output` or `errors` is the input, the other output, or inside the model folder
+            (resolved paths); or it cannot be written (read-only, disk full). Checked before any work.
+        ModelLoadError: the model returned NaN or infinite scores.
     """
     import json
     import sys
@@ -324,6 +332,15 @@ def predict_file(
     stderr = stderr or sys.stderr
     if errors is not None and config.on_error != "skip":
         raise ConfigError("an errors file only applies with on_error='skip' (--on-error skip)")
+    # An output must never replace the reviews it is reading, the other output, or the model's files.
+    if output is not None:
+        refuse_overlap(output, {"the input": source, "the model folder": predictor.model_dir}, "--output")
+    if errors is not None:
+        refuse_overlap(
+            errors,
+            {"the input": source, "the --output file": output, "the model folder": predictor.model_dir},
+            "--errors",
+        )
     summary = PredictSummary()
     start = time.perf_counter()
     with ExitStack() as stack:
@@ -348,11 +365,17 @@ def predict_file(
                 row = bad[0]
                 raise InputError(f"{reader.name}, line {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})")
             if good:
-                writer.write(good, predictor.predict_proba([row.text for row in good]))
+                probabilities = predictor.predict_proba([row.text for row in good])
+                if not np.isfinite(probabilities).all():
+                    raise ModelLoadError(
+                        f"{predictor.model_path}: the model returned NaN or infinite scores (near {reader.name}, "
+                        f"line {good[0].line}); its weights are broken: re-export it from the trained folder"
+                    )
+                writer.write(good, probabilities)
             for row in bad:
                 record = {"line": row.line, "id": row.id, "reason": row.reason, "fix": row.fix}
                 if error_stream is not None:
-                    error_stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    error_stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
                 else:
                     stderr.write(f"skipped {reader.name}, line {row.line}: {row.reason}\n")
             summary.input_rows += len(chunk)

@@ -42,9 +42,18 @@ class TokenizationSettings:
     label_names: tuple[str, ...] = LABEL_NAMES
 
     def __post_init__(self) -> None:
+        if not _is_int(self.max_length):
+            raise ConfigError(f"max_length={self.max_length!r}: use a whole number from 8 to 512")
+        if self.head_tokens is not None and not _is_int(self.head_tokens):
+            raise ConfigError(f"head_tokens={self.head_tokens!r}: use a whole number (or leave it out)")
+        names = self.label_names
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+            raise ConfigError(f"label_names={names!r}: use a list of names, e.g. {list(LABEL_NAMES)}")
+        if len(names) < 2 or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ConfigError(f"label_names={list(names)!r}: use two or more different, non-empty names")
         if not 8 <= self.max_length <= 512:
             raise ConfigError(f"max_length={self.max_length!r}: use a value from 8 to 512 (DistilBERT's limit)")
-        if self.truncation not in TRUNCATION_STRATEGIES:
+        if not isinstance(self.truncation, str) or self.truncation not in TRUNCATION_STRATEGIES:
             raise ConfigError(f"truncation={self.truncation!r}: use one of {', '.join(TRUNCATION_STRATEGIES)}")
         if self.head_tokens is None:
             object.__setattr__(self, "head_tokens", default_head_tokens(self.max_length))
@@ -61,6 +70,10 @@ class TokenizationSettings:
     def from_dict(cls, data: dict) -> TokenizationSettings:
         keys = {"max_length", "truncation", "head_tokens", "label_names"}
         return cls(**{k: v for k, v in data.items() if k in keys})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def encode(tokenizer, texts: Sequence[str], settings: TokenizationSettings) -> list[list[int]]:

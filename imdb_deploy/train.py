@@ -21,11 +21,26 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import METRICS, load_tokenizer, load_torch_classifier, write_train_config
+from imdb_deploy.artifacts import (
+    METRICS,
+    is_local_reference,
+    load_tokenizer,
+    load_torch_classifier,
+    read_json,
+    write_train_config,
+)
 from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
 from imdb_deploy.errors import ConfigError, DataError
 from imdb_deploy.evaluation import metrics_from_logits
-from imdb_deploy.fileio import write_json_atomic
+from imdb_deploy.fileio import (
+    refuse_overlap,
+    refuse_replacing,
+    remove_at_exit,
+    remove_leftovers,
+    replace_dir,
+    work_dir_name,
+    write_json_atomic,
+)
 from imdb_deploy.metrics import format_metrics_table
 from imdb_deploy.optim import make_optimizer, training_step
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES, TokenizationSettings, encode, pad
@@ -211,13 +226,41 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def _input_paths(config: TrainConfig) -> dict[str, str | None]:
+    """The local paths this run reads: the base model and the data (a folder, or train=F,test=F files)."""
+    inputs: dict[str, str | None] = {"the base model": config.model if is_local_reference(config.model) else None}
+    parts = [part.partition("=") for part in str(config.data).split(",")] if "=" in str(config.data) else []
+    if parts:
+        for key, _, value in parts:
+            inputs[f"the --data {key.strip()} file"] = value.strip() or None
+    elif Path(str(config.data)).expanduser().exists():
+        inputs["the --data source"] = config.data
+    return inputs
+
+
 def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    """The folder this run writes into, checked before anything is touched.
+
+    --output itself, or, when --overwrite replaces a non-empty folder, a new temporary sibling that takes
+    its place only once the model is complete (train() swaps them): a run that fails or is stopped leaves
+    the old folder as it was.
+
+    Raises:
+        OutputError: --output is, holds or sits inside the base model or the data; or it is the working
+            folder, the home folder or a parent of one (which --overwrite would delete).
+        ConfigError: --output is a file, is not empty without --overwrite, or cannot be resumed.
+    """
     out = Path(config.output_dir)
+    refuse_overlap(out, _input_paths(config), "--output")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {str(out)!r} is a file; name a folder for the model")
     if resume:
         saved = out / CHECKPOINTS / RUN_CONFIG
         if not saved.is_file():
             raise ConfigError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
-        previous = json.loads(saved.read_text())
+        previous = read_json(saved)
+        if not isinstance(previous, dict):
+            raise ConfigError(f"--resume: {saved} is not a JSON object; delete {out / CHECKPOINTS} and start again")
         changed = {k: (previous.get(k), v) for k, v in config.training_fields().items() if previous.get(k) != v}
         if changed:
             detail = ", ".join(f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items())
@@ -229,7 +272,13 @@ def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
                 f"output folder {str(out)!r} is not empty; choose another --output, --resume an interrupted "
                 "run, or pass --overwrite"
             )
-        shutil.rmtree(out)
+        refuse_replacing(out)
+        # Created by the first write, so a run that fails before training leaves nothing; named so that a
+        # later completed run removes it if this one is killed (fileio.remove_leftovers).
+        work = work_dir_name(out)
+        shutil.rmtree(work, ignore_errors=True)  # a dead run's, whose pid this process now has
+        remove_at_exit(work)  # Ctrl-C or SIGTERM: its checkpoints cannot be resumed, so nothing is kept
+        return work
     return out
 
 
@@ -288,12 +337,14 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     Raises:
         ConfigError, DataError, ModelLoadError, HubUnreachableError.
     """
-    from accelerate.utils import set_seed
+    from accelerate.utils import broadcast_object_list, set_seed
     from transformers import get_linear_schedule_with_warmup
 
     accelerator, device = _accelerator(config)
     main = accelerator.is_main_process
-    out = _prepare_output(config, resume, overwrite) if main else Path(config.output_dir)
+    # `out` is where this run writes; with --overwrite of a full folder, a sibling swapped in at the end.
+    target = Path(config.output_dir)
+    out = Path(broadcast_object_list([str(_prepare_output(config, resume, overwrite)) if main else None])[0])
     accelerator.wait_for_everyone()
     set_seed(config.seed)
 
@@ -327,16 +378,18 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
         batch_order.manual_seed(config.seed + epoch)
         done_in_epoch = (state["step"] - epoch * steps_per_epoch) * config.gradient_accumulation_steps
         loader = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
-        epoch_loss, epoch_batches, tick = 0.0, 0, bar.start_epoch()
+        # Resumed inside this epoch: carry on its running loss, so train_loss averages the whole epoch.
+        epoch_loss, epoch_batches = state.get("epoch_loss", (0.0, 0)) if done_in_epoch else (0.0, 0)
+        resumed_batches, tick = epoch_batches, bar.start_epoch()
         for batch in loader:
             loss = training_step(accelerator, model, batch, optimizer, scheduler)
             epoch_loss += loss.detach().float().item()
             epoch_batches += 1
             if accelerator.sync_gradients:
                 state["step"] += 1
-                bar.step(
-                    epoch, epoch_loss / epoch_batches, epoch_batches * config.batch_size * accelerator.num_processes
-                )
+                reviews = (epoch_batches - resumed_batches) * config.batch_size * accelerator.num_processes
+                bar.step(epoch, epoch_loss / epoch_batches, reviews)
+                state["epoch_loss"] = (epoch_loss, epoch_batches)  # saved with every checkpoint
                 if state["step"] % config.checkpoint_every == 0:
                     state["train_seconds"] += time.perf_counter() - tick
                     tick = time.perf_counter()
@@ -365,9 +418,12 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     if main:
         metrics = _run_metrics(config, state, test_metrics, splits, accelerator, device)
         _finish(out, final, tokenizer, config, settings, metrics, splits)
+        if out != target:  # --overwrite: the complete new folder replaces the old one only now
+            replace_dir(out, target)
+        remove_leftovers(target.parent)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return out
+    return target
 
 
 def _accelerator(config: TrainConfig):
@@ -518,21 +574,37 @@ def _save_checkpoint(accelerator, out: Path, state: dict, best_weights: dict | N
 def _load_checkpoint(accelerator, out: Path) -> tuple[dict, dict | None]:
     """Restore the latest complete checkpoint of `out` into the prepared objects.
 
+    Only plain tensors and states are accepted (torch.load weights_only=True, which accelerate uses too):
+    a pickle that would run code is refused.
+
     Returns:
         Its state (see _fresh_state) and the best epoch's weights, or a fresh state when there is none.
+
+    Raises:
+        ConfigError: the checkpoint is damaged or holds more than tensors; names the fix.
     """
+    import pickle
+
     import torch
 
     checkpoint = _latest_checkpoint(out)
     if checkpoint is None:
         return _fresh_state(), None
-    accelerator.load_state(str(checkpoint))
-    state = json.loads((checkpoint / "state.json").read_text())
+    best_file = checkpoint / "best.pt"
+    try:
+        accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
+        state = read_json(checkpoint / "state.json")
+        best_weights = None
+        if state["best"] is not None and best_file.is_file():
+            best_weights = torch.load(best_file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"--resume: checkpoint {checkpoint} could not be loaded ({detail}); it is damaged or holds more than "
+            f"tensors. Delete {out / CHECKPOINTS} and train again without --resume"
+        ) from exc
     if accelerator.is_main_process:
         logger.info("resuming from %s (step %d)", checkpoint, state["step"])
-    best_weights = None
-    if state["best"] is not None and (checkpoint / "best.pt").is_file():
-        best_weights = torch.load(checkpoint / "best.pt", map_location="cpu")
     return state, best_weights
 
 

@@ -112,3 +112,23 @@ def tiny_onnx_dir(tmp_path_factory, tiny_classifier_dir):
     folder = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
     export(tiny_classifier_dir, folder, ExportConfig(quantize=True, verify=False))
     return folder
+
+
+class Interrupted(Exception):
+    """Stands for whatever stops a run midway (a kill, a lost node, an out-of-memory error)."""
+
+
+def interrupt_at_step(monkeypatch, step: int) -> None:
+    """Make train's `step`-th optimizer step raise Interrupted (one batch per step: no accumulation)."""
+    import imdb_deploy.train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module.training_step
+
+    def step_or_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Interrupted(f"stopped at step {step}")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_step", step_or_stop)

@@ -195,7 +195,10 @@ def test_export_refuses_to_replace_its_own_model_folder(tiny_classifier_dir):
     args = ["export", str(tiny_classifier_dir), "-o", str(tiny_classifier_dir), "--overwrite"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
-    assert "is the model folder itself" in result.stderr
+    assert result.stderr == (
+        f"Error: --output {str(tiny_classifier_dir)!r} is the model folder {str(tiny_classifier_dir)!r}; writing "
+        "there could destroy the input. Choose an output outside it\n"
+    )
     assert (tiny_classifier_dir / "model.safetensors").is_file()
 
 

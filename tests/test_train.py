@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import Interrupted, interrupt_at_step
 from safetensors.torch import load_file
 
 from imdb_deploy.artifacts import TRAIN_CONFIG_FIELDS
@@ -65,26 +66,6 @@ def test_evaluate_gives_the_same_test_numbers_as_train(trained_dir, toy_data_dir
     reported = json.loads((trained_dir / "metrics.json").read_text())["test"]
     assert evaluated["confusion_matrix"] == reported["confusion_matrix"]
     assert evaluated["accuracy"] == pytest.approx(reported["accuracy"])
-
-
-class Interrupted(Exception):
-    """Stands for whatever stops a run midway (a kill, a lost node, an out-of-memory error)."""
-
-
-def interrupt_at_step(monkeypatch, step: int) -> None:
-    """Make train's `step`-th optimizer step raise Interrupted (one batch per step: no accumulation)."""
-    import imdb_deploy.train as train_module
-
-    calls = {"n": 0}
-    real_step = train_module.training_step
-
-    def step_or_stop(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == step:
-            raise Interrupted(f"stopped at step {step}")
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "training_step", step_or_stop)
 
 
 def test_resume_reaches_the_same_weights(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):

@@ -1,0 +1,827 @@
+"""The hostile-input and fault suite (issue 16): nothing lost, nothing run that is not ours, nothing left behind.
+
+Every case ends in exit 0 with complete output, or exit 1 with one line naming the place and the fix; no
+traceback; input rows = output rows + error rows. Signals are sent to real subprocesses.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import Interrupted, interrupt_at_step, toy_reviews
+
+from imdb_deploy.cli import cli
+from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
+
+IMDB_DEPLOY = [sys.executable, "-m", "imdb_deploy"]
+
+
+def run_cli(args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def one_line_error(result) -> str:
+    """The single `Error: ...` line of a failed command (exit 1, no traceback, nothing else on stderr)."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def strict_json_lines(path: Path) -> list[dict]:
+    """Parse JSONL refusing NaN/Infinity (which Python's json accepts by default)."""
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".imdb-" in p.name or p.name.endswith((".tmp", ".partial")))
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tiny_onnx_dir):
+    return tiny_onnx_dir
+
+
+@pytest.fixture
+def onnx_copy(onnx_dir, tmp_path):
+    """A private copy of the tiny exported folder, to damage."""
+    folder = tmp_path / "onnx-copy"
+    shutil.copytree(onnx_dir, folder)
+    return folder
+
+
+def reviews(n: int, seed: int = 11) -> list[dict]:
+    texts, _ = toy_reviews(n, seed=seed)
+    return [{"id": f"r{i}", "text": text} for i, text in enumerate(texts)]
+
+
+# --- 1. foreign code -------------------------------------------------------------------------------------
+
+
+def _ask_for_custom_code(folder: Path, file_name: str, marker: Path) -> None:
+    """Make `folder` ask transformers to import evil.py (which would write `marker`) via auto_map."""
+    (folder / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('foreign code ran')\n"
+        "from transformers import DistilBertConfig, DistilBertTokenizerFast\n"
+        "class EvilTokenizer(DistilBertTokenizerFast):\n    pass\n"
+        "class EvilConfig(DistilBertConfig):\n    model_type = 'evil'\n"
+    )
+    data = json.loads((folder / file_name).read_text())
+    if file_name == "tokenizer_config.json":
+        data["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", "evil.EvilTokenizer"]}
+        data["tokenizer_class"] = "EvilTokenizer"
+    else:
+        data["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForSequenceClassification": "evil.Evil"}
+        data["model_type"] = "evil"
+    (folder / file_name).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("file_name", ["tokenizer_config.json", "config.json"])
+def test_predict_from_stdin_never_runs_code_from_the_model_folder(onnx_copy, tmp_path, file_name):
+    marker = tmp_path / "ran.txt"
+    _ask_for_custom_code(onnx_copy, file_name, marker)
+    stdin = "y\n" + "".join(json.dumps(row) + "\n" for row in reviews(3))  # "y" would answer the prompt
+    result = run_cli(["predict", "-", "-m", onnx_copy, "-q"], input=stdin)
+    line = one_line_error(result)
+    assert line == (
+        f"Error: {onnx_copy / file_name}: asks to run Python code shipped in the model folder (auto_map: "
+        f"{', '.join(json.loads((onnx_copy / file_name).read_text())['auto_map'])}); imdb-deploy never runs code "
+        "from a model folder. Use a model with a built-in architecture (e.g. DistilBERT), or remove auto_map if "
+        "the folder does not need its own code"
+    )
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("file_name", ["tokenizer_config.json", "config.json"])
+def test_evaluate_and_export_refuse_custom_code(tiny_classifier_dir, toy_data_dir, tmp_path, file_name):
+    folder = tmp_path / "classifier"
+    shutil.copytree(tiny_classifier_dir, folder)
+    marker = tmp_path / "ran.txt"
+    _ask_for_custom_code(folder, file_name, marker)
+    for args in (
+        ["evaluate", folder, "--data", toy_data_dir, "-q"],
+        ["export", folder, "-o", tmp_path / "onnx", "--no-verify", "-q"],
+        ["train", "--model", folder, "--data", toy_data_dir, "-o", tmp_path / "trained", "-q"],
+    ):
+        line = one_line_error(run_cli(args, input="y\ny\n"))
+        assert f"{folder / file_name}: asks to run Python code shipped in the model folder" in line
+    assert not marker.exists()
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "trained").exists()
+
+
+def test_every_transformers_load_refuses_remote_code():
+    """Static guard: each Auto*/main_export load in the package passes trust_remote_code=False."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "imdb_deploy"
+    calls = 0
+    for path in package.glob("*.py"):
+        text = path.read_text()
+        for match in re.finditer(r"(Auto\w+\.from_pretrained|main_export)\(", text):
+            depth, end = 0, match.end() - 1
+            for end in range(match.end() - 1, len(text)):
+                depth += {"(": 1, ")": -1}.get(text[end], 0)
+                if depth == 0:
+                    break
+            call = text[match.start() : end + 1]
+            assert "trust_remote_code=False" in call, f"{path.name}: {call[:80]}"
+            calls += 1
+    assert calls >= 4
+
+
+# --- 2 and 4. outputs that would destroy an input ---------------------------------------------------------
+
+
+def test_train_overwrite_refuses_the_base_model_as_output(tiny_model_dir, toy_data_dir, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    before = sorted(p.name for p in base.iterdir())
+    line = one_line_error(
+        run_cli(["train", "--model", base, "--data", toy_data_dir, "--output", base, "--overwrite", "-q"])
+    )
+    assert line == (
+        f"Error: --output {str(base)!r} is the base model {str(base)!r}; writing there could destroy the input. "
+        "Choose an output outside it"
+    )
+    assert sorted(p.name for p in base.iterdir()) == before
+
+
+@pytest.mark.parametrize("where", ["parent", "inside", "symlink"])
+def test_train_output_may_not_hold_or_sit_inside_an_input(tiny_model_dir, toy_data_dir, tmp_path, where):
+    data = tmp_path / "work" / "data"
+    shutil.copytree(toy_data_dir, data)
+    output = {"parent": tmp_path / "work", "inside": data / "model", "symlink": tmp_path / "link"}[where]
+    if where == "symlink":
+        output.symlink_to(data)
+    line = one_line_error(
+        run_cli(["train", "--model", tiny_model_dir, "--data", data, "--output", output, "--overwrite", "-q"])
+    )
+    relation = {"parent": "holds", "inside": "is inside", "symlink": "is"}[where]
+    assert f"--output {str(output)!r} {relation} the --data source {str(data)!r}" in line
+    assert sorted(p.name for p in data.iterdir()) == ["test.parquet", "train.parquet"]
+
+
+def test_train_overwrite_with_bad_data_keeps_the_previous_model(tiny_model_dir, tmp_path):
+    previous = tmp_path / "model"
+    previous.mkdir()
+    (previous / "train_config.json").write_text("{}")
+    line = one_line_error(
+        run_cli(["train", "--model", tiny_model_dir, "--data", tmp_path / "nowhere", "-o", previous, "--overwrite"])
+    )
+    assert "nowhere" in line
+    assert (previous / "train_config.json").read_text() == "{}"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("output", [".", "..", "HOME"])
+def test_train_overwrite_refuses_the_working_and_home_folder(
+    tiny_model_dir, toy_data_dir, tmp_path, monkeypatch, output
+):  # noqa: E501
+    home = tmp_path / "home"
+    work = home / "project"
+    work.mkdir(parents=True)
+    (work / "precious.txt").write_text("keep me")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    output = str(home) if output == "HOME" else output
+    line = one_line_error(
+        run_cli(["train", "--model", tiny_model_dir, "--data", toy_data_dir, "--output", output, "--overwrite", "-q"])
+    )
+    why, resolved = {
+        ".": ("the current working folder", work),
+        "..": ("a parent of the current working folder", home),
+        str(home): ("a parent of the current working folder", home),
+    }[output]
+    assert line == (
+        f"Error: --output {output!r} is {why} ({resolved}); replacing it would delete everything in it. "
+        "Choose a new folder for the output"
+    )
+    assert (work / "precious.txt").read_text() == "keep me"
+
+
+def test_train_overwrite_replaces_the_old_folder_only_when_complete(
+    tiny_model_dir, toy_data_dir, tmp_path, monkeypatch
+):
+    from imdb_deploy.train import TrainConfig, train
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old run")
+    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(out), epochs=1)
+    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1)
+    with monkeypatch.context() as patch, pytest.raises(Interrupted):
+        interrupt_at_step(patch, 2)  # stopped mid-run, after the checkpoint at step 1
+        train(TrainConfig(**options), overwrite=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]  # untouched until a new model is complete
+
+    args = ["train", "--model", tiny_model_dir, "--data", toy_data_dir, "-o", out, "--overwrite", "-q"]
+    args += ["--epochs", "1", "--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "32"]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert (out / "train_config.json").is_file() and not (out / "old.txt").exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["parent", "inside"])
+def test_export_refuses_an_output_that_holds_or_sits_inside_the_model(tiny_classifier_dir, tmp_path, where):
+    parent = tmp_path / "runs"
+    model = parent / "model"
+    shutil.copytree(tiny_classifier_dir, model)
+    output = parent if where == "parent" else model / "onnx"
+    line = one_line_error(run_cli(["export", model, "-o", output, "--overwrite", "--no-verify", "-q"]))
+    relation = "holds" if where == "parent" else "is inside"
+    assert line == (
+        f"Error: --output {str(output)!r} {relation} the model folder {str(model)!r}; writing there could destroy "
+        "the input. Choose an output outside it"
+    )
+    assert (model / "model.safetensors").is_file() and not (model / "onnx").exists()
+
+
+def test_atomic_dir_raises_the_package_error_for_an_existing_folder(tmp_path):
+    from imdb_deploy.fileio import atomic_dir
+
+    (tmp_path / "out").mkdir()
+    with (
+        pytest.raises(OutputError, match="already exists; choose another output or pass --overwrite"),
+        atomic_dir(tmp_path / "out"),
+    ):
+        pass
+    assert issubclass(OutputError, ImdbDeployError) and not issubclass(OutputError, FileExistsError)
+
+
+# --- 3. predict must not overwrite its input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["output=input", "errors=input", "errors=output", "symlink", "hardlink"])
+def test_predict_refuses_outputs_that_are_an_input(onnx_dir, tmp_path, case):
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(5))
+    original = source.read_bytes()
+    other = tmp_path / "out.jsonl"
+    args = ["predict", source, "-m", onnx_dir, "-q", "--on-error", "skip"]
+    if case == "output=input":
+        args += ["-o", source]
+        expected = f"--output {str(source)!r} is the input {str(source)!r}"
+    elif case == "errors=input":
+        args += ["-o", other, "--errors", source]
+        expected = f"--errors {str(source)!r} is the input {str(source)!r}"
+    elif case == "errors=output":
+        args += ["-o", other, "--errors", other]
+        expected = f"--errors {str(other)!r} is the --output file {str(other)!r}"
+    else:
+        alias = tmp_path / "alias.jsonl"
+        (alias.symlink_to if case == "symlink" else alias.hardlink_to)(source)
+        args += ["-o", alias]
+        expected = f"--output {str(alias)!r} is the input {str(source)!r}"
+    line = one_line_error(run_cli(args))
+    assert line == f"Error: {expected}; writing there could destroy the input. Choose an output outside it"
+    assert source.read_bytes() == original and not other.exists()
+
+
+def test_predict_refuses_an_output_inside_the_model_folder(onnx_copy, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    target = onnx_copy / "model_quantized.onnx"
+    before = target.read_bytes()
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-o", target, "-q"]))
+    assert f"--output {str(target)!r} is inside the model folder {str(onnx_copy)!r}" in line
+    assert target.read_bytes() == before
+
+
+# --- 5. CSV quoting ---------------------------------------------------------------------------------------
+
+
+def _csv_with_unclosed_quote(path: Path, n: int, bad_row: int) -> list[str]:
+    texts, _ = toy_reviews(n, seed=5)
+    lines = ["id,text"]
+    for i, text in enumerate(texts):
+        lines.append(f'{i},"{text} and then' if i == bad_row else f'{i},"{text}"')
+    path.write_text("\n".join(lines) + "\n")
+    return texts
+
+
+def test_an_unclosed_csv_quote_is_one_bad_row_not_the_rest_of_the_file(onnx_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    _csv_with_unclosed_quote(source, 1000, bad_row=2)
+    out, errors = tmp_path / "out.jsonl", tmp_path / "bad.jsonl"
+    args = ["predict", source, "-m", onnx_dir, "--id-field", "id", "--on-error", "skip", "--errors", errors]
+    result = run_cli([*args, "-o", out, "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("1,000 input rows = 999 scored + 1 error;")
+    ids = [row["id"] for row in strict_json_lines(out)]
+    assert ids == [str(i) for i in range(1000) if i != 2]
+    (bad,) = strict_json_lines(errors)
+    assert bad["line"] == 4
+    # the next row's opening quote closes the stray one, and the CSV breaks right after it
+    assert bad["reason"] == (
+        "a quote opened in this row runs on to line 5, where the CSV breaks (',' expected after '\"')"
+    )
+
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "--id-field", "id", "-o", out, "-q"]))
+    assert line.startswith(f"Error: {source}, line 4: a quote opened in this row runs on to line 5")
+
+
+def test_a_quote_never_closed_to_the_end_of_the_file_is_one_bad_row(onnx_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    rows = ["1,good film", '2,"dull and then', "3,great film", "4,awful"]
+    source.write_text("id,text\n" + "\n".join(rows) + "\n")
+    result = run_cli(["predict", source, "-m", onnx_dir, "--id-field", "id", "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["1", "3", "4"]
+    first, summary = result.stderr.splitlines()
+    assert first == (
+        f"skipped {source}, line 3: a quote opened in this row is never closed (the field runs to the end of the input)"
+    )
+    assert summary.startswith("4 input rows = 3 scored + 1 error;")
+
+
+def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_path, monkeypatch):
+    import imdb_deploy.inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 2000)
+    source = tmp_path / "in.csv"
+    body = "".join(f"{i},good film number {i}\n" for i in range(3, 403))  # 400 rows, about 9 KB
+    source.write_text('id,text\n1,fine film\n2,"a quote never closed\n' + body)
+    result = run_cli(["predict", source, "-m", onnx_dir, "--id-field", "id", "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["1", *map(str, range(3, 403))]
+    first, summary = result.stderr.splitlines()
+    assert first == f"skipped {source}, line 3: a field is over the limit of 2,000 bytes (a quote never closed?)"
+    assert summary.startswith("402 input rows = 401 scored + 1 error;")
+
+
+# --- 6 and 7. JSON depth, review size, memory flat in the length of a line ---------------------------------
+
+
+def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
+    from imdb_deploy.inputs import MAX_JSON_DEPTH
+
+    deep = '{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(reviews(1)[0]) + "\n" + deep + "\n" + json.dumps(reviews(1)[0]) + "\n")
+    result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    assert f"skipped {source}, line 2: JSON nested deeper than {MAX_JSON_DEPTH} levels" in result.stderr
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert line.startswith(f"Error: {source}, line 2: JSON nested deeper than {MAX_JSON_DEPTH} levels; flatten")
+
+
+def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, monkeypatch):
+    import imdb_deploy.inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_REVIEW_BYTES", 1000)
+    monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 4000)
+    long_review, huge_line = "great " * 300, "bad " * 2000  # 1,800 bytes; 8,000 bytes
+    cases = {
+        "in.txt": f"fine film\n{long_review}\n{huge_line}\nawful\n",
+        "in.jsonl": "".join(json.dumps({"text": t}) + "\n" for t in ("fine film", long_review, huge_line, "awful")),
+    }
+    for name, content in cases.items():
+        source = tmp_path / name
+        source.write_text(content)
+        result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+        assert result.exit_code == 0, result.output
+        assert len(result.stdout.splitlines()) == 2
+        assert "4 input rows = 2 scored + 2 errors" in result.stderr
+        assert "1,800 bytes, over the limit of 1,000 bytes" in result.stderr
+        assert "over the limit of 4,000 bytes per line" in result.stderr
+
+
+def test_validate_review_is_the_check_a_server_can_call():
+    from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, loads_checked, validate_review
+
+    assert validate_review("A fine film.") == "A fine film."
+    for bad, message in (
+        ("", "the review is empty"),
+        (7, "the review is a number, not a string"),
+        ("é" * (MAX_REVIEW_BYTES // 2 + 1), f"over the limit of {MAX_REVIEW_BYTES:,} bytes"),
+    ):
+        with pytest.raises(InputError, match=message):
+            validate_review(bad)
+    with pytest.raises(InputError, match=f"nested deeper than {MAX_JSON_DEPTH}"):
+        loads_checked("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    assert loads_checked('{"texts": ["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]}') == {
+        "texts": ["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]
+    }
+
+
+_RSS_SCRIPT = """
+import json, resource, sys
+from imdb_deploy import Predictor
+from imdb_deploy.predict import PredictFileConfig, predict_file
+
+predictor = Predictor(sys.argv[1], variant="fp32")
+config = PredictFileConfig(on_error="skip", progress=False)
+predict_file(predictor, sys.argv[2], output=sys.argv[4], config=config, stderr=open("/dev/null", "w"))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+summary = predict_file(predictor, sys.argv[3], output=sys.argv[4], config=config, stderr=open("/dev/null", "w"))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": summary.input_rows, "errors": summary.errors, "growth_mb": (after - before) / 1024}))
+"""
+
+
+def test_a_50_mb_line_is_a_bad_row_and_memory_stays_flat(onnx_dir, tmp_path):
+    small = write_jsonl(tmp_path / "small.jsonl", reviews(20))
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as handle:
+        handle.write(json.dumps(reviews(1)[0]) + "\n")
+        handle.write('{"text": "' + "great movie " * (50 * 2**20 // 12) + '"}\n')  # 50 MB
+        handle.write(json.dumps(reviews(1)[0]) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(onnx_dir), str(small), str(big), str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["rows"], report["errors"]) == (3, 1)
+    assert report["growth_mb"] < 40, report  # the line is read in 1 MiB pieces, never whole
+
+
+# --- 8. one-line messages instead of tracebacks -----------------------------------------------------------
+
+
+def test_disk_full_while_writing_predictions_is_one_line_and_leaves_nothing(onnx_dir, tmp_path):
+    """A real EFBIG: the file size limit stands in for a full disk (ENOSPC takes the same path)."""
+    import resource
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(300))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    done = subprocess.run(
+        [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_dir), "-o", str(out_dir / "p.jsonl"), "-q"],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"Error: {out_dir / 'p.jsonl'}: cannot write it: File too large (the disk or your quota is full); free "
+        "some space or write the output elsewhere. Nothing was replaced."
+    ]
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_read_only_output_folder_is_one_line(onnx_dir, tmp_path, monkeypatch, code):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code), kwargs.get("dir"))
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro" / "p.jsonl"
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-o", out, "-q"]))
+    assert line == (
+        f"Error: {out}: cannot write it: {os.strerror(code)} ({out.parent}); choose a writable output location"
+    )
+
+
+def test_export_on_a_full_disk_blames_the_disk_not_the_model(tiny_classifier_dir, tmp_path, monkeypatch):
+    import optimum.exporters.onnx as exporters
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporters, "onnx_export_from_model", full)
+    out = tmp_path / "onnx"
+    line = one_line_error(run_cli(["export", tiny_classifier_dir, "-o", out, "--no-verify", "-q"]))
+    assert "No space left on device" in line and "free some space" in line
+    assert "DistilBERT-style" not in line
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_model_folder_without_tokenizer_files_is_one_line(onnx_copy, tmp_path):
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (onnx_copy / name).unlink(missing_ok=True)
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    assert line.startswith(f"Error: Tokenizer {str(onnx_copy)!r} could not be loaded")
+    assert line.endswith(
+        "the folder needs its tokenizer files (tokenizer.json, or vocab.txt with tokenizer_config.json): copy them "
+        "from the base model"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_length", "64", "max_length='64': use a whole number from 8 to 512"),
+        ("truncation", 3, "truncation=3: use one of head, head+tail"),
+        ("head_tokens", 2.5, "head_tokens=2.5: use a whole number"),
+        ("label_names", "np", "label_names='np': use a list of names"),
+        ("label_names", ["pos", 1], "label_names=['pos', 1]: use two or more different, non-empty names"),
+    ],
+)
+def test_wrong_types_in_train_config_are_one_line(onnx_copy, tmp_path, field, value, message):
+    path = onnx_copy / "train_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    assert line.startswith(f"Error: {path}: {message}")
+
+
+def test_closed_stdin_is_one_line(onnx_dir):
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$@" <&-', "_", *IMDB_DEPLOY, "predict", "-", "-m", str(onnx_dir), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "Error: stdin is closed: pipe the reviews in (`... | imdb-deploy predict -`) or name a file"
+    ]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pickle-ran",))
+
+
+def test_resume_refuses_a_checkpoint_pickle_that_would_run_code(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
+    import pickle
+
+    from imdb_deploy.train import TrainConfig, train
+
+    monkeypatch.chdir(tmp_path)
+    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(tmp_path / "run"), epochs=1)
+    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1, seed=3)
+    with monkeypatch.context() as patch, pytest.raises(Interrupted):
+        interrupt_at_step(patch, 2)  # stopped after the checkpoint at step 1
+        train(TrainConfig(**options), progress=False)
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step-*")
+    (checkpoint / "optimizer.bin").write_bytes(pickle.dumps({"state": _Evil()}))
+    with pytest.raises(ConfigError) as caught:
+        train(TrainConfig(**options), resume=True, progress=False)
+    assert str(caught.value).startswith(f"--resume: checkpoint {checkpoint} could not be loaded (")
+    assert str(caught.value).endswith(
+        f"it is damaged or holds more than tensors. Delete {tmp_path / 'run' / 'checkpoints'} and train again "
+        "without --resume"
+    )
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "pickle-ran").exists()
+
+
+# --- 9. label names ---------------------------------------------------------------------------------------
+
+
+def test_label_names_contradicting_config_id2label_are_refused(onnx_copy, tmp_path):
+    path = onnx_copy / "train_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "label_names": ["positive", "negative"]}))
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    assert line == (
+        f"Error: {path}: label_names ['positive', 'negative'] contradict config.json's id2label "
+        "['negative', 'positive'] (label id i must have the same name in both); correct label_names, or "
+        "re-create the folder with the stage that wrote it"
+    )
+
+
+def test_evaluate_checks_label_names_too(tiny_classifier_dir, toy_data_dir, tmp_path):
+    folder = tmp_path / "classifier"
+    shutil.copytree(tiny_classifier_dir, folder)
+    path = folder / "train_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "label_names": ["positive", "negative"]}))
+    line = one_line_error(run_cli(["evaluate", folder, "--data", toy_data_dir, "-q"]))
+    assert "contradict config.json's id2label" in line
+
+
+# --- 10. JSON output is always valid JSON ------------------------------------------------------------------
+
+
+def test_non_finite_ids_are_bad_rows_and_output_stays_valid_json(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 1, "text": "good film"}\n{"id": NaN, "text": "bad film"}\n{"id": Infinity, "text": "dull"}\n'
+        '{"id": 1e999, "text": "great"}\n{"id": [-Infinity], "text": "awful"}\n{"id": "NaN", "text": "fine"}\n'
+    )
+    out, errors = tmp_path / "out.jsonl", tmp_path / "bad.jsonl"
+    result = run_cli(
+        ["predict", source, "-m", onnx_dir, "--id-field", "id", "--on-error", "skip", "--errors", errors, "-o", out]
+    )
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in strict_json_lines(out)] == [1, "NaN"]
+    bad = strict_json_lines(errors)
+    assert [row["line"] for row in bad] == [2, 3, 4, 5]
+    assert bad[0]["reason"] == "field 'id' is nan, which is not a valid JSON number"
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "--id-field", "id", "-q"]))
+    assert line.startswith(f"Error: {source}, line 2: field 'id' is nan, which is not a valid JSON number;")
+
+
+def test_json_artifacts_never_hold_nan(tmp_path):
+    from imdb_deploy.fileio import json_text, write_json_atomic
+
+    write_json_atomic(tmp_path / "m.json", {"loss": float("nan"), "f1": [1.0, float("inf")], "n": 3})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"loss": None, "f1": [1.0, None], "n": 3}
+    assert json_text({"x": float("-inf")}, indent=None) == '{"x": null}'
+
+
+# --- 11. leftovers: SIGTERM cleans up like SIGINT; a completed run removes a killed run's temp files -------
+
+
+def _wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _start_predict_on_open_stdin(onnx_dir: Path, out: Path) -> subprocess.Popen:
+    """A predict run reading stdin that stays open: it holds its temporary output until stopped."""
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "predict", "-", "-m", str(onnx_dir), "-o", str(out), "-q"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"".join(json.dumps(row).encode() + b"\n" for row in reviews(5)))
+    proc.stdin.flush()
+    _wait_for(lambda: [p for p in out.parent.iterdir() if p.name.endswith(".tmp")])
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_cleans_up_like_sigint(onnx_dir, tmp_path, sig):
+    out = tmp_path / "out" / "p.jsonl"
+    out.parent.mkdir()
+    proc = _start_predict_on_open_stdin(onnx_dir, out)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    assert stderr.decode().splitlines()[-1] == "Aborted!"
+    assert list(out.parent.iterdir()) == []
+
+
+def test_sigterm_during_export_leaves_no_partial_folder(tiny_classifier_dir, tmp_path):
+    out = tmp_path / "exports" / "onnx"
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "export", str(tiny_classifier_dir), "-o", str(out), "--quantize", "--no-verify", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _wait_for(lambda: out.parent.is_dir() and [p for p in out.parent.iterdir() if p.name.endswith(".partial")])
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0, stderr
+    assert list(out.parent.iterdir()) == []
+
+
+def test_sigterm_during_train_overwrite_keeps_the_old_folder_and_leaves_no_work_folder(
+    tiny_model_dir, toy_data_dir, tmp_path
+):
+    out = tmp_path / "runs" / "model"
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("old run")
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "train", "--model", str(tiny_model_dir), "--data", str(toy_data_dir), "-o", str(out)]
+        + ["--overwrite", "-q", "--epochs", "50", "--max-length", "32", "--checkpoint-every", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _wait_for(lambda: [p for p in out.parent.iterdir() if p.name.endswith(".partial")])
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert stderr.decode().splitlines()[-1] == "Aborted!"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model"]
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+
+
+def test_a_closed_stdout_is_one_line(onnx_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(4000))
+    proc = subprocess.Popen(
+        [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_dir), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(proc.stdout.readline())["id"] == 1  # a reader that stops after one row, like `head -1`
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert stderr.splitlines() == [
+        "Error: stdout was closed before all output was written (the reader of the pipe stopped early); write to "
+        "a file with --output to keep every row"
+    ]
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_run_that_completes(onnx_dir, tmp_path):
+    out = tmp_path / "out" / "p.jsonl"
+    out.parent.mkdir()
+    proc = _start_predict_on_open_stdin(onnx_dir, out)
+    proc.kill()
+    proc.wait(timeout=30)
+    stale = leftovers(out.parent)
+    assert len(stale) == 1 and stale[0].startswith(".p.jsonl.imdb-") and f"-{proc.pid}-" in stale[0]
+    tag = stale[0].removeprefix(".p.jsonl.").split(f"-{proc.pid}-")[0]  # imdb-HOST
+    (out.parent / f".onnx.{tag}-{proc.pid}-abc.partial").mkdir()  # as a killed export leaves it
+    alive = out.parent / f".other.jsonl.{tag}-{os.getpid()}-xyz.tmp"  # a run still in progress: kept
+    alive.write_text("")
+    other_host = out.parent / f".x.jsonl.imdb-elsewhere-{proc.pid}-xyz.tmp"  # another host's pid: not judged
+    other_host.write_text("")
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(4))
+    result = run_cli(["predict", source, "-m", onnx_dir, "-o", out, "-q"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([alive.name, other_host.name, "p.jsonl"])
+
+
+# --- 12. umask --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_outputs_honour_the_umask(onnx_dir, tiny_classifier_dir, tmp_path, umask_027):
+    from imdb_deploy.export import ExportConfig, export
+    from imdb_deploy.fileio import atomic_dir, write_json_atomic
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    result = run_cli(["predict", source, "-m", onnx_dir, "-o", tmp_path / "p.jsonl", "-q"])
+    assert result.exit_code == 0, result.output
+    assert mode(tmp_path / "p.jsonl") == 0o640
+    assert mode(write_json_atomic(tmp_path / "r.json", {"a": 1})) == 0o640
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("x")
+    assert mode(tmp_path / "d") == 0o750 and mode(tmp_path / "d" / "f") == 0o640
+    folder = tmp_path / "onnx"
+    export(tiny_classifier_dir, folder, ExportConfig(verify=False))
+    assert mode(folder) == 0o750
+    assert {mode(p) for p in folder.iterdir()} == {0o640}
+
+
+# --- 13. resume keeps the epoch's whole training loss -----------------------------------------------------
+
+
+def test_resumed_run_reports_the_train_loss_of_the_whole_epoch(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
+    from imdb_deploy.train import TrainConfig, train
+
+    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), epochs=1, batch_size=16, lr=1e-2, seed=7)
+    options.update(max_length=32, val_size=0, max_train_samples=96, max_eval_samples=16, checkpoint_every=2)
+    straight = train(TrainConfig(**options, output_dir=str(tmp_path / "a")), progress=False)
+    interrupted = TrainConfig(**options, output_dir=str(tmp_path / "b"))
+    with monkeypatch.context() as patch, pytest.raises(Interrupted):
+        interrupt_at_step(patch, 4)  # checkpoint at step 2, stopped at 4 of 6: resumed mid-epoch
+        train(interrupted, progress=False)
+    resumed = train(interrupted, resume=True, progress=False)
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (straight, resumed)]
+    loss = [m["epochs"][0]["train_loss"] for m in metrics]
+    assert loss[1] == pytest.approx(loss[0], rel=1e-5)
+
+
+# --- rows in = rows out + error rows, for a mixed hostile file --------------------------------------------
+
+
+def test_rows_in_equal_rows_out_plus_errors_for_a_hostile_mix(onnx_dir, tmp_path):
+    lines = [json.dumps(row) for row in reviews(30)]
+    lines[3] = '{"text": "x", "deep": ' + "[" * 500 + "]" * 500 + "}"
+    lines[7] = '{"id": NaN, "text": "bad"}'
+    lines[11] = "not json"
+    lines[15] = '{"text": ""}'
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "bad.jsonl"
+    args = ["predict", source, "-m", onnx_dir, "--id-field", "id", "--on-error", "skip", "--errors", errors, "-o", out]
+    result = run_cli([*args, "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(strict_json_lines(out)) == 26
+    assert [row["line"] for row in strict_json_lines(errors)] == [4, 8, 12, 16]
+    assert result.stderr.startswith("30 input rows = 26 scored + 4 errors;")
