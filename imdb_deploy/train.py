@@ -390,7 +390,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
                 reviews = (epoch_batches - resumed_batches) * config.batch_size * accelerator.num_processes
                 bar.step(epoch, epoch_loss / epoch_batches, reviews)
                 state["epoch_loss"] = (epoch_loss, epoch_batches)  # saved with every checkpoint
-                if state["step"] % config.checkpoint_every == 0:
+                # The epoch's last step is saved below, with the epoch's record in the state.
+                if state["step"] % config.checkpoint_every == 0 and state["step"] != (epoch + 1) * steps_per_epoch:
                     state["train_seconds"] += time.perf_counter() - tick
                     tick = time.perf_counter()
                     _save_checkpoint(accelerator, out, state, best_weights)
@@ -406,8 +407,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
                 }
         state["epochs"].append(record)
         bar.epoch_done(record)
-        if state["step"] % config.checkpoint_every:  # not saved at this step already
-            _save_checkpoint(accelerator, out, state, best_weights)
+        _save_checkpoint(accelerator, out, state, best_weights)
     bar.close()
 
     # The best epoch by validation accuracy (or the last, without validation) is reported on test and saved.
