@@ -86,6 +86,21 @@ def test_resume_reaches_the_same_weights(tiny_model_dir, toy_data_dir, tmp_path,
         assert (a[key] - b[key]).abs().max().item() < 1e-6, key
 
 
+def test_run_stopped_right_after_an_epoch_keeps_that_epoch_in_its_metrics(
+    tiny_model_dir, toy_data_dir, tmp_path, monkeypatch
+):
+    config = toy_config(
+        tiny_model_dir, toy_data_dir, tmp_path / "run", epochs=2, checkpoint_every=10, max_train_samples=160
+    )
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 11)  # 10 steps an epoch: the periodic checkpoint falls on epoch 1's last step
+        with pytest.raises(Interrupted):
+            train(config, progress=False)
+    resumed = train(config, resume=True, progress=False)
+    epochs = json.loads((resumed / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+
 def test_resume_refuses_changed_settings(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
     config = toy_config(tiny_model_dir, toy_data_dir, tmp_path / "c", epochs=1, max_train_samples=40)
     with monkeypatch.context() as patch:
