@@ -610,6 +610,9 @@ class _Service:
             return await self.batcher.score(texts)
         except InferenceError as exc:
             raise RequestError(500, "inference", f"the model failed on this request: {exc}") from exc
+        except Exception as exc:  # e.g. the tokenizer raised: this request fails, the server goes on
+            logger.exception("a request of %d reviews failed before the model", len(texts))
+            raise RequestError(500, "internal", f"this request failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.in_flight -= len(texts)
             self.metrics.in_flight.set(self.in_flight)

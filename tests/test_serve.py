@@ -279,6 +279,23 @@ def test_a_failing_batch_fails_only_its_own_request(onnx_dir, reference):
         assert metric_values(url)[("imdb_deploy_batch_failures_total", ())] == 1
 
 
+def test_a_tokenizer_failure_fails_only_its_request(onnx_dir):
+    app, model = make_app(onnx_dir)
+    real_encode = model.inner.encode
+
+    def encode(texts):
+        if "explode" in texts:
+            raise ValueError("the tokenizer broke")
+        return real_encode(texts)
+
+    model.encode = encode
+    with running(app) as url:
+        broken = httpx.post(f"{url}/predict", json={"inputs": ["good", "explode"]}, timeout=10)
+        assert broken.status_code == 500
+        assert "ValueError: the tokenizer broke" in broken.json()["error"]
+        assert httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=10).status_code == 200
+
+
 def test_health_info_metrics_and_openapi(onnx_dir):
     from prometheus_client.parser import text_string_to_metric_families
 
