@@ -505,6 +505,67 @@ def predict(
         echo_err(f"wrote {output}")
 
 
+# --- serve ------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("onnx_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--variant",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "optimized", "int8", "fp16"]),
+    help="ONNX file to serve; auto takes int8 on the CPU.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
+@click.option(
+    "--max-batch-tokens",
+    default=16384,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most padded tokens (reviews x longest) the batcher gathers across requests into one batch.",
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    help="Most reviews in one batch [default: no cap but the tokens]; 1 turns batching off.",
+)
+@click.option(
+    "--max-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Longest a batch waits for reviews still being tokenized (never when no one else is in flight).",
+)
+@click.option(
+    "--max-concurrent-requests",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most reviews in flight; past it 429 with Retry-After.",
+)
+@click.option(
+    "--max-client-batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Most texts per request."
+)
+@click.option(
+    "--max-body-bytes", default=2_000_000, show_default=True, type=click.IntRange(min=1), help="Largest request body."
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per request.")
+@user_errors
+def serve(onnx_dir: Path, **options) -> None:
+    """Serve an exported model over HTTP: POST /predict, /health, /info, /metrics, /docs.
+
+    Example: imdb-deploy serve runs/minilm-2k-onnx --port 8000
+    (then: curl -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict)
+    """
+    from imdb_deploy.serve import ServeConfig
+    from imdb_deploy.serve import serve as run_server
+
+    run_server(onnx_dir, ServeConfig(**options))
+
+
 # --- bench ------------------------------------------------------------------------------------------------
 
 
