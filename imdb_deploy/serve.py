@@ -33,13 +33,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
+from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, json_depth
 
 logger = logging.getLogger(__name__)
-
-# Largest single review accepted, in UTF-8 bytes: 7x the longest review in IMDb (13.7 KB). A review is
-# tokenized whole before it is cut to max_length, so this bounds the tokenizer's work per text. The faults
-# branch adds the project's own review-size constant (inputs.MAX_REVIEW_BYTES); the lead will unify the two.
-MAX_REVIEW_BYTES = 100_000
 
 # Paths that get their own label in the request metrics; anything else is counted as "other" so that a
 # scan of random URLs cannot grow the metrics without bound.
@@ -78,7 +74,9 @@ class ServeConfig:
         max_client_batch_size: most texts in one request (text-embeddings-inference's default, 32).
         max_body_bytes: largest request body; bigger ones get 413 before they are read (text-embeddings-
             inference's 2 MB payload limit).
-        max_review_bytes: largest single text, in UTF-8 bytes (MAX_REVIEW_BYTES); bigger ones get 413.
+        max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (inputs.MAX_REVIEW_BYTES,
+            the same for predict and serve; a review is tokenized whole before it is cut to max_length, so this
+            bounds the tokenizer's work per text); bigger ones get 413.
             Long reviews under it are cut exactly as in training, never rejected.
         retry_after_s: the Retry-After header of a 429 or 503, in whole seconds.
         health_timeout_s: how long /health waits for its probe review to be scored before answering 503.
@@ -164,7 +162,10 @@ def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], boo
             the field and index); 413 for too many texts or a text over max_review_bytes (naming the limit).
     """
     try:
-        payload = json.loads(body)
+        text = body.decode("utf-8")
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise RequestError(422, "validation", f"body: JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+        payload = json.loads(text)
     except UnicodeDecodeError as exc:
         raise RequestError(422, "validation", f"body: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
