@@ -473,7 +473,8 @@ def predict(
 @click.option(
     "--rows",
     help="Comma-separated rows [default: all this machine runs]: pytorch-fp32, pytorch-fp32-sorted, "
-    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, pytorch-bf16-cuda, predict-cuda.",
+    "onnx-fp32, onnx-optimized, onnx-int8, predict, openvino-fp32, openvino-int8 (the openvino extra), "
+    "pytorch-fp16-cuda, pytorch-bf16-cuda, predict-cuda.",
 )
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed passes per row.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
@@ -482,6 +483,13 @@ def predict(
 )
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [default: physical cores].")
 @click.option("--cpu-ghz", type=float, help="Clock for the INT8 peak [default: read from the OS].")
+@click.option(
+    "--calibration-samples",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training reviews that calibrate the openvino-int8 row's static INT8 scales.",
+)
 @click.option(
     "--output",
     "-o",

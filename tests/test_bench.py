@@ -118,6 +118,7 @@ def test_bench_chart_is_a_valid_png(bench_run):
 def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, toy_data_dir):
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import EvaluateConfig, evaluate
+    from imdb_deploy.openvino_runtime import INT8_IR, OpenVINOModel
     from imdb_deploy.predict import Predictor
 
     out, _, report = bench_run
@@ -134,6 +135,10 @@ def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, 
     ):
         probabilities = Predictor(out / "onnx", variant=variant).predict_proba(data.texts)
         expected[name] = float((probabilities.argmax(axis=1) == labels).mean())
+    # The OpenVINO rows as openvino_runtime runs them; bench kept the INT8 IR it quantized in OUTPUT/openvino.
+    for name, graph in (("openvino-fp32", "fp32"), ("openvino-int8", str(out / "openvino" / INT8_IR))):
+        logits = OpenVINOModel(out / "onnx", graph).logits(data.texts)
+        expected[name] = float((logits.argmax(axis=1) == labels).mean())
     assert {name: report["rows"][name]["accuracy"] for name in CPU_ROWS} == expected
 
 
