@@ -228,3 +228,13 @@ def test_half_precision_pytorch_rows_cast_the_model(trained_dir, dtype):
     assert logits[dtype].dtype == np.float32 and logits[dtype].shape == (3, 2)
     assert not np.array_equal(logits[dtype], logits["fp32"])  # really computed in half precision
     np.testing.assert_allclose(logits[dtype], logits["fp32"], atol=0.2)  # bf16 keeps 8 significant bits
+
+
+def test_openvino_rows_are_skipped_with_the_reason_without_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    row = next(row for row in bench.ROWS if row.name == "openvino-int8")
+    assert bench.row_unavailable(row) == (
+        "openvino is not installed: pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
+    )
