@@ -122,7 +122,8 @@ def compare(args) -> None:
     torch_dir = args.torch or source_model(args.onnx)
     data = stratified_sample(load_split(args.data, "test"), args.samples, args.seed)
     labels = np.asarray(data.labels)
-    ids = Predictor(args.onnx, variant="fp32").encode(data.texts)
+    encoder = Predictor(args.onnx, variant="fp32")
+    ids = encoder.encode(data.texts)
     log(f"{len(ids)} reviews, {sum(map(len, ids))} tokens, {args.threads} threads; rows {args.rows}")
     results, probabilities = {}, {}
     for name in args.rows.split(","):
@@ -173,6 +174,15 @@ def compare(args) -> None:
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    # The token ids and reference probabilities, for research/openvino_ep.py in its own venv.
+    np.savez(
+        Path(args.output).with_suffix(".npz"),
+        ids=np.concatenate(ids),
+        offsets=np.cumsum([0] + [len(x) for x in ids]),
+        labels=labels,
+        pad_id=encoder.pad_id,
+        **{f"probs_{name}": probs for name, probs in probabilities.items()},
+    )
     for name, row in results.items():
         vs = row.get("vs_pytorch-fp32", {})
         print(
