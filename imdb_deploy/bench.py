@@ -547,6 +547,8 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
             max_tokens=DEFAULT_MAX_TOKENS,
         )
         info = {**model.info, "variant": row.variant, "batch_size": model.batch_size, "max_tokens": model.max_tokens}
+        if row.variant == "fp32":  # what the plugin picked (bf16 on CPUs with it): no fp32 peak applies then
+            info["precision"] = model.info["inference_precision"].replace("f32", "fp32")
         return _Runner(model.logits, {**info, "settings": model.settings.to_dict()}, lambda: None)
     if row.runtime == "pytorch":
         import torch
@@ -800,7 +802,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         accuracy = float((logits.argmax(axis=1) == labels).mean()) if target.trained else None
         macs_per_s = work_done["total"] * figures["reviews_per_s"] / len(data)
         executed = work_by_runtime[row.runtime] * figures["reviews_per_s"] / len(data)
-        precision_peak = peak.get(row.precision, {}).get("macs_per_s")
+        precision_peak = peak.get(figures.get("precision", row.precision), {}).get("macs_per_s")
         rows[row.name] = {
             **base,
             **figures,

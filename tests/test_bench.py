@@ -86,6 +86,9 @@ def test_bench_writes_a_complete_report_and_table(bench_run):
         if report["rows"][name]["status"] == "skipped":
             assert "CUDA" in report["rows"][name]["reason"]
     assert report["rows"]["predict"]["variant"] == "int8"
+    openvino = report["rows"]["openvino-fp32"]
+    assert openvino["precision"] == {"f32": "fp32", "bf16": "bf16"}[openvino["inference_precision"]]
+    assert report["rows"]["openvino-int8"]["quantization"]["calibration_source"].endswith("[train]")
     assert report["rows"]["onnx-int8"]["model_bytes"] < report["rows"]["onnx-fp32"]["model_bytes"]
     assert report["data"]["samples"] == SAMPLES and report["model"]["weights"] == "trained"
     machine = report["machine"]
