@@ -8,6 +8,9 @@ Every row scores the same seeded sample of labelled reviews, end to end from tex
   exactly like the baseline, so the row shows the runtime and the graph alone.
 - `predict`: imdb-deploy's own predict path, `Predictor.predict_proba` with its defaults (INT8 on a CPU,
   length-sorted batches capped by a token budget).
+- `openvino-fp32`, `openvino-int8`: the exported fp32 graph through OpenVINO (imdb_deploy.openvino_runtime) at
+  the precision its CPU plugin picks (bf16 on CPUs that have it), and nncf static INT8 calibrated on training
+  reviews, both in predict's batches; skipped (with the reason) where the `openvino` extra is not installed.
 - `*-cuda`: the GPU rows, skipped (with the reason) where no CUDA device is present.
 
 Per row: throughput (median of `repeats` timed passes after warm-up), latency p50/p95 at batch 1 on the
@@ -37,6 +40,7 @@ import numpy as np
 from imdb_deploy.architectures import ARCHITECTURES, parse_architecture, save_random_classifier, useful_macs
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
+from imdb_deploy.openvino_runtime import DEFAULT_CALIBRATION_SAMPLES
 
 BASELINE = "pytorch-fp32"
 
@@ -48,7 +52,7 @@ class Row:
     Attributes:
         name: short id used in --rows, bench.json and the chart.
         title: what a person reads in the table.
-        runtime: "pytorch" or "onnx" (through predict.Predictor).
+        runtime: "pytorch", "onnx" (through predict.Predictor) or "openvino" (openvino_runtime.OpenVINOModel).
         variant: the ONNX variant (artifacts.ONNX_VARIANTS, or "auto" as predict picks it) or the torch dtype.
         batching: "input-order" (fixed batches of --batch-size) or "predict" (Predictor's length-sorted,
             token-capped batches) or "length-sorted" (fixed size, sorted by length).
@@ -74,6 +78,8 @@ ROWS: tuple[Row, ...] = (
     Row("onnx-optimized", "ONNX optimized", "onnx", "optimized", "input-order"),
     Row("onnx-int8", "ONNX INT8", "onnx", "int8", "input-order", precision="int8"),
     Row("predict", "imdb-deploy predict path", "onnx", "auto", "predict", precision="int8"),
+    Row("openvino-fp32", "OpenVINO, precision it picks", "openvino", "fp32", "predict"),
+    Row("openvino-int8", "OpenVINO static INT8 (nncf)", "openvino", "int8", "predict", precision="int8"),
     Row("pytorch-fp16-cuda", "PyTorch fp16 CUDA", "pytorch", "fp16", "input-order", "cuda", "fp16"),
     Row("pytorch-bf16-cuda", "PyTorch bf16 CUDA", "pytorch", "bf16", "input-order", "cuda", "bf16"),
     Row("predict-cuda", "imdb-deploy predict path, CUDA", "onnx", "auto", "predict", "cuda", "fp16"),
@@ -101,6 +107,7 @@ class BenchConfig:
         onnx_dir: an existing export of the model to time; None exports into `output_dir`/onnx.
         output_dir: where bench.json, bench.png (and any export) are written; None writes no files.
         cpu_ghz: clock for the CPU peak; None reads it from the OS (often the nominal, not the boost, clock).
+        calibration_samples: training reviews (of `data`) that calibrate the openvino-int8 row's static scales.
     """
 
     data: str = "imdb"
@@ -118,11 +125,12 @@ class BenchConfig:
     onnx_dir: str | None = None
     output_dir: str | None = None
     cpu_ghz: float | None = None
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
         if self.samples is not None and self.samples < 2:
             raise ConfigError(f"samples={self.samples!r}: use at least 2 (both labels), or None for the split")
-        for name in ("batch_size", "repeats"):
+        for name in ("batch_size", "repeats", "calibration_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
         for name in ("warmup", "latency_samples"):
@@ -212,6 +220,10 @@ def resolve_model(model: str, config: BenchConfig, work: Path, log: Callable[[st
 
 def row_unavailable(row: Row) -> str | None:
     """Why a row cannot run on this machine, or None."""
+    if row.runtime == "openvino":
+        from imdb_deploy.openvino_runtime import unavailable_reason
+
+        return unavailable_reason()
     if row.device != "cuda":
         return None
     if row.runtime == "pytorch":
@@ -242,7 +254,26 @@ def _weights_bytes(folder: Path) -> int:
 
 
 def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
-    """Load a row's model the one way its stage loads it (artifacts / Predictor)."""
+    """Load a row's model the one way its stage loads it (artifacts / Predictor / openvino_runtime)."""
+    if row.runtime == "openvino":
+        from imdb_deploy.openvino_runtime import open_model
+        from imdb_deploy.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS
+
+        model = open_model(
+            target.onnx_dir,
+            row.variant,
+            config.data,
+            config.calibration_samples,
+            config.seed,
+            save_dir=Path(config.output_dir) / "openvino" if config.output_dir else None,
+            threads=config.threads,
+            batch_size=DEFAULT_BATCH_SIZE,
+            max_tokens=DEFAULT_MAX_TOKENS,
+        )
+        info = {**model.info, "variant": row.variant, "batch_size": model.batch_size, "max_tokens": model.max_tokens}
+        if row.variant == "fp32":  # what the plugin picked (bf16 on CPUs with it): no fp32 peak applies then
+            info["precision"] = model.info["inference_precision"].replace("f32", "fp32")
+        return _Runner(model.logits, {**info, "settings": model.settings.to_dict()}, lambda: None)
     if row.runtime == "pytorch":
         import torch
 
@@ -465,7 +496,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     # is compared on the useful work (the full model's); shares of the peak use the work each row really does.
     export_settings = load_export_report(target.onnx_dir).get("settings", {})
     onnx_work = useful_macs(model_config, lengths, bool(export_settings.get("cls_only_last_layer")))
-    work_by_runtime = {"onnx": onnx_work["total"], "pytorch": work_done["total"]}
+    work_by_runtime = {"onnx": onnx_work["total"], "openvino": onnx_work["total"], "pytorch": work_done["total"]}
     machine = machine_info(config.cpu_ghz)
     peak = cpu_peak(machine)
     log(
@@ -494,7 +525,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         accuracy = float((logits.argmax(axis=1) == labels).mean()) if target.trained else None
         macs_per_s = work_done["total"] * figures["reviews_per_s"] / len(data)
         executed = work_by_runtime[row.runtime] * figures["reviews_per_s"] / len(data)
-        precision_peak = peak.get(row.precision, {}).get("macs_per_s")
+        precision_peak = peak.get(figures.get("precision", row.precision), {}).get("macs_per_s")
         rows[row.name] = {
             **base,
             **figures,

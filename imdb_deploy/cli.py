@@ -557,8 +557,10 @@ def predict(
 def serve(onnx_dir: Path, **options) -> None:
     """Serve an exported model over HTTP: POST /predict, /health, /info, /metrics, /docs.
 
-    Example: imdb-deploy serve runs/minilm-2k-onnx --port 8000
-    (then: curl -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict)
+    \b
+    Example:
+      imdb-deploy serve runs/minilm-2k-onnx --port 8000
+      curl -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict
     """
     from imdb_deploy.serve import ServeConfig
     from imdb_deploy.serve import serve as run_server
@@ -599,6 +601,12 @@ def serve(onnx_dir: Path, **options) -> None:
 @_option(BenchConfig, "--latency-samples", type=click.IntRange(min=0), help="Batch-1 calls per length.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [default: physical cores].")
 @click.option("--cpu-ghz", type=float, help="Clock for the INT8 peak [default: read from the OS].")
+@_option(
+    BenchConfig,
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    help="Training reviews that calibrate the openvino-int8 row's static INT8 scales.",
+)
 @click.option(
     "--output",
     "-o",

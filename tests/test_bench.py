@@ -86,6 +86,9 @@ def test_bench_writes_a_complete_report_and_table(bench_run):
         if report["rows"][name]["status"] == "skipped":
             assert "CUDA" in report["rows"][name]["reason"]
     assert report["rows"]["predict"]["variant"] == "int8"
+    openvino = report["rows"]["openvino-fp32"]
+    assert openvino["precision"] == {"f32": "fp32", "bf16": "bf16"}[openvino["inference_precision"]]
+    assert report["rows"]["openvino-int8"]["quantization"]["calibration_source"].endswith("[train]")
     assert report["rows"]["onnx-int8"]["model_bytes"] < report["rows"]["onnx-fp32"]["model_bytes"]
     assert report["data"]["samples"] == SAMPLES and report["model"]["weights"] == "trained"
     machine = report["machine"]
@@ -118,6 +121,7 @@ def test_bench_chart_is_a_valid_png(bench_run):
 def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, toy_data_dir):
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import EvaluateConfig, evaluate
+    from imdb_deploy.openvino_runtime import INT8_IR, OpenVINOModel
     from imdb_deploy.predict import Predictor
 
     out, _, report = bench_run
@@ -134,6 +138,10 @@ def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, 
     ):
         probabilities = Predictor(out / "onnx", variant=variant).predict_proba(data.texts)
         expected[name] = float((probabilities.argmax(axis=1) == labels).mean())
+    # The OpenVINO rows as openvino_runtime runs them; bench kept the INT8 IR it quantized in OUTPUT/openvino.
+    for name, graph in (("openvino-fp32", "fp32"), ("openvino-int8", str(out / "openvino" / INT8_IR))):
+        logits = OpenVINOModel(out / "onnx", graph).logits(data.texts)
+        expected[name] = float((logits.argmax(axis=1) == labels).mean())
     assert {name: report["rows"][name]["accuracy"] for name in CPU_ROWS} == expected
 
 
@@ -194,3 +202,13 @@ def test_half_precision_pytorch_rows_cast_the_model(trained_dir, dtype):
     assert logits[dtype].dtype == np.float32 and logits[dtype].shape == (3, 2)
     assert not np.array_equal(logits[dtype], logits["fp32"])  # really computed in half precision
     np.testing.assert_allclose(logits[dtype], logits["fp32"], atol=0.2)  # bf16 keeps 8 significant bits
+
+
+def test_openvino_rows_are_skipped_with_the_reason_without_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    row = next(row for row in bench.ROWS if row.name == "openvino-int8")
+    assert bench.row_unavailable(row) == (
+        "openvino is not installed: pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
+    )

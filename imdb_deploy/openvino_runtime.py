@@ -1,0 +1,346 @@
+"""OpenVINO as a second CPU runtime for an exported ONNX folder (the optional `openvino` extra: openvino + nncf).
+
+- `OpenVINOModel` reads a graph of a folder written by `imdb-deploy export`, compiles it for the CPU with the
+  given threads and performance hint, and scores reviews in the same length-sorted, token-capped batches as
+  `predict.Predictor` (tokenization.length_sorted_batches and tokenization.pad), with the folder's tokenizer and
+  tokenization settings: the same reviews give the same token ids.
+- `quantize_static` is nncf's static INT8 (`nncf.quantize`, `ModelType.TRANSFORMER`): activation scales are
+  calibrated once, on training reviews, and fixed in the graph (saved as OpenVINO IR, `openvino_int8.xml/.bin`).
+
+What OpenVINO does with the exported graphs (openvino 2026.4, checked on the tiny test model and the fine-tuned
+MiniLM): its ONNX frontend keeps the dynamic `batch_size` and `sequence_length` axes (inputs `[?, ?]`), so no
+reshape is needed and each batch pads only to its own longest review. It reads `model.onnx` and
+`model_optimized.onnx` (it knows onnxruntime's fused contrib ops) but not `model_quantized.onnx` (no conversion
+rule for com.microsoft.QAttention): its INT8 comes from nncf instead. It runs the plain graph faster than the
+fused one (distilbert-base, 512 tokens, 2 cores with AMX: 18.75 vs 11.60 reviews/s; README, issue 17), so
+bench compiles `model.onnx`. What is not INT8 runs at the precision the CPU plugin picks
+(INFERENCE_PRECISION_HINT): bf16 on CPUs with AVX512-BF16 or AMX, f32 elsewhere; `precision="f32"` forces full
+precision. `info` records what it picked. Only f32 is batch-invariant: bf16 and static INT8 moved a review's
+probability by up to 1.5e-3 between batchings (fixed scales, but the float parts round differently per batch
+shape, and a value crossing a rounding boundary moves a whole quantization step).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+from imdb_deploy.artifacts import ONNX_VARIANTS, load_settings, load_tokenizer
+from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.tokenization import encode, length_sorted_batches, pad
+
+# The ONNX variants OpenVINO can read (model_quantized.onnx holds onnxruntime-only QAttention ops).
+ONNX_SOURCES = ("fp32", "optimized")
+# Static INT8 written by quantize_static, inside the exported folder or wherever the caller says.
+INT8_IR = "openvino_int8.xml"
+# ov::hint::PerformanceMode. LATENCY: one stream using every thread, which is how Predictor runs (one synchronous
+# call per batch); THROUGHPUT: several streams that only pay off with parallel requests.
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
+# None: the CPU plugin's own choice (bf16 where the CPU has it, else f32).
+PRECISIONS = (None, "f32", "bf16")
+# Training reviews nncf calibrates on; nncf's own default subset size is 300.
+DEFAULT_CALIBRATION_SAMPLES = 300
+_INSTALL_HINT = "pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
+
+
+def unavailable_reason() -> str | None:
+    """Why the OpenVINO rows cannot run here (the `openvino` extra is missing), or None."""
+    for module in ("openvino", "nncf"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed: {_INSTALL_HINT}"
+    return None
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise ModelLoadError(f"openvino is not installed: {_INSTALL_HINT}") from exc
+    return openvino
+
+
+def resolve_graph(model_dir: str | os.PathLike, graph: str = "fp32") -> Path:
+    """The file OpenVINO reads for `graph` in an exported folder.
+
+    Args:
+        model_dir: folder written by `imdb-deploy export`.
+        graph: "fp32" or "optimized" (ONNX variants), "int8" (the IR quantize_static wrote into the folder), or
+            the path of an .onnx or .xml file.
+
+    Raises:
+        ModelLoadError: the folder or the file is missing, or `graph` names an ONNX variant OpenVINO cannot read.
+    """
+    folder = Path(str(model_dir))
+    if graph in ONNX_SOURCES:
+        path = folder / ONNX_VARIANTS[graph]
+    elif graph == "int8":
+        path = folder / INT8_IR
+    elif graph in ONNX_VARIANTS:
+        raise ModelLoadError(
+            f"graph {graph!r}: OpenVINO cannot read {ONNX_VARIANTS[graph]} (onnxruntime-only ops); "
+            f"use {', '.join(ONNX_SOURCES)} or int8 (static INT8 by nncf)"
+        )
+    else:
+        path = Path(graph)
+    if not path.is_file():
+        hint = "write it with quantize_static" if graph == "int8" else "create it with `imdb-deploy export`"
+        raise ModelLoadError(f"{path}: no such file; {hint}")
+    return path
+
+
+def graph_bytes(path: str | os.PathLike) -> int:
+    """Size of a graph on disk: an .onnx file (plus external data), or an IR's .xml plus its .bin."""
+    path = Path(path)
+    companions = [path.with_suffix(".bin")] if path.suffix == ".xml" else [path.with_name(path.name + "_data")]
+    return path.stat().st_size + sum(p.stat().st_size for p in companions if p.is_file())
+
+
+class OpenVINOModel:
+    """An exported model compiled by OpenVINO for the CPU, scoring reviews in Predictor's batches.
+
+    Args:
+        model_dir: folder written by `imdb-deploy export` (tokenizer, train_config.json, the graphs).
+        graph: what to compile (see resolve_graph), or an `openvino.Model` already in memory (e.g. from
+            quantize_static) together with `model_path`.
+        threads: INFERENCE_NUM_THREADS; None lets OpenVINO use every core.
+        hint: PERFORMANCE_HINT, one of PERFORMANCE_HINTS.
+        precision: INFERENCE_PRECISION_HINT, one of PRECISIONS (None: the plugin's choice).
+        batch_size: most reviews in one call (Predictor's default is predict.DEFAULT_BATCH_SIZE).
+        max_tokens: most padded tokens in one call; None for no cap.
+        model_path: the file an in-memory `graph` was saved to (for `info`), if any.
+
+    Raises:
+        ModelLoadError: openvino is missing, or the graph cannot be read or compiled.
+        ConfigError: a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        graph="fp32",
+        threads: int | None = None,
+        hint: str = "LATENCY",
+        precision: str | None = None,
+        batch_size: int = 64,
+        max_tokens: int | None = 1024,
+        model_path: str | os.PathLike | None = None,
+    ) -> None:
+        if hint not in PERFORMANCE_HINTS:
+            raise ConfigError(f"hint={hint!r}: use one of {', '.join(PERFORMANCE_HINTS)}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision={precision!r}: use None (the CPU's choice), f32 or bf16")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads={threads!r}: use 1 or more (or None for every core)")
+        if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
+            raise ConfigError(f"batch_size={batch_size!r}, max_tokens={max_tokens!r}: use 1 or more")
+        ov = _openvino()
+        self.model_dir = Path(str(model_dir))
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        core = ov.Core()
+        if isinstance(graph, ov.Model):
+            model, self.model_path = graph, Path(model_path) if model_path else None
+        else:
+            self.model_path = resolve_graph(self.model_dir, graph)
+            try:
+                model = core.read_model(str(self.model_path))
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise ModelLoadError(f"{self.model_path}: OpenVINO could not read it ({first})") from exc
+        properties = {"PERFORMANCE_HINT": hint}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            properties["INFERENCE_PRECISION_HINT"] = precision
+        try:
+            self.compiled = core.compile_model(model, "CPU", properties)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{self.model_path or 'the model'}: OpenVINO could not compile it ({exc})") from exc
+        self._request = self.compiled.create_infer_request()
+        self._input_names = [port.get_any_name() for port in self.compiled.inputs]
+        if "input_ids" not in self._input_names or set(self._input_names) - {"input_ids", "attention_mask"}:
+            raise ModelLoadError(
+                f"{self.model_path}: unexpected inputs {self._input_names} (expected input_ids and attention_mask); "
+                "re-create the folder with `imdb-deploy export`"
+            )
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.settings = load_settings(self.model_dir, self.tokenizer)
+        self.label_names = tuple(self.settings.label_names)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.info = {
+            "file": str(self.model_path) if self.model_path else None,
+            "model_bytes": graph_bytes(self.model_path) if self.model_path and self.model_path.is_file() else None,
+            "openvino": ov.__version__,
+            "input_shapes": {port.get_any_name(): str(port.get_partial_shape()) for port in self.compiled.inputs},
+            **self.properties(),
+        }
+
+    def properties(self) -> dict:
+        """What the CPU plugin chose: inference precision, threads, streams, hint, execution devices."""
+        get = self.compiled.get_property
+        return {
+            "inference_precision": str(get("INFERENCE_PRECISION_HINT").get_type_name()),
+            "threads": int(get("INFERENCE_NUM_THREADS")),
+            "streams": int(get("NUM_STREAMS")),
+            "performance_hint": str(get("PERFORMANCE_HINT")).rpartition(".")[2],
+            "execution_devices": list(get("EXECUTION_DEVICES")),
+        }
+
+    def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits for one batch of token id lists (unpadded), padded to its longest (tokenization.pad)."""
+        feed = pad(batch, self.pad_id)
+        result = self._request.infer({name: feed[name] for name in self._input_names})
+        return np.array(result[self.compiled.outputs[0]], dtype=np.float32)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, cut exactly as in training (the folder's tokenization settings)."""
+        return encode(self.tokenizer, list(texts), self.settings)
+
+    def logits_from_ids(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits in input order, from Predictor's length-sorted, token-capped batches."""
+        out = np.empty((len(encoded), len(self.label_names)), dtype=np.float32)
+        lengths = [len(ids) for ids in encoded]
+        for batch in length_sorted_batches(lengths, self.batch_size, self.max_tokens):
+            out[batch] = self.run_batch([encoded[i] for i in batch])
+        return out
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits, shape (len(texts), num_labels), float32, in input order."""
+        return self.logits_from_ids(self.encode(texts))
+
+
+def quantize_static(
+    model_dir: str | os.PathLike,
+    calibration_texts: Sequence[str],
+    output: str | os.PathLike | None = None,
+    source: str = "fp32",
+    calibration_source: str = "",
+):
+    """nncf static INT8 of an exported graph, calibrated on the given (training) reviews.
+
+    Each calibration review is one unpadded call (shape 1 x its length), so padding never enters the scales.
+
+    Args:
+        model_dir: folder written by `imdb-deploy export`.
+        calibration_texts: the reviews to calibrate on; take them from the training split, never the test split.
+        output: where to save the IR (.xml, with its .bin beside it), written completely or not at all; None
+            keeps it in memory only.
+        source: the ONNX variant to quantize, one of ONNX_SOURCES.
+        calibration_source: where the reviews came from, for the record.
+
+    Returns:
+        (model, record): the quantized `openvino.Model`, and what was done (source graph, calibration size and
+        source, nncf and openvino versions, file and bytes when saved).
+
+    Raises:
+        ModelLoadError: openvino or nncf is missing, or the graph cannot be read.
+        ConfigError: no calibration reviews, or an unknown source.
+    """
+    if source not in ONNX_SOURCES:
+        raise ConfigError(f"source={source!r}: use one of {', '.join(ONNX_SOURCES)}")
+    if not calibration_texts:
+        raise ConfigError("calibration_texts is empty: give training reviews to calibrate the INT8 scales on")
+    ov = _openvino()
+    try:
+        import nncf
+    except ImportError as exc:
+        raise ModelLoadError(f"nncf is not installed: {_INSTALL_HINT}") from exc
+    import logging
+
+    folder = Path(str(model_dir))
+    path = resolve_graph(folder, source)
+    tokenizer = load_tokenizer(folder)
+    settings = load_settings(folder, tokenizer)
+    items = []
+    for ids in encode(tokenizer, list(calibration_texts), settings):
+        batch = pad([ids], tokenizer.pad_token_id or 0)
+        items.append({name: batch[name] for name in ("input_ids", "attention_mask")})
+    model = ov.Core().read_model(str(path))
+    nncf.set_log_level(logging.ERROR)
+    # nncf draws rich progress bars on stdout, which is for data: send them to stderr.
+    with redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(
+            model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
+        )
+    record = {
+        "method": "nncf.quantize, ModelType.TRANSFORMER, static activation scales",
+        "source": path.name,
+        "calibration_samples": len(items),
+        "calibration_source": calibration_source,
+        "nncf": nncf.__version__,
+        "openvino": ov.__version__,
+    }
+    if output is not None:
+        from imdb_deploy.fileio import atomic_file
+
+        output = Path(output)
+        # The .bin is renamed into place first, the .xml (what a reader looks for) last.
+        with atomic_file(output) as xml_tmp, atomic_file(output.with_suffix(".bin")) as bin_tmp:
+            scratch = xml_tmp.with_name(xml_tmp.name + ".xml")
+            ov.save_model(quantized, str(scratch), compress_to_fp16=False)
+            os.replace(scratch.with_suffix(".bin"), bin_tmp)
+            os.replace(scratch, xml_tmp)
+        record.update(file=str(output), bytes=graph_bytes(output))
+    return quantized, record
+
+
+def calibration_reviews(data: str, samples: int, seed: int = 42):
+    """A seeded stratified sample of the TRAINING split of `data` (never the test split) to calibrate on.
+
+    Raises:
+        DataError, HubUnreachableError: the training split cannot be read.
+    """
+    from imdb_deploy.data import load_split, stratified_sample
+
+    return stratified_sample(load_split(data, "train"), samples, seed)
+
+
+def open_model(
+    onnx_dir: str | os.PathLike,
+    variant: str,
+    data: str,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    seed: int = 42,
+    save_dir: str | os.PathLike | None = None,
+    **options,
+) -> OpenVINOModel:
+    """The model bench times: "fp32" compiles the exported fp32 graph at the precision the CPU plugin picks;
+    "int8" first quantizes it with nncf, calibrated on `calibration_samples` training reviews of `data`.
+
+    Args:
+        onnx_dir: folder written by `imdb-deploy export`.
+        variant: "fp32" or "int8".
+        data: the data source whose training split calibrates the INT8 scales.
+        calibration_samples: training reviews to calibrate on.
+        seed: seed of the calibration sample.
+        save_dir: folder to keep the INT8 IR in (openvino_int8.xml/.bin); None keeps it in a temporary folder
+            only long enough to measure its size.
+        **options: threads, hint, precision, batch_size, max_tokens for OpenVINOModel.
+
+    Returns:
+        The compiled model; for INT8 its `info["quantization"]` records the calibration.
+    """
+    if variant == "fp32":
+        return OpenVINOModel(onnx_dir, "fp32", **options)
+    if variant != "int8":
+        raise ConfigError(f"variant={variant!r}: use fp32 or int8")
+    import tempfile
+
+    reviews = calibration_reviews(data, calibration_samples, seed)
+    with tempfile.TemporaryDirectory(prefix="imdb-deploy-openvino-") as scratch:
+        folder = Path(save_dir) if save_dir else Path(scratch)
+        quantized, record = quantize_static(
+            onnx_dir, reviews.texts, folder / INT8_IR, calibration_source=f"{reviews.source} [train]"
+        )
+        model = OpenVINOModel(onnx_dir, quantized, model_path=folder / INT8_IR, **options)
+    if not save_dir:  # the size was measured; the file itself is gone with the temporary folder
+        model.info["file"] = record["file"] = INT8_IR
+    model.info["quantization"] = record
+    return model
