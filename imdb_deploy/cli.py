@@ -292,7 +292,9 @@ def export(
     )
     report = run_export(model_dir, output_dir, config, log=None if quiet else echo_err)
     for name, variant in report.variants.items():
-        echo_err(f"  {name:<10} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB")
+        invariance = "batch-invariant" if variant["batch_invariant"] else "BATCH-DEPENDENT"
+        default = "  (default)" if name == report.default_variant else ""
+        echo_err(f"  {name:<12} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
     if quiet:
         for warning in report.warnings:
             echo_err(f"warning: {warning}")
@@ -307,11 +309,19 @@ def export(
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(["fp32", "optimized", "int8", "fp16"]),
+    type=click.Choice(["fp32", "optimized", "int8", "int8-batched", "fp16"]),
     help="Variant to check (repeatable) [default: every one in the folder].",
 )
 @click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.option("--seed", default=42, show_default=True, type=int, help="Seed of the sample.")
+@click.option(
+    "--invariance-samples",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reviews scored again one per call: a variant that claims batch invariance fails the gate if a label "
+    "flips or a probability moves by more than 1e-5.",
+)
 @click.option(
     "--output",
     "-o",
@@ -333,7 +343,7 @@ def verify(
     quiet: bool,
     **options,
 ) -> None:
-    """Run the parity gate alone: PyTorch vs each ONNX variant on labelled reviews; exit 1 if it fails.
+    """Run the parity gate alone: PyTorch vs each ONNX variant (and its batch invariance); exit 1 if it fails.
 
     Example: imdb-deploy verify runs/minilm-2k-onnx --data ../shared/data/imdb --verify-samples 2000
     """
@@ -395,14 +405,22 @@ def verify(
     "--variant",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "fp32", "optimized", "int8", "fp16"]),
-    help="ONNX file to run; auto takes int8 on CPU, fp16/optimized/fp32 on CUDA.",
+    type=click.Choice(["auto", "fp32", "optimized", "int8", "int8-batched", "fp16"]),
+    help="ONNX variant to run; auto takes int8 on CPU (dynamic INT8, one review per call: batch-invariant), "
+    "fp16/optimized/fp32 on CUDA. int8-batched is BATCH-DEPENDENT (a review's score depends on the reviews "
+    "batched with it) and faster on short reviews.",
 )
 @click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
 @click.option(
-    "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 1024]."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Most reviews per onnxruntime call for batched variants [default: 64].",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Most padded tokens per onnxruntime call for batched variants [default: 1024].",
 )
 @click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1), help="Rows sorted together.")
 @click.option(
@@ -473,7 +491,8 @@ def predict(
 @click.option(
     "--rows",
     help="Comma-separated rows [default: all this machine runs]: pytorch-fp32, pytorch-fp32-sorted, "
-    "onnx-fp32, onnx-optimized, onnx-int8, predict, pytorch-fp16-cuda, pytorch-bf16-cuda, predict-cuda.",
+    "onnx-fp32, onnx-optimized, onnx-int8, predict, predict-int8-batched, pytorch-fp16-cuda, pytorch-bf16-cuda, "
+    "predict-cuda.",
 )
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed passes per row.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
