@@ -157,7 +157,13 @@ class Predictor:
         return {name: feed[name] for name in self._input_names}
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits for one batch of token id lists (unpadded); the one place onnxruntime runs."""
+        """Logits for one batch of token id lists (unpadded), in order; the one place onnxruntime runs.
+
+        A per-review variant runs each review in a call of its own here too, so no entry point can make
+        its answers depend on the batch.
+        """
+        if self.batching.per_review and len(batch) > 1:
+            return np.concatenate([self.run_batch([ids]) for ids in batch])
         feed = self._fill(batch)
         if not self.io_binding:
             return self.session.run([self._output_name], feed)[0]

@@ -60,6 +60,8 @@ def test_default_variant_gives_a_review_the_same_answer_in_any_batch(onnx_dir):
     for start in range(0, len(texts), 32):  # random batches of 32, as a server's micro-batches
         group = order[start : start + 32]
         shuffled[group] = predictor.predict_proba([texts[i] for i in group])
+    raw = predictor.run_batch(predictor.encode(texts[:32]))  # even one low-level call runs review by review
+    np.testing.assert_array_equal(raw, np.concatenate([predictor.logits([text]) for text in texts[:32]]))
     for other in (together, shuffled):
         assert np.abs(other - alone).max() <= 1e-5
         assert (other.argmax(axis=1) == alone.argmax(axis=1)).all()
