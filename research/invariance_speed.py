@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--calibration", type=int, default=64, help="train reviews for static INT8")
+    parser.add_argument("--only", default="", help="comma-separated candidates (default: all)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/imdb-invariance-speed"))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "invariance")
     args = parser.parse_args()
@@ -212,7 +213,10 @@ def main() -> None:
         quarter = len(order) // 4
         sets = {"all": list(range(len(lengths))), "short": order[:quarter], "long": order[-quarter:]}
         log(f"{size}: {len(lengths)} reviews, mean {np.mean(lengths):.0f} tokens, max length {settings.max_length}")
-        results = time_all(candidates(onnx_dir, args.work / size), sets, encoded, args.repeats)
+        makers = candidates(onnx_dir, args.work / size)
+        only = {name for name in args.only.split(",") if name}
+        makers = {name: make for name, make in makers.items() if not only or name in only or name == "int8"}
+        results = time_all(makers, sets, encoded, args.repeats)
         report = {
             "size": size,
             "spec": SIZES[size][0],
@@ -227,7 +231,7 @@ def main() -> None:
         path = args.out / f"speed-{size}.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {path}")
-        base = results["int8-batched"]
+        base = results.get("int8-batched", results["int8"])
         for name, r in results.items():
             best = {s: r[s]["reviews_per_s_best"] for s in sets}
             log(
