@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imdb_deploy import __version__
@@ -34,11 +35,53 @@ METRICS = "metrics.json"
 EXPORT_REPORT = "export_report.json"
 
 # File name of each ONNX variant inside an exported folder, in the order a CPU prefers them last to first.
+# "int8" and "int8-batched" are the same dynamic-INT8 file run two ways (see VARIANT_BATCHING).
 ONNX_VARIANTS = {
     "fp32": "model.onnx",
     "optimized": "model_optimized.onnx",
     "int8": "model_quantized.onnx",
+    "int8-batched": "model_quantized.onnx",
     "fp16": "model_fp16.onnx",
+}
+
+
+@dataclass(frozen=True)
+class VariantBatching:
+    """How a variant is fed to onnxruntime, and whether a review's answer can depend on its batch.
+
+    Attributes:
+        per_review: one review per onnxruntime call (no padding, nothing shared with other reviews).
+        batch_invariant: the claim `verify` holds the variant to: the same review gets the same
+            probabilities (max |difference| <= verify.INVARIANCE_MAX_PROB_DIFF, no label flip) in any batch.
+        note: why, in a sentence people read in --help, /info and export_report.json.
+    """
+
+    per_review: bool
+    batch_invariant: bool
+    note: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Dynamic INT8 quantizes activations with one scale per onnxruntime call, over every token of the batch
+# (padding included), so batched it is batch-dependent; one review per call it depends on that review alone.
+# Measured (research/batch_invariance.py, 2,000 IMDb test reviews, fine-tuned MiniLM): see the README.
+VARIANT_BATCHING = {
+    "fp32": VariantBatching(False, True, "fp32 kernels treat rows independently (batchings differ by float rounding)"),
+    "optimized": VariantBatching(
+        False, True, "fused fp32 kernels treat rows independently (batchings differ by float rounding)"
+    ),
+    "int8": VariantBatching(
+        True, True, "dynamic INT8 run one review per call: its activation scales come from that review alone"
+    ),
+    "int8-batched": VariantBatching(
+        False,
+        False,
+        "BATCH-DEPENDENT: dynamic INT8 over length-sorted batches; activation scales span the whole batch, "
+        "so a review's probabilities (and near 0.5 its label) depend on the reviews batched with it",
+    ),
+    "fp16": VariantBatching(False, False, "fp16 on the GPU: invariance not measured (no GPU has run it)"),
 }
 
 _LOCAL_HINT = (
@@ -270,8 +313,9 @@ def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu
 
     Args:
         onnx_dir: folder written by `imdb-deploy export`.
-        variant: "auto", or one of ONNX_VARIANTS. "auto" takes INT8 on CPU (fastest there, parity-checked),
-            fp16 then optimized then fp32 on GPU (ONNX Runtime's CUDA provider does not run dynamic INT8).
+        variant: "auto", or one of ONNX_VARIANTS. "auto" takes "int8" on CPU (dynamic INT8 one review per
+            call: parity-checked and batch-invariant), fp16 then optimized then fp32 on GPU (ONNX Runtime's
+            CUDA provider does not run dynamic INT8). It never picks "int8-batched" (batch-dependent).
         gpu: whether the session will run on CUDA.
 
     Raises:

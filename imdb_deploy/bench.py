@@ -6,8 +6,10 @@ Every row scores the same seeded sample of labelled reviews, end to end from tex
 - `pytorch-fp32-sorted`: the same model with length-sorted batches (what `evaluate` does).
 - `onnx-fp32`, `onnx-optimized`, `onnx-int8`: the exported graphs through `predict.Predictor`, batched
   exactly like the baseline, so the row shows the runtime and the graph alone.
-- `predict`: imdb-deploy's own predict path, `Predictor.predict_proba` with its defaults (INT8 on a CPU,
-  length-sorted batches capped by a token budget).
+- `predict`: imdb-deploy's own predict path, `Predictor.predict_proba` with its defaults (on a CPU dynamic
+  INT8 one review per call: batch-invariant).
+- `predict-int8-batched`: the same INT8 file in length-sorted batches capped by a token budget (the
+  opt-in `int8-batched` variant: faster on short reviews, but batch-dependent).
 - `openvino-fp32`, `openvino-int8`: the exported fp32 graph through OpenVINO (imdb_deploy.openvino_runtime) at
   the precision its CPU plugin picks (bf16 on CPUs that have it), and nncf static INT8 calibrated on training
   reviews, both in predict's batches; skipped (with the reason) where the `openvino` extra is not installed.
@@ -76,8 +78,16 @@ ROWS: tuple[Row, ...] = (
     Row("pytorch-fp32-sorted", "PyTorch fp32 eager, sorted", "pytorch", "fp32", "length-sorted"),
     Row("onnx-fp32", "ONNX fp32", "onnx", "fp32", "input-order"),
     Row("onnx-optimized", "ONNX optimized", "onnx", "optimized", "input-order"),
-    Row("onnx-int8", "ONNX INT8", "onnx", "int8", "input-order", precision="int8"),
+    Row("onnx-int8", "ONNX INT8", "onnx", "int8-batched", "input-order", precision="int8"),
     Row("predict", "imdb-deploy predict path", "onnx", "auto", "predict", precision="int8"),
+    Row(
+        "predict-int8-batched",
+        "predict path, int8-batched (batch-dependent)",
+        "onnx",
+        "int8-batched",
+        "predict",
+        precision="int8",
+    ),
     Row("openvino-fp32", "OpenVINO, precision it picks", "openvino", "fp32", "predict"),
     Row("openvino-int8", "OpenVINO static INT8 (nncf)", "openvino", "int8", "predict", precision="int8"),
     Row("pytorch-fp16-cuda", "PyTorch fp16 CUDA", "pytorch", "fp16", "input-order", "cuda", "fp16"),
@@ -345,6 +355,8 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
         "threads": options.intra_op_num_threads or physical_cores(),
         "batch_size": predictor.batch_size,
         "max_tokens": predictor.max_tokens,
+        "per_review": predictor.batching.per_review,
+        "batch_invariant": predictor.batching.batch_invariant,
         "providers": predictor.session.get_providers(),
         "settings": predictor.settings.to_dict(),
     }

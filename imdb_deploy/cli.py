@@ -347,7 +347,9 @@ def export(
     )
     report = run_export(model_dir, output_dir, config, log=None if quiet else echo_err)
     for name, variant in report.variants.items():
-        echo_err(f"  {name:<10} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB")
+        invariance = "batch-invariant" if variant["batch_invariant"] else "BATCH-DEPENDENT"
+        default = "  (default)" if name == report.default_variant else ""
+        echo_err(f"  {name:<12} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
     if quiet:
         for warning in report.warnings:
             echo_err(f"warning: {warning}")
@@ -367,6 +369,14 @@ def export(
 )
 @_option(VerifyConfig, "--provider", type=click.Choice(DEVICES))
 @_option(VerifyConfig, "--seed", type=int, help="Seed of the sample.")
+@click.option(
+    "--invariance-samples",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reviews scored again one per call: a variant that claims batch invariance fails the gate if a label "
+    "flips or a probability moves by more than 1e-5.",
+)
 @click.option(
     "--output",
     "-o",
@@ -388,7 +398,7 @@ def verify(
     quiet: bool,
     **options,
 ) -> None:
-    """Run the parity gate alone: PyTorch vs each ONNX variant on labelled reviews; exit 1 if it fails.
+    """Run the parity gate alone: PyTorch vs each ONNX variant (and its batch invariance); exit 1 if it fails.
 
     \b
     Example:
@@ -453,13 +463,21 @@ def verify(
     Predictor,
     "--variant",
     type=click.Choice(["auto", *ONNX_VARIANTS]),
-    help="ONNX file to run; auto takes int8 on CPU, fp16/optimized/fp32 on CUDA.",
+    help="ONNX variant to run; auto takes int8 on CPU (dynamic INT8, one review per call: batch-invariant), "
+    "fp16/optimized/fp32 on CUDA. int8-batched is BATCH-DEPENDENT (a review's score depends on the reviews "
+    "batched with it) and faster on short reviews.",
 )
 @_option(Predictor, "--provider", type=click.Choice(DEVICES))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Most reviews per onnxruntime call [default: 64].")
 @click.option(
-    "--max-tokens", type=click.IntRange(min=1), help="Most padded tokens per onnxruntime call [default: 1024]."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Most reviews per onnxruntime call for batched variants [default: 64].",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Most padded tokens per onnxruntime call for batched variants [default: 1024].",
 )
 @_option(PredictFileConfig, "--chunk-size", type=click.IntRange(min=1), help="Rows sorted together.")
 @click.option(

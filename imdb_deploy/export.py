@@ -13,6 +13,9 @@ Three steps, each with the tool made for it:
    graph (shape inference knows no type for the contrib ops' outputs and it stops), so the fused graph is
    quantized by ONNX Runtime's `quantize_dynamic` with the same settings and `DefaultTensorType` float, which
    supplies the missing type. The unfused graph goes through `ORTQuantizer` (`quantize_from="fp32"`).
+   Dynamic INT8 picks its activation scales per onnxruntime call, so the folder offers the file two ways:
+   `int8` (one review per call: batch-invariant, what predict and serve pick) and `int8-batched` (opt-in,
+   batch-dependent); the report says which is which.
 
 Then the parity gate (imdb_deploy.verify) runs PyTorch and every variant on real labelled reviews. The
 output folder is written under a temporary name and renamed only when everything, the gate included,
@@ -36,6 +39,7 @@ from imdb_deploy.artifacts import (
     EXPORT_REPORT,
     ONNX_VARIANTS,
     TRAIN_CONFIG_FIELDS,
+    VARIANT_BATCHING,
     is_local_reference,
     load_settings,
     load_tokenizer,
@@ -43,6 +47,7 @@ from imdb_deploy.artifacts import (
     load_train_config,
     onnx_variants,
     refuse_custom_code,
+    resolve_onnx_variant,
     write_train_config,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError, OutputError
@@ -150,7 +155,9 @@ class ExportReport:
         output: the output folder.
         source_model: the model folder (absolute) or Hub id it came from; `verify` reloads PyTorch from it.
         verified: True only when the parity gate ran and passed.
-        variants: per ONNX variant, its file and size in bytes.
+        variants: per ONNX variant, its file, size in bytes, and batching (artifacts.VariantBatching:
+            one review per call or batched, batch-invariant or not, why).
+        default_variant: what predict and serve run on a CPU ("auto"); batch-invariant.
         settings: the ExportConfig, plus the opset actually written and the quantization settings used.
         cpu: the CPU the export ran on and the INT8 target chosen for it.
         versions: library versions that produced the files.
@@ -163,6 +170,7 @@ class ExportReport:
     source_model: str
     verified: bool = False
     variants: dict = field(default_factory=dict)
+    default_variant: str | None = None
     settings: dict = field(default_factory=dict)
     cpu: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
@@ -500,8 +508,10 @@ def export(
             "quantization": quantization,
         }
         report.variants = {
-            name: {"file": path.name, "bytes": path.stat().st_size} for name, path in onnx_variants(tmp).items()
+            name: {"file": path.name, "bytes": path.stat().st_size, **VARIANT_BATCHING[name].to_dict()}
+            for name, path in onnx_variants(tmp).items()
         }
+        report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]
 
         if config.verify:
             from imdb_deploy.verify import VerifyConfig, check_parity

@@ -3,6 +3,10 @@
 Speed comes from padding little: the reviews of a chunk are tokenized together, sorted by length and
 grouped so that a batch pads only to its own longest review and holds at most `max_tokens` padded tokens
 (short reviews travel in big batches, long ones in small); results are put back in input order.
+
+A variant whose answers would depend on the batch (dynamic INT8, which picks its activation scales per
+call) runs one review per onnxruntime call instead (artifacts.VARIANT_BATCHING): the same review gets the
+same probabilities whatever else is scored with it. `Predictor.batching` says which a variant does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import load_settings, load_tokenizer, open_onnx_session, resolve_onnx_variant
+from imdb_deploy.artifacts import (
+    VARIANT_BATCHING,
+    load_settings,
+    load_tokenizer,
+    open_onnx_session,
+    resolve_onnx_variant,
+)
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import refuse_overlap
@@ -61,11 +71,16 @@ class Predictor:
 
     Args:
         model_dir: folder written by `imdb-deploy export` (ONNX files, tokenizer, train_config.json).
-        variant: "auto" (INT8 on CPU when present), or one of artifacts.ONNX_VARIANTS.
+        variant: "auto" (INT8 on CPU when present, one review per call: batch-invariant), or one of
+            artifacts.ONNX_VARIANTS ("int8-batched" is faster on short reviews but batch-dependent).
         provider: "cpu", or "cuda" with onnxruntime-gpu installed.
         threads: onnxruntime intra-op threads; None uses all physical cores.
-        batch_size: most reviews in one onnxruntime call.
+        batch_size: most reviews in one onnxruntime call (variants that run one review per call ignore it).
         max_tokens: most padded tokens (reviews x longest review) in one call; None for no cap.
+
+    Attributes:
+        batching: the variant's artifacts.VariantBatching: one review per call or batched, and whether it
+            is batch-invariant (what `verify` checks and a server shows in /info).
 
     Raises:
         ModelLoadError: the folder, the variant, onnxruntime or the CUDA provider is missing.
@@ -94,6 +109,7 @@ class Predictor:
             raise ConfigError(f"threads={threads!r}: use 1 or more (or None for all physical cores)")
         self.model_dir = Path(str(model_dir))
         self.variant, self.model_path = resolve_onnx_variant(self.model_dir, variant, gpu=provider == "cuda")
+        self.batching = VARIANT_BATCHING[self.variant]
         self.provider = provider
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -143,7 +159,13 @@ class Predictor:
         return {name: feed[name] for name in self._input_names}
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits for one batch of token id lists (unpadded); the one place onnxruntime runs."""
+        """Logits for one batch of token id lists (unpadded), in order; the one place onnxruntime runs.
+
+        A per-review variant runs each review in a call of its own here too, so no entry point can make
+        its answers depend on the batch.
+        """
+        if self.batching.per_review and len(batch) > 1:
+            return np.concatenate([self.run_batch([ids]) for ids in batch])
         feed = self._fill(batch)
         if not self.io_binding:
             return self.session.run([self._output_name], feed)[0]
@@ -162,13 +184,34 @@ class Predictor:
         texts = _check_texts(texts)
         return encode(self.tokenizer, texts, self.settings)
 
+    def plan(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The onnxruntime calls for reviews of these token counts: lists of indices, each index once.
+
+        One review per call for a per-review variant, else length-sorted batches capped by batch_size
+        and max_tokens (tokenization.length_sorted_batches).
+        """
+        if self.batching.per_review:
+            return [[i] for i in range(len(lengths))]
+        return length_sorted_batches(lengths, self.batch_size, self.max_tokens)
+
     def logits_from_ids(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits for already tokenized reviews, in input order (batched by length, then restored)."""
+        """Logits for already tokenized reviews, in input order (run as `plan` groups them, then restored)."""
         out = np.empty((len(encoded), len(self.label_names)), dtype=np.float32)
-        lengths = [len(ids) for ids in encoded]
-        for batch in length_sorted_batches(lengths, self.batch_size, self.max_tokens):
+        for batch in self.plan([len(ids) for ids in encoded]):
             out[batch] = self.run_batch([encoded[i] for i in batch])
         return out
+
+    def describe(self) -> dict:
+        """What this predictor runs, for reports and a server's /info: variant, file, batching, limits."""
+        return {
+            "variant": self.variant,
+            "file": self.model_path.name,
+            "provider": self.provider,
+            **self.batching.to_dict(),
+            "batch_size": None if self.batching.per_review else self.batch_size,
+            "max_tokens": None if self.batching.per_review else self.max_tokens,
+            "max_length": self.settings.max_length,
+        }
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits, shape (len(texts), num_labels), float32, in input order.

@@ -6,6 +6,11 @@ same `tokenization.encode` with the folder's settings, and compares per variant:
 label agreement, max and mean absolute probability difference, and the reviews whose label flipped.
 `export` runs it before it writes a folder; `imdb-deploy verify ONNX_DIR` runs it alone. A failed gate is
 an error (exit 1), never a warning.
+
+It also checks batch invariance (`check_invariance`): a subset of the same reviews is scored again one
+review per call and compared with the gate's batched run. A variant that claims invariance
+(artifacts.VARIANT_BATCHING) fails the gate if a label flips or a probability moves by more than
+INVARIANCE_MAX_PROB_DIFF; a batch-dependent variant (int8-batched) has its numbers recorded, not gated.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, load_export_report, onnx_variants, read_json
+from imdb_deploy.artifacts import (
+    EXPORT_REPORT,
+    ONNX_VARIANTS,
+    load_export_report,
+    onnx_variants,
+    read_json,
+)
 from imdb_deploy.errors import ConfigError, ModelLoadError, ParityError
 
 
@@ -91,6 +102,7 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": DEFAULT_EXACT,
     "optimized": DEFAULT_EXACT,
     "int8": DEFAULT_INT8,
+    "int8-batched": DEFAULT_INT8,
     "fp16": Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=2e-2, max_mean_prob_diff=2e-3),
 }
 
@@ -153,6 +165,9 @@ class VerifyConfig:
         provider: "cpu" or "cuda" for the ONNX sessions; INT8 is skipped on cuda (CPU-only ops).
         batch_size: reviews per PyTorch forward pass.
         flips_listed: how many label flips to list per variant (largest probability change first).
+        invariance_samples: reviews of the sample scored again one per call for the batch-invariance
+            check. 64 keeps the check to seconds (one call per review) while a batch-dependent variant
+            shows itself: dynamic INT8 in batches moved probabilities by 1e-3 to 1e-1 on most reviews.
     """
 
     data: str = "imdb"
@@ -166,10 +181,13 @@ class VerifyConfig:
     provider: str = "cpu"
     batch_size: int = 32
     flips_listed: int = 5
+    invariance_samples: int = 64
 
     def __post_init__(self) -> None:
         if self.samples is not None and self.samples < 2:
             raise ConfigError(f"samples={self.samples!r}: use at least 2, or None for all")
+        if self.invariance_samples < 1:
+            raise ConfigError(f"invariance_samples={self.invariance_samples!r}: use 1 or more")
         for name in self.variants or ():
             if name not in ONNX_VARIANTS:
                 raise ConfigError(f"variant {name!r}: use one of {', '.join(ONNX_VARIANTS)}")
@@ -192,6 +210,7 @@ class VariantParity:
         max_prob_diff, mean_prob_diff: absolute probability differences over all reviews and classes.
         flips: the first `flips_listed` reviews whose label changed: id, true label, both probabilities.
         failures: the thresholds it broke, each with the numbers; empty when it passed.
+        invariance: the batch-invariance check (Invariance.to_dict()), or None when it did not run.
     """
 
     variant: str
@@ -206,10 +225,87 @@ class VariantParity:
     thresholds: dict
     failures: list[str]
     seconds: float
+    invariance: dict | None = None
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+# The issue's bound: the same review, whatever its batch, gets probabilities within 1e-5 and the same label.
+# fp32 kernels differ across batch shapes by float rounding only (6e-8 measured on real reviews).
+INVARIANCE_MAX_PROB_DIFF = 1e-5
+
+
+@dataclass
+class Invariance:
+    """The same reviews scored one per call and in the gate's batches, by one variant.
+
+    Attributes:
+        claimed: the variant claims batch invariance (artifacts.VARIANT_BATCHING); only then is it gated.
+        per_review: the variant runs one review per onnxruntime call.
+        reviews: how many reviews were scored both ways.
+        label_flips: reviews whose label differs between the two batchings.
+        max_prob_diff, mean_prob_diff: absolute probability differences between the two batchings.
+        max_allowed: the bound a claimed variant is held to.
+        failure: what broke, with the numbers; None when it held (or is not claimed).
+    """
+
+    claimed: bool
+    per_review: bool
+    reviews: int
+    label_flips: int
+    max_prob_diff: float
+    mean_prob_diff: float
+    max_allowed: float = INVARIANCE_MAX_PROB_DIFF
+    batchings: str = "one review per call vs the gate's run of the whole sample"
+    failure: str | None = None
+
+    @property
+    def holds(self) -> bool:
+        return self.label_flips == 0 and self.max_prob_diff <= self.max_allowed
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "holds": self.holds}
+
+
+def check_invariance(
+    predictor, encoded: list[list[int]], batched_probs: np.ndarray, samples: int, seed: int = 42
+) -> Invariance:
+    """Score a seeded subset one review per call and compare with the same reviews' batched probabilities.
+
+    Args:
+        predictor: the variant's predict.Predictor (its `batching` says what it claims).
+        encoded: token ids of every review the gate scored.
+        batched_probs: the gate's probabilities for them (`predictor.logits_from_ids(encoded)`, softmaxed).
+        samples: how many reviews to score again (at most all of them).
+        seed: seed of the subset.
+
+    Returns:
+        The comparison; `failure` is set when the variant claims invariance and it does not hold.
+    """
+    from imdb_deploy.evaluation import softmax
+
+    rng = np.random.default_rng(seed)
+    subset = np.sort(rng.choice(len(encoded), size=min(samples, len(encoded)), replace=False))
+    alone = softmax(np.concatenate([predictor.logits_from_ids([encoded[i]]) for i in subset]))
+    batched = batched_probs[subset]
+    diff = np.abs(alone - batched)
+    result = Invariance(
+        claimed=predictor.batching.batch_invariant,
+        per_review=predictor.batching.per_review,
+        reviews=len(subset),
+        label_flips=int((alone.argmax(axis=1) != batched.argmax(axis=1)).sum()),
+        max_prob_diff=float(diff.max()),
+        mean_prob_diff=float(diff.mean()),
+    )
+    if result.claimed and not result.holds:
+        result.failure = (
+            f"claims batch invariance, but one review per call vs batched gave {result.label_flips} label flips "
+            f"and max |probability difference| {result.max_prob_diff:.3g} (allowed 0 and "
+            f"{result.max_allowed:.0e}) on {result.reviews} reviews"
+        )
+    return result
 
 
 @dataclass
@@ -247,17 +343,17 @@ class ParityReport:
         lines = [
             f"parity on {self.samples} reviews of {self.data} [{self.split}]: "
             f"PyTorch accuracy {self.pytorch_accuracy:.4f} ({self.pytorch_seconds:.1f}s)",
-            f"  {'variant':<10} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} {'mean|dp|':>9} "
-            f"{'flips':>5} {'sec':>6}  gate",
+            f"  {'variant':<12} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} {'mean|dp|':>9} "
+            f"{'flips':>5} {'sec':>6}  {'batch invariance (max|dp|, flips)':<38} gate",
         ]
         for name, v in self.variants.items():
             lines.append(
-                f"  {name:<10} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p {100 * v.agreement:>7.2f}% "
+                f"  {name:<12} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p {100 * v.agreement:>7.2f}% "
                 f"{v.max_prob_diff:>9.2e} {v.mean_prob_diff:>9.2e} {v.flip_count:>5d} {v.seconds:>6.1f}  "
-                f"{'pass' if v.passed else 'FAIL'}"
+                f"{_describe_invariance(v.invariance):<38} {'pass' if v.passed else 'FAIL'}"
             )
         for name, why in self.skipped.items():
-            lines.append(f"  {name:<10} skipped: {why}")
+            lines.append(f"  {name:<12} skipped: {why}")
         for name, v in self.variants.items():
             for flip in v.flips:
                 lines.append(
@@ -279,6 +375,13 @@ class ParityReport:
             + ". The ONNX model does not answer like its PyTorch original; do not serve it. "
             "Thresholds can be changed with --threshold VARIANT.FIELD=VALUE"
         )
+
+
+def _describe_invariance(invariance: dict | None) -> str:
+    if invariance is None:
+        return "-"
+    verdict = ("holds" if invariance["holds"] else "BROKEN") if invariance["claimed"] else "batch-dependent"
+    return f"{verdict} ({invariance['max_prob_diff']:.1e}, {invariance['label_flips']})"
 
 
 def compare(
@@ -446,7 +549,7 @@ def check_parity(
     del torch_model
 
     for name in wanted:
-        if name == "int8" and config.provider == "cuda":
+        if name.startswith("int8") and config.provider == "cuda":
             report.skipped[name] = "dynamic INT8 runs on CPU only"
             continue
         log(f"parity: {name} ({present[name].name}) ...")
@@ -457,7 +560,9 @@ def check_parity(
                 f"{name}: the ONNX folder tokenizes with {predictor.settings.to_dict()} but the PyTorch model "
                 f"with {settings.to_dict()}; re-export so train_config.json matches"
             )
-        onnx_probs = softmax(predictor.logits(data.texts))
+        encoded = predictor.encode(data.texts)
+        onnx_probs = softmax(predictor.logits_from_ids(encoded))
+        invariance = check_invariance(predictor, encoded, onnx_probs, config.invariance_samples, config.seed)
         report.variants[name] = compare(
             name,
             present[name].name,
@@ -469,4 +574,7 @@ def check_parity(
             config.flips_listed,
             time.perf_counter() - started,
         )
+        report.variants[name].invariance = invariance.to_dict()
+        if invariance.failure:
+            report.variants[name].failures.append(f"batch invariance: {invariance.failure}")
     return report

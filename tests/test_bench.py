@@ -89,6 +89,9 @@ def test_bench_writes_a_complete_report_and_table(bench_run):
     openvino = report["rows"]["openvino-fp32"]
     assert openvino["precision"] == {"f32": "fp32", "bf16": "bf16"}[openvino["inference_precision"]]
     assert report["rows"]["openvino-int8"]["quantization"]["calibration_source"].endswith("[train]")
+    # predict's default is batch-invariant; the batched INT8 row beside it says it is not.
+    assert report["rows"]["predict"]["per_review"] is True and report["rows"]["predict"]["batch_invariant"] is True
+    assert report["rows"]["predict-int8-batched"]["batch_invariant"] is False
     assert report["rows"]["onnx-int8"]["model_bytes"] < report["rows"]["onnx-fp32"]["model_bytes"]
     assert report["data"]["samples"] == SAMPLES and report["model"]["weights"] == "trained"
     machine = report["machine"]
@@ -135,6 +138,7 @@ def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, 
         ("onnx-optimized", "optimized"),
         ("onnx-int8", "int8"),
         ("predict", "auto"),
+        ("predict-int8-batched", "int8-batched"),
     ):
         probabilities = Predictor(out / "onnx", variant=variant).predict_proba(data.texts)
         expected[name] = float((probabilities.argmax(axis=1) == labels).mean())

@@ -45,7 +45,7 @@ def test_demo_runs_every_stage_and_reports_it(demo_run):
     assert report["base_model"]["reason"] == "--model"
     assert report["stages"]["train"]["train_samples"] == 400
     assert report["stages"]["verify"]["passed"] is True
-    assert set(report["stages"]["verify"]["variants"]) == {"fp32", "optimized", "int8"}
+    assert set(report["stages"]["verify"]["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
     assert report["stages"]["predict"]["variant"] == "int8"
     assert report["stages"]["predict"]["reviews"] == 100  # the whole toy test split
     assert report["stages"]["train"]["test_samples"] == report["stages"]["verify"]["samples"] == 40

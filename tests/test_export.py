@@ -50,9 +50,21 @@ def test_export_writes_a_complete_self_describing_folder(tiny_onnx_dir, tiny_cla
     assert report["verified"] is False  # the fixture skips the gate
     assert report["parity"] is None
     assert report["source_model"] == str(tiny_classifier_dir.resolve())
-    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    assert set(report["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
     for name, variant in report["variants"].items():
         assert variant["bytes"] == (tiny_onnx_dir / ONNX_VARIANTS[name]).stat().st_size
+    # The default (what predict and serve run) is batch-invariant; the batched INT8 run is labelled as not.
+    assert report["default_variant"] == "int8"
+    assert report["variants"]["int8"] | {"note": ""} == {
+        "file": "model_quantized.onnx",
+        "bytes": report["variants"]["int8"]["bytes"],
+        "per_review": True,
+        "batch_invariant": True,
+        "note": "",
+    }
+    assert report["variants"]["int8-batched"]["batch_invariant"] is False
+    assert report["variants"]["int8-batched"]["note"].startswith("BATCH-DEPENDENT")
+    assert all(report["variants"][name]["batch_invariant"] for name in ("fp32", "optimized"))
     assert report["settings"]["opset_written"] >= 14
     assert report["settings"]["quantization"]["source"] == "model_optimized.onnx"
     assert report["cpu"]["quantize_target"] in ("avx512_vnni", "avx512", "avx2", "arm64")
@@ -205,7 +217,7 @@ def test_export_refuses_to_replace_its_own_model_folder(tiny_classifier_dir):
 def test_plain_graph_quantizes_through_ortquantizer(tiny_classifier_dir, tmp_path):
     out = tmp_path / "onnx"
     export_module.export(tiny_classifier_dir, out, ExportConfig(optimize="none", quantize=True, verify=False))
-    assert sorted(onnx_variants(out)) == ["fp32", "int8"]
+    assert sorted(onnx_variants(out)) == ["fp32", "int8", "int8-batched"]
     ops = {node.op_type for node in onnx.load(str(out / ONNX_VARIANTS["int8"])).graph.node}
     assert ops & INTEGER_MATMULS
     report = json.loads((out / EXPORT_REPORT).read_text())

@@ -48,7 +48,38 @@ def test_sorted_batches_keep_input_order_and_match_one_at_a_time(onnx_dir, predi
     np.testing.assert_allclose(small.predict_proba(texts[::-1]), batched[::-1], atol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_default_variant_gives_a_review_the_same_answer_in_any_batch(onnx_dir):
+    from imdb_deploy import Predictor
+
+    texts, _ = toy_reviews(96, seed=11, min_words=1, max_words=80)
+    predictor = Predictor(onnx_dir)  # auto: dynamic INT8, one review per call
+    assert predictor.describe()["per_review"] is True and predictor.describe()["batch_invariant"] is True
+    alone = np.concatenate([predictor.predict_proba([text]) for text in texts])
+    together = predictor.predict_proba(texts)
+    order = np.random.default_rng(0).permutation(len(texts))
+    shuffled = np.empty_like(together)
+    for start in range(0, len(texts), 32):  # random batches of 32, as a server's micro-batches
+        group = order[start : start + 32]
+        shuffled[group] = predictor.predict_proba([texts[i] for i in group])
+    raw = predictor.run_batch(predictor.encode(texts[:32]))  # even one low-level call runs review by review
+    np.testing.assert_array_equal(raw, np.concatenate([predictor.logits([text]) for text in texts[:32]]))
+    for other in (together, shuffled):
+        assert np.abs(other - alone).max() <= 1e-5
+        assert (other.argmax(axis=1) == alone.argmax(axis=1)).all()
+    # The same file batched is batch-dependent, which is why it is not the default: the check above can fail.
+    batched = Predictor(onnx_dir, variant="int8-batched")
+    assert batched.describe()["batch_invariant"] is False
+    assert np.abs(batched.predict_proba(texts) - alone).max() > 1e-5
+
+
+def test_per_review_variant_plans_one_call_per_review(onnx_dir):
+    from imdb_deploy import Predictor
+
+    assert Predictor(onnx_dir, variant="int8").plan([5, 9, 7]) == [[0], [1], [2]]
+    assert Predictor(onnx_dir, variant="int8-batched", max_tokens=None).plan([5, 9, 7]) == [[1, 2, 0]]
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8", "int8-batched"])
 def test_io_binding_path_gives_the_same_logits(onnx_dir, variant):
     from imdb_deploy import Predictor
 

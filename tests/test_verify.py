@@ -49,10 +49,37 @@ def test_verify_passes_a_faithful_export_and_prints_json(tiny_onnx_dir, toy_data
     report = json.loads(result.stdout)
     assert report["passed"] is True
     assert report["samples"] == 60
-    assert set(report["variants"]) == {"fp32", "optimized", "int8"}
+    assert set(report["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
     fp32 = report["variants"]["fp32"]
     assert fp32["agreement"] == 1.0 and fp32["accuracy_change"] == 0.0 and fp32["max_prob_diff"] < 1e-4
     assert "gate: PASSED" in result.stderr
+    # Batch invariance: every variant measured on the same reviews; only the batch-dependent one is not claimed.
+    for name, variant in report["variants"].items():
+        invariance = variant["invariance"]
+        assert invariance["reviews"] == 60 and invariance["max_allowed"] == 1e-5, name
+        assert invariance["claimed"] is (name != "int8-batched"), name
+        if invariance["claimed"]:
+            assert invariance["holds"] is True and invariance["label_flips"] == 0, name
+            assert invariance["max_prob_diff"] <= 1e-5, name
+    assert report["variants"]["int8"]["invariance"]["per_review"] is True
+    # The tiny model shows the batch dependence of dynamic INT8 in batches: recorded, not gated.
+    assert report["variants"]["int8-batched"]["invariance"]["max_prob_diff"] > 1e-5
+    assert "batch-dependent (" in result.stderr
+
+
+def test_a_variant_that_claims_invariance_and_breaks_it_fails_the_gate(tiny_onnx_dir, toy_data_dir, monkeypatch):
+    from imdb_deploy.artifacts import VARIANT_BATCHING, VariantBatching
+
+    # int8-batched is batch-dependent; pretend it claimed otherwise.
+    monkeypatch.setitem(VARIANT_BATCHING, "int8-batched", VariantBatching(False, True, "a false claim"))
+    args = ["verify", str(tiny_onnx_dir), "--data", str(toy_data_dir), "--variant", "int8-batched"]
+    result = CliRunner().invoke(cli, [*args, "--invariance-samples", "100"])
+    assert result.exit_code == 1, result.output
+    invariance = json.loads(result.stdout)["variants"]["int8-batched"]["invariance"]
+    assert invariance["claimed"] is True and invariance["holds"] is False and invariance["reviews"] == 100
+    message = result.stderr.strip().splitlines()[-1]
+    assert "int8-batched: batch invariance: claims batch invariance, but one review per call vs batched" in message
+    assert "BROKEN (" in result.stderr
 
 
 def test_corrupted_onnx_weights_fail_the_gate_with_exit_1(onnx_copy, toy_data_dir):
