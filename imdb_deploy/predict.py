@@ -41,6 +41,7 @@ from imdb_deploy.inputs import (
     open_text_output,
     review_problem,
 )
+from imdb_deploy.machine import physical_cores
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
@@ -74,7 +75,11 @@ class Predictor:
         variant: "auto" (INT8 on CPU when present, one review per call: batch-invariant), or one of
             artifacts.ONNX_VARIANTS ("int8-batched" is faster on short reviews but batch-dependent).
         provider: "cpu", or "cuda" with onnxruntime-gpu installed.
-        threads: onnxruntime intra-op threads; None uses all physical cores.
+        threads: cores to use; None uses all physical cores. A batched variant gives them to onnxruntime's
+            intra-op pool; a per-review variant (the default INT8) runs that many reviews at once, each on
+            one core: one review is too small a call to split well (on 2 cores, 1.16x at distilbert-base/512
+            and 1.17x at MiniLM/256 over one 2-thread call at a time, research/invariance_speed.py), and a
+            review's answer is still computed the same way whatever runs beside it.
         batch_size: most reviews in one onnxruntime call (variants that run one review per call ignore it).
         max_tokens: most padded tokens (reviews x longest review) in one call; None for no cap.
 
@@ -113,8 +118,14 @@ class Predictor:
         self.provider = provider
         self.batch_size = batch_size
         self.max_tokens = max_tokens
-        self.session = open_onnx_session(self.model_path, provider=provider, threads=threads)
         self.io_binding = provider == "cuda" if io_binding is None else io_binding
+        # Per-review variants on the CPU: `workers` single-threaded calls at once (see `threads` above).
+        self.workers = 1
+        if self.batching.per_review and provider == "cpu" and not self.io_binding:
+            self.workers = threads or physical_cores()
+        session_threads = 1 if self.workers > 1 else threads
+        self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
+        self._pool = None
         self.tokenizer = load_tokenizer(self.model_dir)
         self.settings = load_settings(self.model_dir, self.tokenizer)
         self.label_names = tuple(self.settings.label_names)
@@ -165,7 +176,7 @@ class Predictor:
         its answers depend on the batch.
         """
         if self.batching.per_review and len(batch) > 1:
-            return np.concatenate([self.run_batch([ids]) for ids in batch])
+            return self._run_reviews(batch)
         feed = self._fill(batch)
         if not self.io_binding:
             return self.session.run([self._output_name], feed)[0]
@@ -178,6 +189,24 @@ class Predictor:
         binding.bind_output(self._output_name, device)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+    def _run_reviews(self, reviews: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits of a per-review variant: each review alone in its own call, `workers` calls at once."""
+        if self.workers == 1 or len(reviews) == 1:
+            return np.concatenate([self.run_batch([ids]) for ids in reviews])
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imdb-deploy-review")
+
+        def one(ids: Sequence[int]) -> np.ndarray:
+            # Arrays of its own (not the shared buffers): several of these run at once.
+            feed = pad([ids], self.pad_id)
+            if "token_type_ids" in self._input_names:
+                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            return self.session.run([self._output_name], {name: feed[name] for name in self._input_names})[0]
+
+        return np.concatenate(list(self._pool.map(one, reviews)))
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, cut exactly as in training (tokenization.encode with the folder's settings)."""
@@ -197,6 +226,9 @@ class Predictor:
     def logits_from_ids(self, encoded: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits for already tokenized reviews, in input order (run as `plan` groups them, then restored)."""
         out = np.empty((len(encoded), len(self.label_names)), dtype=np.float32)
+        if self.batching.per_review and encoded:
+            out[:] = self._run_reviews(encoded)
+            return out
         for batch in self.plan([len(ids) for ids in encoded]):
             out[batch] = self.run_batch([encoded[i] for i in batch])
         return out
@@ -207,6 +239,7 @@ class Predictor:
             "variant": self.variant,
             "file": self.model_path.name,
             "provider": self.provider,
+            "workers": self.workers,
             **self.batching.to_dict(),
             "batch_size": None if self.batching.per_review else self.batch_size,
             "max_tokens": None if self.batching.per_review else self.max_tokens,

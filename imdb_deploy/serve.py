@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, Response
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
 from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, json_depth
+from imdb_deploy.machine import STACK, versions
 
 logger = logging.getLogger(__name__)
 
@@ -503,19 +504,6 @@ class Batcher:
 # --- the app ----------------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    from imdb_deploy import __version__
-
-    out = {"imdb-deploy": __version__, "python": platform.python_version()}
-    for name in ("onnxruntime", "onnxruntime-gpu", "tokenizers", "transformers", "fastapi", "uvicorn", "numpy"):
-        with suppress(PackageNotFoundError):
-            out[name] = version(name)
-    return out
-
-
 def parity_verdict(onnx_dir: str | os.PathLike, variant: str) -> dict:
     """The parity gate's verdict for the served variant, from the folder's export_report.json."""
     from imdb_deploy.artifacts import load_export_report
@@ -633,14 +621,15 @@ class _Service:
             "model_dir": str(Path(self.onnx_dir).resolve()),
             "variant": p.variant,
             "model_file": Path(str(p.model_path)).name,
-            # Whether a review's answer is independent of its batch neighbours; null when the Predictor does
-            # not say (dynamic INT8 is not: it picks activation scales per onnxruntime call).
-            "batch_invariant": getattr(p, "batch_invariant", None),
+            # Whether a review's answer is independent of its batch neighbours (the default INT8 runs one
+            # review per onnxruntime call, so it is; int8-batched is not), and how the Predictor runs calls.
+            "batch_invariant": p.batching.batch_invariant,
+            "predictor": p.describe(),
             "labels": list(p.label_names),
             "max_length": settings.max_length,
             "truncation": settings.truncation,
             "head_tokens": settings.head_tokens,
-            "versions": _versions(),
+            "versions": versions((*STACK, "tokenizers", "fastapi", "uvicorn", "numpy")),
             "batching": {
                 "max_batch_tokens": self.config.max_batch_tokens,
                 "max_batch_size": self.config.max_batch_size,

@@ -487,3 +487,18 @@ def test_100k_rows_stream_with_flat_memory(onnx_dir, tmp_path):
     with out.open() as f:
         assert sum(1 for _ in f) == 100_000
     assert rss.growth < 20 * 2**20, f"resident memory grew by {rss.growth / 2**20:.1f} MiB"
+
+
+def test_per_review_variant_scores_reviews_side_by_side_with_the_same_answers(tiny_onnx_dir):
+    """The default INT8 runs one review per call, several calls at once: same logits as one at a time."""
+    from imdb_deploy.predict import Predictor
+
+    texts = [f"review {i} " + "good " * (i % 17) + "bad " * (i % 5) for i in range(40)]
+    side_by_side = Predictor(tiny_onnx_dir, threads=2)
+    one_at_a_time = Predictor(tiny_onnx_dir, threads=1)
+    assert side_by_side.batching.per_review and (side_by_side.workers, one_at_a_time.workers) == (2, 1)
+    assert side_by_side.describe()["workers"] == 2
+    together = side_by_side.logits(texts)
+    assert np.array_equal(together, one_at_a_time.logits(texts))
+    alone = np.concatenate([side_by_side.logits([text]) for text in texts])
+    assert np.array_equal(together, alone)

@@ -305,6 +305,7 @@ def test_health_info_metrics_and_openapi(onnx_dir):
         info = client.get("/info").json()
         assert info["model_dir"] == str(Path(onnx_dir).resolve())
         assert info["variant"] == "fp32" and info["model_file"] == "model.onnx"
+        assert info["batch_invariant"] is True and info["predictor"]["per_review"] is False
         assert info["labels"] == ["negative", "positive"]
         assert (info["max_length"], info["truncation"]) == (64, "head+tail")
         assert info["batching"]["max_batch_tokens"] == 16384
