@@ -157,7 +157,8 @@ def test_jsonl_file_to_stdout_in_input_order(onnx_dir, predictor, tmp_path):
     source = write_jsonl(tmp_path / "reviews.jsonl", [{"text": t, "stars": 3} for t in texts])
     result = run_predict(onnx_dir, str(source), "--chunk-size", "16", "--batch-size", "4")
     assert result.exit_code == 0, result.output
-    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, list(range(1, 51)), texts))
+    ids = [f"reviews.jsonl:{line}" for line in range(1, 51)]  # a named file: FILE:LINE ids (stdin: LINE)
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ids, texts))
     assert summary_of(result) == "50 input rows = 50 scored + 0 errors"
 
 
@@ -192,7 +193,7 @@ def test_csv_ids_default_to_the_line_a_row_starts_on(onnx_dir, tmp_path):
     source.write_text('text\n"two\nlines"\nthird row\n')
     result = run_predict(onnx_dir, str(source))
     assert result.exit_code == 0, result.output
-    assert [row["id"] for row in jsonl(result.stdout)] == [2, 4]
+    assert [row["id"] for row in jsonl(result.stdout)] == ["reviews.csv:2", "reviews.csv:4"]
 
 
 def test_plain_text_one_review_per_line(onnx_dir, predictor, tmp_path):
@@ -201,7 +202,9 @@ def test_plain_text_one_review_per_line(onnx_dir, predictor, tmp_path):
     result = run_predict(onnx_dir, str(source))
     assert result.exit_code == 0, result.output
     texts = ["great film", "awful plot", "{not json, just a review}"]
-    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, [1, 3, 4], texts))
+    assert_rows_match(
+        jsonl(result.stdout), expected_rows(predictor, ["reviews.txt:1", "reviews.txt:3", "reviews.txt:4"], texts)
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +229,8 @@ def test_gzip_file_in_and_out(onnx_dir, predictor, tmp_path):
     result = run_predict(onnx_dir, str(source), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert_rows_match(
-        jsonl(gzip.decompress(out.read_bytes()).decode()), expected_rows(predictor, [1, 2], ["great film", "awful"])
+        jsonl(gzip.decompress(out.read_bytes()).decode()),
+        expected_rows(predictor, ["reviews.jsonl.gz:1", "reviews.jsonl.gz:2"], ["great film", "awful"]),
     )
 
 
@@ -262,7 +266,7 @@ BAD_INPUTS = {
         ["--id-field", "id"],
         2,
         "field 'id' missing",
-        "use --id-field to name another field, or leave it out to number rows by line",
+        "use --id-field to name another field, or leave it out to use file:line ids",
     ),
     "number text": (
         "in.jsonl",
@@ -352,10 +356,12 @@ def test_bad_row_skipped_to_errors_file_and_the_rest_scored(onnx_dir, tmp_path, 
     result = run_predict(onnx_dir, str(source), *extra, "--on-error", "skip", "--errors", str(errors), "-o", str(out))
     assert result.exit_code == 0, result.output
     [error] = jsonl(errors.read_text())
-    assert error == {"line": line, "id": line, "reason": reason, "fix": fix}
+    # The bad row keeps its id: the default `id` field or column where it has one, else FILE:LINE.
+    row_id = {"missing field": 2, "empty CSV value": "2", "short CSV row": "2"}.get(case, f"{name}:{line}")
+    assert error == {"file": str(source), "line": line, "id": row_id, "reason": reason, "fix": fix}
     rows = jsonl(out.read_text())
     assert len(rows) == 2
-    assert line not in [row["id"] for row in rows]
+    assert row_id not in [row["id"] for row in rows]
     assert summary_of(result) == f"3 input rows = 2 scored + 1 error; errors in {errors}"
 
 
@@ -363,7 +369,7 @@ def test_skip_without_errors_file_lists_bad_rows_on_stderr(onnx_dir, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "fine"}', "nope", '{"text": 1}'])
     result = run_predict(onnx_dir, str(source), "--on-error", "skip")
     assert result.exit_code == 0, result.output
-    assert [row["id"] for row in jsonl(result.stdout)] == [1]
+    assert [row["id"] for row in jsonl(result.stdout)] == ["in.jsonl:1"]
     assert f"skipped {source}, line 2: not valid JSON (Expecting value at column 1)\n" in result.stderr
     assert f"skipped {source}, line 3: field 'text' is a number, not a string\n" in result.stderr
     assert summary_of(result) == "3 input rows = 1 scored + 2 errors"
@@ -401,7 +407,7 @@ def test_usage_and_missing_input_errors(onnx_dir, tmp_path):
     missing = tmp_path / "missing.jsonl"
     result = run_predict(onnx_dir, str(missing))
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {missing}: cannot read it (No such file or directory)\n"
+    assert result.stderr == f"Error: {missing}: no such file or folder\n"
 
 
 def test_truncated_gzip_is_a_clear_error(onnx_dir, tmp_path):
