@@ -59,7 +59,8 @@ class RayPredictConfig:
             by cpus_per_actor, fixed.
         cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
         input_format, text_field, id_field, on_error: as PredictFileConfig (the local engine).
-        chunk_size: rows per map batch: sorted by length and scored together by one actor.
+        chunk_size: rows per block and map batch (cut per file, as the local engine cuts its chunks, so
+            both engines make the same onnxruntime calls: dynamic INT8 then gives the same scores).
         variant, batch_size, max_tokens: as Predictor.
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
             False loads the folder from the same path on every worker (shared storage).
@@ -560,7 +561,7 @@ def predict_ray(
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
         scored = rows.map_batches(
             _Scorer,
-            batch_size=config.chunk_size,
+            batch_size=None,  # a block is a batch: the read made it chunk_size rows of one file, as the local engine
             batch_format="pyarrow",
             compute=ActorPoolStrategy(min_size=pool[0], max_size=pool[1], max_tasks_in_flight_per_actor=1),
             num_cpus=config.cpus_per_actor,
