@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -508,7 +509,7 @@ def predict_ray(
 
     import fsspec
 
-    from imdb_deploy.artifacts import resolve_onnx_variant
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, resolve_onnx_variant
 
     config = config or RayPredictConfig()
     start = time.perf_counter()
@@ -522,11 +523,8 @@ def predict_ray(
     variant, _ = resolve_onnx_variant(model_dir, config.variant)
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
-    name = out_path.rstrip("/").rsplit("/", 1)[-1]
-    tmp = output.rstrip("/").rsplit("/", 1)
-    tmp = "/".join(tmp[:-1] + [f".{name}.{uuid.uuid4().hex[:8]}.partial"]) if len(tmp) > 1 else f".{name}.partial"
-
-    import sys
+    parent, _, name = output.rstrip("/").rpartition("/")
+    tmp = f"{parent + '/' if parent else ''}.{name}.{uuid.uuid4().hex[:8]}.partial"  # a sibling: same filesystem
 
     import ray
     from ray.data import ActorPoolStrategy
@@ -535,6 +533,7 @@ def predict_ray(
     started = connect(config.address, quiet=not progress)
     summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - start)
     ray_logger = logging.getLogger("ray.data")
+    ray_level = ray_logger.level
     drop = _DropOurErrors()
     handlers = [*ray_logger.handlers, *logging.getLogger().handlers]
     for handler in handlers:
@@ -554,8 +553,6 @@ def predict_ray(
         model = Path(str(model_dir))
         model_arg = {"files": ray.put(_pack_model(model, variant))} if config.ship_model else str(model.resolve())
         sizes = {k: v for k, v in (("batch_size", config.batch_size), ("max_tokens", config.max_tokens)) if v}
-        from imdb_deploy.artifacts import load_settings, load_tokenizer
-
         labels = list(load_settings(model, load_tokenizer(model)).label_names)
         prob_columns = [f"prob_{label}" for label in labels]
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
@@ -603,6 +600,7 @@ def predict_ray(
     finally:
         for handler in handlers:
             handler.removeFilter(drop)
+        ray_logger.setLevel(ray_level)
         tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
         if tmp_fs.exists(tmp_path):
             if is_url(tmp) and not tmp.startswith("file://"):
