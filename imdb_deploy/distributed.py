@@ -157,8 +157,16 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
         address: None: RAY_ADDRESS when set, else a new local Ray; "auto" or "ray://host:10001": that cluster.
         num_cpus: CPUs of a new local Ray; None takes the machine's.
         quiet: Ray's own logs at ERROR only, no dashboard, worker logs kept out of the terminal.
+
+    Raises:
+        ConfigError: Ray is not installed.
     """
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "--engine ray needs Ray Data: pip install 'imdb-deploy[ray]' (scripts/setup.sh installs it)"
+        ) from exc
 
     if ray.is_initialized():
         return False
@@ -526,12 +534,14 @@ def predict_ray(
     parent, _, name = output.rstrip("/").rpartition("/")
     tmp = f"{parent + '/' if parent else ''}.{name}.{uuid.uuid4().hex[:8]}.partial"  # a sibling: same filesystem
 
+    progress = sys.stderr.isatty() if config.progress is None else config.progress
+    connecting = time.perf_counter()
+    started = connect(config.address, quiet=not progress)
+    summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - connecting)
+
     import ray
     from ray.data import ActorPoolStrategy
 
-    progress = sys.stderr.isatty() if config.progress is None else config.progress
-    started = connect(config.address, quiet=not progress)
-    summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - start)
     ray_logger = logging.getLogger("ray.data")
     ray_level = ray_logger.level
     drop = _DropOurErrors()
