@@ -200,7 +200,7 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
     import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
 
-    from imdb_deploy.inputs import _gunzip_if_needed
+    from imdb_deploy.inputs import gunzip_if_needed
 
     names = {_row_key(path): (path, prefixes.get(path)) for path in files}
     fmt_of = {
@@ -223,12 +223,13 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
             import ray
 
             start = time.perf_counter()
+            busy = 0.0  # seconds spent reading and parsing, not waiting while a yielded block is consumed
             name, prefix, fmt = self._lookup(path)
             with ExitStack() as stack:
                 if fmt == "parquet":
                     reader = ParquetReader(name, f, config.text_field, config.id_field, prefix, config.chunk_size)
                 else:
-                    stream = _gunzip_if_needed(io.BufferedReader(f), stack)
+                    stream = gunzip_if_needed(io.BufferedReader(f), stack)
                     reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix)
                 rows = 0
                 for chunk in chunks(reader, config.chunk_size):
@@ -236,8 +237,12 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
                     if bad is not None and config.on_error == "fail":
                         raise InputError(f"{name}, {reader.unit} {bad.line}: {bad.reason}; {bad.fix} ({SKIP_HINT})")
                     rows += len(chunk)
-                    yield _rows_table(chunk, name, id_type)
-            ray.get(ledger.file_read.remote(name, rows, time.perf_counter() - start))
+                    table = _rows_table(chunk, name, id_type)
+                    busy += time.perf_counter() - start
+                    yield table
+                    start = time.perf_counter()
+            busy += time.perf_counter() - start
+            ray.get(ledger.file_read.remote(name, rows, busy))
 
     def _rows_table(chunk, name, id_type):
         ids = [row.id for row in chunk]

@@ -183,7 +183,7 @@ def open_reader(
             import io
 
             stream = io.BufferedReader(stream)
-        stream = _gunzip_if_needed(stream, stack)
+        stream = gunzip_if_needed(stream, stack)
     else:
         stream = open_binary(source, stack)
     return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
@@ -207,7 +207,8 @@ def _open_seekable(source: str, stack):
         raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
 
 
-def _gunzip_if_needed(raw, stack):
+def gunzip_if_needed(raw, stack):
+    """`raw` (a buffered binary stream), decompressed when its first bytes are gzip's magic number."""
     import gzip
 
     if raw.peek(2)[:2] == b"\x1f\x8b":
@@ -229,7 +230,7 @@ def open_binary(source: str | os.PathLike, stack):
             raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)
-    return _gunzip_if_needed(raw, stack)
+    return gunzip_if_needed(raw, stack)
 
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
