@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError
+from imdb_deploy.fileio import refuse_overlap
 from imdb_deploy.inputs import (
     DEFAULT_ID_FIELD,
     INPUT_FORMATS,
@@ -42,6 +43,7 @@ from imdb_deploy.inputs import (
     guess_format,
     id_prefixes,
     is_url,
+    local_path,
 )
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -516,6 +518,8 @@ def predict_ray(
         InputError: a bad row with on_error="fail" (naming file and line), an unreadable input, a glob that
             matches nothing; no output folder is left behind.
         FileExistsError: the output exists and overwrite is False.
+        OutputError: the output (a local path or file:// URL) is, holds or sits inside an input or the model
+            folder; checked before Ray starts, so --overwrite can never replace the reviews it reads.
     """
     import shutil
     import uuid
@@ -533,6 +537,12 @@ def predict_ray(
     fs, out_path = fsspec.core.url_to_fs(output)
     if fs.exists(out_path) and not config.overwrite:
         raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
+    target = local_path(output)
+    if target is not None:
+        for path in dict.fromkeys(local_path(item) for item in [*files, *map(str, inputs)]):
+            if path is not None:
+                refuse_overlap(target, {"the input": path}, "--output")
+        refuse_overlap(target, {"the model folder": model_dir}, "--output")
     variant, _ = resolve_onnx_variant(model_dir, config.variant)
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)

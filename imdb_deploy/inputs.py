@@ -194,6 +194,19 @@ def is_url(source: str | os.PathLike) -> bool:
     return "://" in str(source)
 
 
+def local_path(source: str | os.PathLike) -> str | None:
+    """The local path an input or output names (a file:// URL's path), or None for stdin, other URLs and
+    globs: what the overlap checks (fileio.refuse_overlap) compare."""
+    import glob
+
+    text = str(source)
+    if text.startswith("file://"):
+        return text.removeprefix("file://")
+    if text == "-" or is_url(text) or glob.has_magic(text):
+        return None
+    return text
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     """The files behind the inputs, in order: each file as given, each folder's readable files (recursive,
     sorted, skipping names that start with "_" or "."), each glob's matching files (sorted); "-" is stdin.

@@ -28,7 +28,7 @@ from imdb_deploy.inputs import (
     count_noun,
     expand_inputs,
     id_prefixes,
-    is_url,
+    local_path,
     open_reader,
     open_text_output,
     review_problem,
@@ -297,18 +297,6 @@ class PredictSummary:
         return text
 
 
-def _local_path(source: str | os.PathLike) -> str | None:
-    """The local path an input names (a file:// URL's path), or None for stdin, other URLs and globs."""
-    import glob
-
-    text = str(source)
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    elif text == "-" or is_url(text) or glob.has_magic(text):
-        return None
-    return text
-
-
 def predict_file(
     predictor: Predictor,
     source: str | os.PathLike | Sequence[str | os.PathLike],
@@ -359,8 +347,8 @@ def predict_file(
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     files = expand_inputs(sources)
     # An output must never replace the reviews it is reading, the other output, or the model's files: each
-    # input as given (a folder holds its files) and each file it expanded to, local or file:// URLs.
-    local_inputs = dict.fromkeys(_local_path(item) for item in [*sources, *files])
+    # file the inputs expand to, then each input as given (a folder), local paths or file:// URLs.
+    local_inputs = dict.fromkeys(local_path(item) for item in [*files, *sources])
     local_inputs = [path for path in local_inputs if path is not None]
     for target, option, others in (
         (output, "--output", {"the model folder": predictor.model_dir}),

@@ -209,3 +209,23 @@ def test_cli_engine_ray_writes_the_folder_and_reports_counts(tiny_onnx_dir, tmp_
     usage = CliRunner().invoke(cli, [*args[:-4], "--engine", "ray"])
     assert usage.exit_code == 2
     assert "--engine ray needs --output FOLDER" in usage.stderr
+
+
+def test_overwrite_never_replaces_an_input_or_the_model(tiny_onnx_dir, tmp_path):
+    import re
+
+    from imdb_deploy.errors import OutputError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text('{"text": "great film"}\n')
+    for output, relation, source in (
+        (data, "holds", data / "a.jsonl"),
+        (tmp_path, "holds", data / "a.jsonl"),
+        (data / "out", "is inside", data),
+    ):
+        with pytest.raises(OutputError, match=re.escape(f"--output '{output}' {relation} the input '{source}'")):
+            run(tiny_onnx_dir, [str(data)], output, overwrite=True)
+    with pytest.raises(OutputError, match=r"is inside the model folder"):
+        run(tiny_onnx_dir, [str(data)], f"file://{tiny_onnx_dir}/out", overwrite=True)
+    assert os.listdir(data) == ["a.jsonl"]

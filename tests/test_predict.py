@@ -551,3 +551,41 @@ def test_inputs_that_name_nothing_are_clear_errors(onnx_dir, tmp_path, inputs, m
     result = run_predict(onnx_dir, *(item.format(tmp=tmp_path) for item in inputs))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: " + message.format(tmp=tmp_path))
+
+
+def test_parquet_rows_get_the_review_cap_and_non_finite_ids_are_bad_rows(onnx_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imdb_deploy.inputs import MAX_REVIEW_BYTES
+
+    source = tmp_path / "reviews.parquet"
+    texts = ["great film", "awful plot", "x" * (MAX_REVIEW_BYTES + 1), "fine"]
+    pq.write_table(pa.table({"id": [1.0, float("nan"), 3.0, float("inf")], "text": texts}), source)
+    errors = tmp_path / "bad.jsonl"
+    result = run_predict(onnx_dir, str(source), "--on-error", "skip", "--errors", str(errors))
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [1.0]
+    bad = jsonl(errors.read_text())  # json.loads accepts NaN: check the text too
+    assert "NaN" not in errors.read_text() and "Infinity" not in errors.read_text()
+    assert [(row["line"], row["id"]) for row in bad] == [(2, None), (3, 3.0), (4, None)]
+    assert bad[0]["reason"] == "column 'id' is nan, which is not a valid JSON number"
+    assert bad[1]["reason"].startswith(f"column 'text' is {MAX_REVIEW_BYTES + 1:,} bytes, over the limit")
+
+
+def test_outputs_inside_an_input_folder_are_refused(onnx_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("great film\n")
+    for args, expected in (
+        (["-o", str(data / "a.txt")], f"--output {str(data / 'a.txt')!r} is the input"),
+        (["-o", str(data / "out.jsonl")], f"--output {str(data / 'out.jsonl')!r} is inside the input {str(data)!r}"),
+        (
+            ["--on-error", "skip", "--errors", str(data / "bad.jsonl")],
+            f"--errors {str(data / 'bad.jsonl')!r} is inside the input {str(data)!r}",
+        ),
+    ):
+        result = run_predict(onnx_dir, f"file://{data}", *args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: " + expected), result.stderr
+    assert sorted(path.name for path in data.iterdir()) == ["a.txt"] and (data / "a.txt").read_text() == "great film\n"
