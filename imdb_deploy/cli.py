@@ -17,11 +17,12 @@ from imdb_deploy import __version__
 from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
+from imdb_deploy.distributed import RayPredictConfig
 from imdb_deploy.errors import ImdbDeployError
 from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
-from imdb_deploy.predict import PredictFileConfig, Predictor
+from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
 from imdb_deploy.verify import VerifyConfig
@@ -423,7 +424,7 @@ def verify(
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "--model",
     "-m",
@@ -435,29 +436,35 @@ def verify(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write predictions here (complete or not at all; .gz compresses) instead of stdout.",
+    help="local: a file for the predictions (complete or not at all; .gz compresses) [default: stdout]. "
+    "ray: the output folder of Parquet shards (required).",
 )
 @_option(PredictFileConfig, "--format", "output_format", type=click.Choice(OUTPUT_FORMATS))
 @_option(
     PredictFileConfig,
     "--input-format",
     type=click.Choice(INPUT_FORMATS),
-    help="auto: by suffix (.jsonl, .csv, .txt, also .gz), else JSONL if the first line starts with '{', else text.",
+    help="auto: per file by suffix (.parquet, .jsonl, .csv, .txt, also .gz), else JSONL if the first line starts "
+    "with '{', else text.",
 )
-@_option(PredictFileConfig, "--text-field", help="JSONL field or CSV column with the review.")
-@click.option("--id-field", help="JSONL field or CSV column copied to the output as id [default: line number].")
+@_option(PredictFileConfig, "--text-field", help="JSONL field, CSV or Parquet column with the review.")
+@click.option(
+    "--id-field",
+    help="Field or column copied to the output as id [default: 'id' where rows have it, else FILE:LINE; "
+    "the line number for stdin].",
+)
 @_option(
     PredictFileConfig,
     "--on-error",
     type=click.Choice(ON_ERROR),
-    help="fail: stop at the first bad row (exit 1, no output file); skip: set bad rows aside and score the rest.",
+    help="fail: stop at the first bad row (exit 1, no output); skip: set bad rows aside and score the rest.",
 )
 @click.option(
     "--errors",
     "errors_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With --on-error skip: write bad rows (line, id, reason) here as JSONL [default: list them on stderr].",
+    help="local, with --on-error skip: write bad rows (file, line, id, reason, fix) here as JSONL "
+    "[default: list them on stderr]. ray: they go to OUTPUT/_errors/.",
 )
 @_option(
     Predictor,
@@ -485,12 +492,30 @@ def verify(
     default=None,
     help="Bind inputs and logits on the provider's device [default: on for cuda, off for cpu].",
 )
+@click.option(
+    "--engine",
+    default=ENGINES[0],
+    show_default=True,
+    type=click.Choice(ENGINES),
+    help="local: one process, streaming, output in input order; ray: a Ray Data job (local Ray or a cluster).",
+)
+@click.option(
+    "--address", help="ray: cluster to join (auto, ray://host:10001) [default: RAY_ADDRESS, else a local Ray]."
+)
+@click.option("--actors", help="ray: N actors, or MIN,MAX to autoscale [default: cluster CPUs / --cpus-per-actor].")
+@_option(RayPredictConfig, "--cpus-per-actor", type=click.IntRange(min=1), help="ray: CPUs (threads) per actor.")
+@_option(
+    RayPredictConfig,
+    "--ship-model/--shared-model",
+    help="ray: send the model's files to the workers through Ray, or load MODEL from the same path on each worker.",
+)
+@click.option("--overwrite", is_flag=True, help="ray: replace an existing output folder once the new one is complete.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the one-line summary stays).")
 @user_errors
 def predict(
-    input_path: str,
+    inputs: tuple[str, ...],
     model_dir: Path,
-    output: Path | None,
+    output: str | None,
     errors_path: Path | None,
     variant: str,
     provider: str,
@@ -498,29 +523,111 @@ def predict(
     batch_size: int | None,
     max_tokens: int | None,
     io_binding: bool | None,
+    engine: str,
+    address: str | None,
+    actors: str | None,
+    cpus_per_actor: int,
+    ship_model: bool,
+    overwrite: bool,
     quiet: bool,
     **options,
 ) -> None:
-    """Score a file of reviews (JSONL, CSV or text; '-' for stdin) with an exported ONNX model.
+    """Score reviews (JSONL, CSV, text or Parquet files, folders, globs, URLs; '-' for stdin) with an ONNX model.
 
     \b
     Example:
       imdb-deploy predict reviews.jsonl --model runs/distilbert-imdb-onnx --output predictions.jsonl
     """
-    from imdb_deploy.predict import predict_file
-
     if errors_path is not None and options["on_error"] != "skip":
         raise click.UsageError("--errors needs --on-error skip (with --on-error fail the first bad row stops the run)")
+    if engine == "ray":
+        _predict_ray(
+            inputs,
+            model_dir,
+            output,
+            errors_path,
+            variant,
+            provider,
+            threads,
+            io_binding,
+            quiet,
+            address,
+            actors,
+            cpus_per_actor,
+            ship_model,
+            overwrite,
+            batch_size,
+            max_tokens,
+            options,
+        )
+        return
+    for name, value in (("--address", address), ("--actors", actors), ("--overwrite", overwrite or None)):
+        if value is not None:
+            raise click.UsageError(f"{name} applies to --engine ray")
+    from imdb_deploy.predict import predict_file
+
     config = PredictFileConfig(progress=False if quiet else None, **options)
     sizes = {k: v for k, v in (("batch_size", batch_size), ("max_tokens", max_tokens)) if v is not None}
     predictor = Predictor(
         model_dir, variant=variant, provider=provider, threads=threads, io_binding=io_binding, **sizes
     )
-    summary = predict_file(predictor, input_path, output=output, errors=errors_path, config=config)
+    output_path = Path(output) if output is not None else None
+    summary = predict_file(predictor, list(inputs), output=output_path, errors=errors_path, config=config)
     where = f"; errors in {errors_path}" if errors_path is not None and summary.errors else ""
     echo_err(f"{summary.describe()}{where}")
     if output is not None:
         echo_err(f"wrote {output}")
+
+
+def _predict_ray(
+    inputs,
+    model_dir,
+    output,
+    errors_path,
+    variant,
+    provider,
+    threads,
+    io_binding,
+    quiet,
+    address,
+    actors,
+    cpus_per_actor,
+    ship_model,
+    overwrite,
+    batch_size,
+    max_tokens,
+    options,
+) -> None:
+    """`predict --engine ray`: check the options that do not apply, run distributed.predict_ray, print."""
+    from imdb_deploy.distributed import parse_actors, predict_ray
+
+    if output is None:
+        raise click.UsageError("--engine ray needs --output FOLDER (Parquet shards are written there)")
+    for name, value, instead in (
+        ("--errors", errors_path, "bad rows go to OUTPUT/_errors/"),
+        ("--threads", threads, "use --cpus-per-actor"),
+        ("--io-binding", io_binding, "actors run on the CPU"),
+        ("--format", None if options["output_format"] == "jsonl" else options["output_format"], "it writes Parquet"),
+        ("--provider", None if provider == "cpu" else provider, "actors run on the CPU"),
+    ):
+        if value is not None:
+            raise click.UsageError(f"{name} does not apply to --engine ray ({instead})")
+    options.pop("output_format")
+    config = RayPredictConfig(
+        address=address,
+        actors=parse_actors(actors) if actors else None,
+        cpus_per_actor=cpus_per_actor,
+        variant=variant,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        ship_model=ship_model,
+        overwrite=overwrite,
+        progress=False if quiet else None,
+        **options,
+    )
+    summary = predict_ray(model_dir, list(inputs), output, config)
+    echo_err(summary.describe())
+    echo_err(f"wrote {output}")
 
 
 # --- serve ------------------------------------------------------------------------------------------------

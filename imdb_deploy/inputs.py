@@ -1,8 +1,11 @@
-"""Streaming readers and writers for `imdb-deploy predict`: JSONL, CSV and plain text, gzip, stdin.
+"""Streaming readers and writers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet, gzip, stdin.
 
-Rows are read lazily line by line; a bad row comes back as an `InputRow` with its reason and fix, so the
-caller decides whether to stop or set it aside. Outputs are written under a temporary name and renamed
-only when the run completes.
+Inputs are files, folders and globs (local, or any fsspec URL such as s3:// where it is configured),
+expanded by `expand_inputs`. Rows are read lazily (line by line; Parquet by record batch); a bad row comes
+back as an `InputRow` with its reason and fix, so the caller decides whether to stop or set it aside.
+Ids: the `id` field or column when a row has one (or the one `--id-field` names), else "NAME:N" with the
+file's name and the line the row starts on (1-based row for Parquet), unique across files; stdin keeps
+plain line numbers. Outputs are written under a temporary name and renamed only when the run completes.
 
 Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
 the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
@@ -21,7 +24,7 @@ import numpy as np
 
 from imdb_deploy.errors import InputError
 
-INPUT_FORMATS = ("auto", "jsonl", "csv", "text")
+INPUT_FORMATS = ("auto", "jsonl", "csv", "text", "parquet")
 # Limits on one row. IMDb's longest review is about 14 KB; a review is cut to 512 tokens anyway, so 1 MiB
 # of text is far past any real review while a hostile line cannot take the memory with it. A line (JSON
 # escapes can triple a text) or CSV field over MAX_LINE_BYTES is set aside unread, in pieces: memory stays
@@ -34,6 +37,12 @@ MAX_JSON_DEPTH = 32
 MAX_CHUNK_CHARS = 16 << 20
 OUTPUT_FORMATS = ("jsonl", "csv")
 ON_ERROR = ("fail", "skip")
+DEFAULT_ID_FIELD = "id"  # carried to the output when rows have it, so results join back to their source
+# What a folder contributes: files with these endings (gzip allowed for the text formats). Names that start
+# with "_" or "." are skipped, as Spark, pyarrow and Ray do (_SUCCESS markers, .crc files, hidden temp files).
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".txt", ".text")
+READABLE_SUFFIXES = PARQUET_SUFFIXES + TEXT_SUFFIXES + tuple(f"{suffix}.gz" for suffix in TEXT_SUFFIXES)
 SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
 _JSON_TYPES = {
     type(None): "null",
@@ -130,12 +139,12 @@ def loads_checked(text: str):
 
 
 def _finite(value) -> bool:
-    """True when JSON output can hold `value` (no NaN or infinity, also nested)."""
+    """False when `value` holds NaN or infinity (also nested), which JSON output cannot hold."""
     import json
 
     try:
-        json.dumps(value, allow_nan=False)
-    except (ValueError, TypeError):
+        json.dumps(value, allow_nan=False, default=str)
+    except ValueError:
         return False
     return True
 
@@ -180,9 +189,179 @@ def source_name(source: str | os.PathLike) -> str:
     return "stdin" if str(source) == "-" else str(source)
 
 
+def is_url(source: str | os.PathLike) -> bool:
+    """True for "scheme://..." inputs, opened through fsspec (s3://, gs://, file://, ...)."""
+    return "://" in str(source)
+
+
+def local_path(source: str | os.PathLike) -> str | None:
+    """The local path an input or output names (a file:// URL's path), or None for stdin, other URLs and
+    globs: what the overlap checks (fileio.refuse_overlap) compare."""
+    import glob
+
+    text = str(source)
+    if text.startswith("file://"):
+        return text.removeprefix("file://")
+    if text == "-" or is_url(text) or glob.has_magic(text):
+        return None
+    return text
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """The files behind the inputs, in order: each file as given, each folder's readable files (recursive,
+    sorted, skipping names that start with "_" or "."), each glob's matching files (sorted); "-" is stdin.
+
+    Raises:
+        InputError: no inputs, stdin mixed with files, a path that does not exist, a glob that matches
+            nothing, or a folder with no readable file.
+    """
+    import glob
+
+    inputs = [str(item) for item in inputs]
+    if not inputs:
+        raise InputError("no input: name files, folders or globs (or - for stdin)")
+    if "-" in inputs:
+        if len(inputs) > 1:
+            raise InputError("- (stdin) cannot be combined with other inputs; pass files, folders or globs instead")
+        return ["-"]
+    files: list[str] = []
+    for item in inputs:
+        if is_url(item):
+            files += _expand_url(item)
+        elif glob.has_magic(item):
+            matches = sorted(path for path in glob.glob(item, recursive=True) if os.path.isfile(path))
+            if not matches:
+                raise InputError(f"{item}: the pattern matches no file; check it (and quote it so the shell leaves it)")
+            files += matches
+        elif os.path.isdir(item):
+            files += _folder_files(item, _walk_local(item), os.sep)
+        elif os.path.exists(item):
+            files.append(item)
+        else:
+            raise InputError(f"{item}: no such file or folder")
+    return list(dict.fromkeys(files))
+
+
+def _walk_local(folder: str) -> list[str]:
+    return [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+
+
+def _folder_files(folder: str, paths: list[str], sep: str) -> list[str]:
+    def wanted(path: str) -> bool:
+        parts = path[len(folder) :].strip(sep).split(sep)
+        return not any(part.startswith(("_", ".")) for part in parts) and path.lower().endswith(READABLE_SUFFIXES)
+
+    found = sorted(path for path in paths if wanted(path))
+    if not found:
+        raise InputError(
+            f"{folder}: no readable file in this folder (looked for {', '.join(READABLE_SUFFIXES[:8])}, "
+            "also .gz); name the files or pass a glob"
+        )
+    return found
+
+
+def _expand_url(url: str) -> list[str]:
+    import glob
+
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        if glob.has_magic(path):
+            matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            if not matches:
+                raise InputError(f"{url}: the pattern matches no file; check it")
+            return [fs.unstrip_protocol(p) for p in matches]
+        if fs.isdir(path):
+            return [fs.unstrip_protocol(p) for p in _folder_files(path.rstrip("/"), fs.find(path), "/")]
+        if fs.isfile(path):
+            return [url]
+    except (ImportError, ValueError, OSError) as exc:
+        raise InputError(f"{url}: cannot list it ({exc}); check the URL and that its filesystem is configured") from exc
+    raise InputError(f"{url}: no such file or folder")
+
+
+def id_prefixes(files: Sequence[str]) -> dict[str, str]:
+    """A short unique name per file for fallback ids: its path below the folder all files share
+    (a single file: its name), e.g. "train-00001.parquet" or "year=2024/part-0.parquet"."""
+    import posixpath
+
+    if list(files) == ["-"]:
+        return {}
+    keys = {
+        path: path.split("://", 1)[1] if is_url(path) else os.path.abspath(path).replace(os.sep, "/") for path in files
+    }
+    try:
+        common = posixpath.commonpath([posixpath.dirname(key) for key in keys.values()])
+    except ValueError:  # URLs on different buckets or hosts, or no files: keep the whole path
+        common = ""
+    return {path: posixpath.relpath(key, common) if common else key for path, key in keys.items()}
+
+
+def guess_format(source: str | os.PathLike, first_line: str | None = None) -> str:
+    """Input format by suffix (.parquet/.pq, .jsonl/.ndjson/.json, .csv, .txt; .gz stripped), else by the
+    first line ("{" means JSONL, anything else plain text)."""
+    name = "" if str(source) == "-" else str(source).rsplit("/", 1)[-1].lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return _guess_format(source, first_line)
+
+
+def open_reader(
+    source: str,
+    stack,
+    input_format: str = "auto",
+    text_field: str = "text",
+    id_field: str | None = None,
+    id_prefix: str | None = None,
+):
+    """An InputReader or ParquetReader over one source (path, URL or "-"), its file closed by `stack`."""
+    fmt = guess_format(source) if input_format == "auto" else input_format
+    if fmt == "parquet":
+        if str(source) == "-":
+            raise InputError("stdin: Parquet cannot be read from a stream; save it to a file and pass its path")
+        return ParquetReader(source, _open_seekable(source, stack), text_field, id_field, id_prefix)
+    if is_url(source):
+        stream = _open_url(source, stack)
+        if not hasattr(stream, "peek"):
+            import io
+
+            stream = io.BufferedReader(stream)
+        stream = gunzip_if_needed(stream, stack)
+    else:
+        stream = open_binary(source, stack)
+    return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
+
+
+def _open_url(source: str, stack):
+    import fsspec
+
+    try:
+        return stack.enter_context(fsspec.open(source, "rb"))
+    except (ImportError, ValueError, OSError) as exc:
+        raise InputError(f"{source}: cannot read it ({exc})") from exc
+
+
+def _open_seekable(source: str, stack):
+    if is_url(source):
+        return _open_url(source, stack)
+    try:
+        return stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
+
+
+def gunzip_if_needed(raw, stack):
+    """`raw` (a buffered binary stream), decompressed when its first bytes are gzip's magic number."""
+    import gzip
+
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
 def open_binary(source: str | os.PathLike, stack):
     """The input as a binary stream; gzip is recognised by its magic bytes, whatever the name."""
-    import gzip
     import io
     import sys
 
@@ -197,9 +376,7 @@ def open_binary(source: str | os.PathLike, stack):
             raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
+    return gunzip_if_needed(raw, stack)
 
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
@@ -233,7 +410,9 @@ class InputReader:
     """Rows of a JSONL, CSV or plain text input, read lazily line by line.
 
     Bad rows come back as InputRow with `reason` set, so the caller decides to stop or set them aside.
-    Blank lines are not rows; they are counted in `blank_lines`.
+    Blank lines are not rows; they are counted in `blank_lines`. Ids: `id_field` when named (a row without
+    it is bad); else the row's "id" field or column when present; else "ID_PREFIX:LINE", or the line
+    number when there is no prefix (stdin).
 
     Raises:
         InputError: the input cannot be read at all (missing file, CSV header without the named column).
@@ -246,10 +425,15 @@ class InputReader:
         input_format: str = "auto",
         text_field: str = "text",
         id_field: str | None = None,
+        id_prefix: str | None = None,
     ) -> None:
         self.source = source
         self.name = source_name(source)
-        self.text_field, self.id_field = text_field, id_field
+        self.text_field = text_field
+        # An id field the user named must be there; the default one is used where present.
+        self.id_field, self.id_required = (id_field, True) if id_field else (DEFAULT_ID_FIELD, False)
+        self.id_prefix = id_prefix
+        self.unit = "line"
         self.blank_lines = 0
         self._lines = self._numbered(stream)
         self._peeked: list[tuple[int, bytes]] = []
@@ -262,6 +446,10 @@ class InputReader:
                     first = _decode(raw, line)[0]
                     break
             self.format = _guess_format(source, first)
+
+    def fallback_id(self, line: int):
+        """The id of a row without one: "PREFIX:LINE", or the line number for stdin."""
+        return f"{self.id_prefix}:{line}" if self.id_prefix else line
 
     def _numbered(self, stream):
         """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
@@ -298,63 +486,65 @@ class InputReader:
     def _text(self):
         for line, raw in self._raw_lines():
             if isinstance(raw, _TooLong):
-                yield InputRow(line, line, reason=_too_long_reason(raw)[0], fix=_too_long_reason(raw)[1])
+                reason, fix = _too_long_reason(raw)
+                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             text, bad = _decode(raw, line)
             if bad:
-                yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
+                yield InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
             elif not text.strip():
                 self.blank_lines += 1
             else:
-                yield self._checked(line, line, text.rstrip("\r\n"), [], "line")
+                yield self._checked(line, self.fallback_id(line), text.rstrip("\r\n"), [], "line")
 
     def _jsonl(self):
         field, id_field = self.text_field, self.id_field
         for line, raw in self._raw_lines():
             if isinstance(raw, _TooLong):
-                yield InputRow(line, line, reason=_too_long_reason(raw)[0], fix=_too_long_reason(raw)[1])
+                reason, fix = _too_long_reason(raw)
+                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             text, bad = _decode(raw, line)
             if bad:
-                yield InputRow(line, line, reason=bad, fix=_UTF8_FIX)
+                yield InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
                 continue
             if not text.strip():
                 self.blank_lines += 1
                 continue
             record, reason, fix = parse_json(text.rstrip("\r\n"))
             if reason:
-                yield InputRow(line, line, reason=reason, fix=fix)
+                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             if not isinstance(record, dict):
                 kind = _JSON_TYPES.get(type(record), type(record).__name__)
                 yield InputRow(
                     line,
-                    line,
+                    self.fallback_id(line),
                     reason=f"expected a JSON object, got {kind}",
                     fix='write one object per line, e.g. {"text": "..."}',
                 )
                 continue
-            row_id = line
-            if id_field is not None:
-                if id_field not in record:
+            row_id = record.get(id_field, _MISSING)
+            if row_id is _MISSING:
+                if self.id_required:
                     yield InputRow(
                         line,
-                        line,
+                        self.fallback_id(line),
                         reason=f"field {id_field!r} missing",
-                        fix="use --id-field to name another field, or leave it out to number rows by line",
+                        fix="use --id-field to name another field, or leave it out to use file:line ids",
                     )
                     continue
-                row_id = record[id_field]
-                if not _finite(row_id):
-                    # NaN, Infinity and 1e999 parse as floats that JSON output cannot hold: a bad row, so
-                    # the output stays valid JSON and no id is silently rewritten.
-                    yield InputRow(
-                        line,
-                        line,
-                        reason=f"field {id_field!r} is {row_id!r}, which is not a valid JSON number",
-                        fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
-                    )
-                    continue
+                row_id = self.fallback_id(line)
+            elif not _finite(row_id):
+                # NaN, Infinity and 1e999 parse as floats that JSON output cannot hold: a bad row, so the
+                # output stays valid JSON and no id is silently rewritten.
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"field {id_field!r} is {row_id!r}, which is not a valid JSON number",
+                    fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
+                )
+                continue
             yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")
 
     def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
@@ -415,7 +605,7 @@ class InputReader:
                     if header is None:
                         header = self._csv_header(record, bad_lines)
                         text_col = header.index(field)
-                        id_col = header.index(id_field) if id_field is not None else None
+                        id_col = header.index(id_field) if id_field in header else None
                         continue
                     if not record or (len(record) == 1 and not record[0].strip()):
                         self.blank_lines += end - start + 1
@@ -448,12 +638,12 @@ class InputReader:
                     fix = 'quote the whole field and double a quote inside it ("")'
                 if header is None:
                     raise InputError(f"{self.name}, line {start}: the CSV header is broken: {reason}; {fix}") from exc
-                yield InputRow(start, start, reason=reason, fix=fix)
+                yield InputRow(start, self.fallback_id(start), reason=reason, fix=fix)
                 replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
                 pending.clear()
 
     def _csv_header(self, record: list[str], bad_lines: dict[int, str]) -> list[str]:
-        field, id_field = self.text_field, self.id_field
+        field, id_field = self.text_field, self.id_field if self.id_required else None
         if bad_lines:
             line, bad = next(iter(bad_lines.items()))
             raise InputError(f"{self.name}, line {line}: the CSV header has {bad}; {_UTF8_FIX}")
@@ -470,15 +660,15 @@ class InputReader:
         field, id_field = self.text_field, self.id_field
         bad = next((bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines), None)
         if bad:
-            return InputRow(start, start, reason=bad, fix=_UTF8_FIX)
+            return InputRow(start, self.fallback_id(start), reason=bad, fix=_UTF8_FIX)
         if id_col is not None and id_col >= len(record):
             return InputRow(
                 start,
-                start,
+                self.fallback_id(start),
                 reason=f"column {id_field!r} missing (the row has {len(record)} of {len(header)} columns)",
                 fix="quote values that contain commas",
             )
-        row_id = record[id_col] if id_col is not None else start
+        row_id = record[id_col] if id_col is not None else self.fallback_id(start)
         if text_col >= len(record):
             return InputRow(
                 start,
@@ -490,6 +680,82 @@ class InputReader:
 
 
 _MISSING = object()
+
+
+class ParquetReader:
+    """Rows of a Parquet file, streamed by record batch (never the whole file), checked like InputReader's.
+
+    Rows are numbered from 1 in file order; ids follow InputReader's rules, "PREFIX:ROW" by default.
+
+    Raises:
+        InputError: not a Parquet file, the text column (or a named id column) missing, or the text column
+            not a string column.
+    """
+
+    format = "parquet"
+    unit = "row"
+    blank_lines = 0
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        stream,
+        text_field: str = "text",
+        id_field: str | None = None,
+        id_prefix: str | None = None,
+        batch_rows: int = 1024,
+    ) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.source, self.name = source, source_name(source)
+        self.text_field, self.id_prefix, self.batch_rows = text_field, id_prefix, batch_rows
+        try:
+            self._file = pq.ParquetFile(stream)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.name}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        schema = self._file.schema_arrow
+        columns = ", ".join(map(repr, schema.names))
+        if text_field not in schema.names:
+            raise InputError(
+                f"{self.name}: no column {text_field!r} (columns: {columns}); use --text-field to name the column"
+            )
+        text_type = schema.field(text_field).type
+        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+            raise InputError(
+                f"{self.name}: column {text_field!r} holds {text_type}, not text; use --text-field to name the "
+                "column with the reviews"
+            )
+        if id_field and id_field not in schema.names:
+            raise InputError(f"{self.name}: no column {id_field!r} (columns: {columns}); use --id-field to name it")
+        self.id_column = id_field or (DEFAULT_ID_FIELD if DEFAULT_ID_FIELD in schema.names else None)
+        self.id_type = schema.field(self.id_column).type if self.id_column else None
+
+    def fallback_id(self, row: int):
+        return f"{self.id_prefix}:{row}" if self.id_prefix else row
+
+    _checked = InputReader._checked  # the same text checks as JSONL and CSV (uses only self.text_field)
+
+    def __iter__(self):
+        columns = [self.text_field] + ([self.id_column] if self.id_column and self.id_column != self.text_field else [])
+        present = list(self._file.schema_arrow.names)
+        row = 0
+        for batch in self._file.iter_batches(batch_size=self.batch_rows, columns=columns):
+            texts = batch.column(self.text_field).to_pylist()
+            ids = batch.column(self.id_column).to_pylist() if self.id_column else None
+            for i, text in enumerate(texts):
+                row += 1
+                if ids is not None and not _finite(ids[i]):
+                    # A float id column's NaN or infinity: JSON output cannot hold it, so the row is bad (its
+                    # id left null: a "FILE:ROW" string would not fit the column's type in Ray's shards).
+                    yield InputRow(
+                        row,
+                        None,
+                        reason=f"column {self.id_column!r} is {ids[i]!r}, which is not a valid JSON number",
+                        fix="give the row a finite id, or cast the id column to string",
+                    )
+                    continue
+                yield self._checked(row, ids[i] if ids is not None else self.fallback_id(row), text, present, "column")
 
 
 def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):

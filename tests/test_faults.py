@@ -727,7 +727,7 @@ def test_a_closed_stdout_is_one_line(onnx_dir, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert json.loads(proc.stdout.readline())["id"] == 1  # a reader that stops after one row, like `head -1`
+    assert json.loads(proc.stdout.readline())["id"] == "r0"  # a reader that stops after one row, like `head -1`
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1

@@ -189,7 +189,8 @@ def test_jsonl_file_to_stdout_in_input_order(onnx_dir, predictor, tmp_path):
     source = write_jsonl(tmp_path / "reviews.jsonl", [{"text": t, "stars": 3} for t in texts])
     result = run_predict(onnx_dir, str(source), "--chunk-size", "16", "--batch-size", "4")
     assert result.exit_code == 0, result.output
-    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, list(range(1, 51)), texts))
+    ids = [f"reviews.jsonl:{line}" for line in range(1, 51)]  # a named file: FILE:LINE ids (stdin: LINE)
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ids, texts))
     assert summary_of(result) == "50 input rows = 50 scored + 0 errors"
 
 
@@ -224,7 +225,7 @@ def test_csv_ids_default_to_the_line_a_row_starts_on(onnx_dir, tmp_path):
     source.write_text('text\n"two\nlines"\nthird row\n')
     result = run_predict(onnx_dir, str(source))
     assert result.exit_code == 0, result.output
-    assert [row["id"] for row in jsonl(result.stdout)] == [2, 4]
+    assert [row["id"] for row in jsonl(result.stdout)] == ["reviews.csv:2", "reviews.csv:4"]
 
 
 def test_plain_text_one_review_per_line(onnx_dir, predictor, tmp_path):
@@ -233,7 +234,9 @@ def test_plain_text_one_review_per_line(onnx_dir, predictor, tmp_path):
     result = run_predict(onnx_dir, str(source))
     assert result.exit_code == 0, result.output
     texts = ["great film", "awful plot", "{not json, just a review}"]
-    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, [1, 3, 4], texts))
+    assert_rows_match(
+        jsonl(result.stdout), expected_rows(predictor, ["reviews.txt:1", "reviews.txt:3", "reviews.txt:4"], texts)
+    )
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,8 @@ def test_gzip_file_in_and_out(onnx_dir, predictor, tmp_path):
     result = run_predict(onnx_dir, str(source), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert_rows_match(
-        jsonl(gzip.decompress(out.read_bytes()).decode()), expected_rows(predictor, [1, 2], ["great film", "awful"])
+        jsonl(gzip.decompress(out.read_bytes()).decode()),
+        expected_rows(predictor, ["reviews.jsonl.gz:1", "reviews.jsonl.gz:2"], ["great film", "awful"]),
     )
 
 
@@ -294,7 +298,7 @@ BAD_INPUTS = {
         ["--id-field", "id"],
         2,
         "field 'id' missing",
-        "use --id-field to name another field, or leave it out to number rows by line",
+        "use --id-field to name another field, or leave it out to use file:line ids",
     ),
     "number text": (
         "in.jsonl",
@@ -384,10 +388,12 @@ def test_bad_row_skipped_to_errors_file_and_the_rest_scored(onnx_dir, tmp_path, 
     result = run_predict(onnx_dir, str(source), *extra, "--on-error", "skip", "--errors", str(errors), "-o", str(out))
     assert result.exit_code == 0, result.output
     [error] = jsonl(errors.read_text())
-    assert error == {"line": line, "id": line, "reason": reason, "fix": fix}
+    # The bad row keeps its id: the default `id` field or column where it has one, else FILE:LINE.
+    row_id = {"missing field": 2, "empty CSV value": "2", "short CSV row": "2"}.get(case, f"{name}:{line}")
+    assert error == {"file": str(source), "line": line, "id": row_id, "reason": reason, "fix": fix}
     rows = jsonl(out.read_text())
     assert len(rows) == 2
-    assert line not in [row["id"] for row in rows]
+    assert row_id not in [row["id"] for row in rows]
     assert summary_of(result) == f"3 input rows = 2 scored + 1 error; errors in {errors}"
 
 
@@ -395,7 +401,7 @@ def test_skip_without_errors_file_lists_bad_rows_on_stderr(onnx_dir, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "fine"}', "nope", '{"text": 1}'])
     result = run_predict(onnx_dir, str(source), "--on-error", "skip")
     assert result.exit_code == 0, result.output
-    assert [row["id"] for row in jsonl(result.stdout)] == [1]
+    assert [row["id"] for row in jsonl(result.stdout)] == ["in.jsonl:1"]
     assert f"skipped {source}, line 2: not valid JSON (Expecting value at column 1)\n" in result.stderr
     assert f"skipped {source}, line 3: field 'text' is a number, not a string\n" in result.stderr
     assert summary_of(result) == "3 input rows = 1 scored + 2 errors"
@@ -433,7 +439,7 @@ def test_usage_and_missing_input_errors(onnx_dir, tmp_path):
     missing = tmp_path / "missing.jsonl"
     result = run_predict(onnx_dir, str(missing))
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {missing}: cannot read it (No such file or directory)\n"
+    assert result.stderr == f"Error: {missing}: no such file or folder\n"
 
 
 def test_truncated_gzip_is_a_clear_error(onnx_dir, tmp_path):
@@ -502,3 +508,130 @@ def test_per_review_variant_scores_reviews_side_by_side_with_the_same_answers(ti
     assert np.array_equal(together, one_at_a_time.logits(texts))
     alone = np.concatenate([side_by_side.logits([text]) for text in texts])
     assert np.array_equal(together, alone)
+
+
+# --- several inputs, Parquet, ids -------------------------------------------------------------------------
+
+
+def test_folders_globs_and_files_are_read_in_order_with_file_line_ids(onnx_dir, predictor, tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    (data / "2024").mkdir(parents=True)
+    pd.DataFrame({"text": ["great film", "awful plot"]}).to_parquet(data / "2024" / "part-0.parquet")
+    write_jsonl(data / "b.jsonl", [{"text": "dull"}])
+    (data / "_SUCCESS").write_text("")  # markers and hidden files are not inputs
+    (data / ".part-9.parquet.crc").write_text("x")
+    extra = tmp_path / "extra.csv"
+    extra.write_text("text\nloved it\n")
+    result = run_predict(onnx_dir, str(data), str(extra), "--chunk-size", "1")
+    assert result.exit_code == 0, result.output
+    ids = ["data/2024/part-0.parquet:1", "data/2024/part-0.parquet:2", "data/b.jsonl:1", "extra.csv:2"]
+    texts = ["great film", "awful plot", "dull", "loved it"]
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ids, texts))
+    assert summary_of(result) == "3 files: 4 input rows = 4 scored + 0 errors"
+
+    result = run_predict(onnx_dir, str(data / "**" / "*.parquet"), f"file://{data / 'b.jsonl'}")
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [
+        "2024/part-0.parquet:1",
+        "2024/part-0.parquet:2",
+        "b.jsonl:1",
+    ]
+
+
+def test_id_column_or_field_is_carried_by_default(onnx_dir, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"id": [10, 11], "text": ["great film", "awful plot"]}).to_parquet(tmp_path / "a.parquet")
+    write_jsonl(tmp_path / "b.jsonl", [{"id": "x-1", "text": "dull"}, {"text": "no id here"}])
+    (tmp_path / "c.csv").write_text("id,text\nc1,fine\n")
+    result = run_predict(onnx_dir, str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl"), str(tmp_path / "c.csv"))
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [10, 11, "x-1", "b.jsonl:2", "c1"]
+    result = run_predict(onnx_dir, str(tmp_path / "a.parquet"), "--id-field", "text")
+    assert [row["id"] for row in jsonl(result.stdout)] == ["great film", "awful plot"]
+
+
+def test_parquet_streams_by_record_batch_and_checks_rows(onnx_dir, predictor, tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "reviews.parquet"
+    texts, _ = toy_reviews(30, seed=8)
+    pq.write_table(pa.table({"text": texts[:29] + [None]}), source, row_group_size=7)
+    result = run_predict(onnx_dir, str(source), "--on-error", "skip", "--chunk-size", "4")
+    assert result.exit_code == 0, result.output
+    ids = [f"reviews.parquet:{row}" for row in range(1, 30)]
+    assert_rows_match(jsonl(result.stdout), expected_rows(predictor, ids, texts[:29]))
+    assert "skipped " + str(source) + ", row 30: column 'text' is null, not a string" in result.stderr
+    result = run_predict(onnx_dir, str(source))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {source}, row 30: column 'text' is null, not a string; give the review")
+
+    pd.DataFrame({"review": ["fine"], "stars": [3]}).to_parquet(tmp_path / "other.parquet")
+    result = run_predict(onnx_dir, str(tmp_path / "other.parquet"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {tmp_path / 'other.parquet'}: no column 'text' (columns: 'review', 'stars'); "
+        "use --text-field to name the column\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (
+            ["{tmp}/*.jsonl"],
+            "{tmp}/*.jsonl: the pattern matches no file; check it (and quote it so the shell leaves it)",
+        ),
+        (["{tmp}/empty"], "{tmp}/empty: no readable file in this folder"),
+        (["-", "{tmp}/a.txt"], "- (stdin) cannot be combined with other inputs"),
+        (["file://{tmp}/nothing.jsonl"], "file://{tmp}/nothing.jsonl: no such file or folder"),
+    ],
+)
+def test_inputs_that_name_nothing_are_clear_errors(onnx_dir, tmp_path, inputs, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a.txt").write_text("fine\n")
+    result = run_predict(onnx_dir, *(item.format(tmp=tmp_path) for item in inputs))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: " + message.format(tmp=tmp_path))
+
+
+def test_parquet_rows_get_the_review_cap_and_non_finite_ids_are_bad_rows(onnx_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imdb_deploy.inputs import MAX_REVIEW_BYTES
+
+    source = tmp_path / "reviews.parquet"
+    texts = ["great film", "awful plot", "x" * (MAX_REVIEW_BYTES + 1), "fine"]
+    pq.write_table(pa.table({"id": [1.0, float("nan"), 3.0, float("inf")], "text": texts}), source)
+    errors = tmp_path / "bad.jsonl"
+    result = run_predict(onnx_dir, str(source), "--on-error", "skip", "--errors", str(errors))
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in jsonl(result.stdout)] == [1.0]
+    bad = jsonl(errors.read_text())  # json.loads accepts NaN: check the text too
+    assert "NaN" not in errors.read_text() and "Infinity" not in errors.read_text()
+    assert [(row["line"], row["id"]) for row in bad] == [(2, None), (3, 3.0), (4, None)]
+    assert bad[0]["reason"] == "column 'id' is nan, which is not a valid JSON number"
+    assert bad[1]["reason"].startswith(f"column 'text' is {MAX_REVIEW_BYTES + 1:,} bytes, over the limit")
+
+
+def test_outputs_inside_an_input_folder_are_refused(onnx_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("great film\n")
+    for args, expected in (
+        (["-o", str(data / "a.txt")], f"--output {str(data / 'a.txt')!r} is the input"),
+        (["-o", str(data / "out.jsonl")], f"--output {str(data / 'out.jsonl')!r} is inside the input {str(data)!r}"),
+        (
+            ["--on-error", "skip", "--errors", str(data / "bad.jsonl")],
+            f"--errors {str(data / 'bad.jsonl')!r} is inside the input {str(data)!r}",
+        ),
+    ):
+        result = run_predict(onnx_dir, f"file://{data}", *args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: " + expected), result.stderr
+    assert sorted(path.name for path in data.iterdir()) == ["a.txt"] and (data / "a.txt").read_text() == "great film\n"

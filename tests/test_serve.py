@@ -447,7 +447,8 @@ def test_serve_command_help_and_errors(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0
-    assert "Example:\n    imdb-deploy serve" in result.output and "--max-batch-tokens" in result.output
+    example = "Example:\n    imdb-deploy serve runs/minilm-2k-onnx --port 8000\n"  # in its \\b block
+    assert example in result.output and "--max-batch-tokens" in result.output
     missing = runner.invoke(cli, ["serve", str(tmp_path / "nope")])
     assert missing.exit_code == 1
     assert "no such folder" in missing.output

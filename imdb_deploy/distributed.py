@@ -1,0 +1,637 @@
+"""`imdb-deploy predict --engine ray`: the same scoring as `predict_file`, spread over a Ray cluster.
+
+The job is three Ray Data operators, streamed (nothing is held whole in memory):
+
+1. read: Ray lists, opens and spreads the files (`FileBasedDatasource`, any filesystem pyarrow or fsspec
+   knows, e.g. s3://); each file is parsed by the local engine's readers (`inputs.InputReader`,
+   `inputs.ParquetReader`), so rows, ids and bad-row reasons are exactly the local engine's. Ray's own
+   `read_json`/`read_csv` parse whole blocks with pyarrow: one malformed line fails the file without naming
+   the row, and no reader numbers rows, which the ids and error reports need.
+2. score: `map_batches` with a callable class, one `Predictor` per actor (onnxruntime intra-op threads =
+   the actor's CPUs, so actors do not oversubscribe the cores), in an `ActorPoolStrategy` pool; each batch
+   is length-sorted inside the Predictor as in the local engine.
+3. write: Parquet shards (id, label, score, prob_<label>...) and, for bad rows, shards in `_errors/`
+   (file, line, id, reason, fix), written under a temporary sibling folder that is renamed to the output
+   only after the counts check (input rows = scored + errors) and a `_SUCCESS` marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError
+from imdb_deploy.fileio import refuse_overlap
+from imdb_deploy.inputs import (
+    DEFAULT_ID_FIELD,
+    INPUT_FORMATS,
+    ON_ERROR,
+    SKIP_HINT,
+    InputReader,
+    ParquetReader,
+    chunks,
+    count_noun,
+    expand_inputs,
+    guess_format,
+    id_prefixes,
+    is_url,
+    local_path,
+)
+
+SUCCESS_MARKER = "_SUCCESS"
+ERRORS_FOLDER = "_errors"  # "_" keeps it out of readers of the output folder (pyarrow, Spark, Ray skip it)
+ERROR_COLUMNS = ("file", "line", "id", "reason", "fix")
+
+
+@dataclass(frozen=True)
+class RayPredictConfig:
+    """How `predict_ray` reads, scores and writes.
+
+    Attributes:
+        address: None starts a local Ray on this machine (all its CPUs) unless RAY_ADDRESS is set;
+            "auto" or "ray://host:10001" joins an existing cluster.
+        actors: (min, max) actors in the pool (equal for a fixed pool); None: the cluster's CPUs divided
+            by cpus_per_actor, fixed.
+        cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
+        input_format, text_field, id_field, on_error: as PredictFileConfig (the local engine).
+        chunk_size: rows per block and map batch (cut per file, as the local engine cuts its chunks, so
+            both engines make the same onnxruntime calls: dynamic INT8 then gives the same scores).
+        variant, batch_size, max_tokens: as Predictor.
+        ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
+            False loads the folder from the same path on every worker (shared storage).
+        overwrite: replace an existing output folder once the new one is complete.
+        progress: Ray Data's progress bars on stderr; None shows them only when stderr is a terminal.
+    """
+
+    address: str | None = None
+    actors: tuple[int, int] | None = None
+    cpus_per_actor: int = 1
+    input_format: str = "auto"
+    text_field: str = "text"
+    id_field: str | None = None
+    on_error: str = "fail"
+    chunk_size: int = 1024
+    variant: str = "auto"
+    batch_size: int | None = None
+    max_tokens: int | None = None
+    ship_model: bool = True
+    overwrite: bool = False
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("input_format", INPUT_FORMATS), ("on_error", ON_ERROR)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r}: use one of {', '.join(allowed)}")
+        if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
+            raise ConfigError(f"actors={self.actors!r}: use N or MIN,MAX with 1 <= MIN <= MAX")
+        for name in ("cpus_per_actor", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
+
+
+def parse_actors(text: str) -> tuple[int, int]:
+    """`--actors` as (min, max): "4" is a fixed pool of 4, "1,8" autoscales between 1 and 8.
+
+    Raises:
+        ConfigError: not N or MIN,MAX with 1 <= MIN <= MAX.
+    """
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not 1 <= values[0] <= values[1]:
+        raise ConfigError(f"actors={text!r}: use N (a fixed pool) or MIN,MAX with 1 <= MIN <= MAX, e.g. 2 or 1,8")
+    return values[0], values[1]
+
+
+@dataclass
+class RayPredictSummary:
+    """What `predict_ray` did. input_rows == scored + errors, always (checked before the output appears)."""
+
+    output: str = ""
+    files: int = 0
+    input_rows: int = 0
+    scored: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    startup_seconds: float = 0.0
+    actors: dict[str, dict] = field(default_factory=dict)
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    shards: int = 0
+    ray_stats: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.input_rows / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        """One line for people, e.g. `8 files: 4,000 input rows = 4,000 scored + 0 errors; ...`."""
+        per_actor = " + ".join(f"{entry['rows']:,}" for entry in self.actors.values())
+        return (
+            f"{count_noun(self.files, 'file')}: {count_noun(self.input_rows, 'input row')} = {self.scored:,} "
+            f"scored + {count_noun(self.errors, 'error')}; {self.rows_per_second:,.1f} rows/s "
+            f"({self.seconds:.1f} s, Ray start {self.startup_seconds:.1f} s); "
+            f"{count_noun(len(self.actors), 'actor')} scored {per_actor or 0} rows"
+        )
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
+            "rows_per_second": self.rows_per_second
+        }
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> bool:
+    """Join a Ray cluster, or start a local one; returns True when this call started it (then shut it down).
+
+    Args:
+        address: None: RAY_ADDRESS when set, else a new local Ray; "auto" or "ray://host:10001": that cluster.
+        num_cpus: CPUs of a new local Ray; None takes the machine's.
+        quiet: Ray's own logs at ERROR only, no dashboard, worker logs kept out of the terminal.
+
+    Raises:
+        ConfigError: Ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "--engine ray needs Ray Data: pip install 'imdb-deploy[ray]' (scripts/setup.sh installs it)"
+        ) from exc
+
+    if ray.is_initialized():
+        return False
+    if quiet:  # Ray's C++ core logs warnings at ERROR level (e.g. ray-project/ray#53727) unless told not to
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    options = {"logging_level": logging.ERROR if quiet else logging.INFO, "log_to_driver": not quiet}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    else:
+        ray.init(address=address, **options)
+    return True
+
+
+# --- the three operators ----------------------------------------------------------------------------------
+
+
+def _row_key(path: str) -> str:
+    """A path as Ray's resolved paths spell it: no scheme, absolute for local files."""
+    return path.split("://", 1)[1] if is_url(path) else os.path.abspath(path)
+
+
+def _ray_path(path: str) -> str:
+    return path if is_url(path) else os.path.abspath(path)
+
+
+def _rows_datasource(files, prefixes, config, id_type, ledger):
+    """A Ray Data datasource whose read tasks parse files with the local engine's readers."""
+    import io
+    from contextlib import ExitStack
+
+    import pyarrow as pa
+    from ray.data.datasource import FileBasedDatasource
+
+    from imdb_deploy.inputs import gunzip_if_needed
+
+    names = {_row_key(path): (path, prefixes.get(path)) for path in files}
+    fmt_of = {
+        key: guess_format(path) if config.input_format == "auto" else config.input_format
+        for key, (path, _) in names.items()
+    }
+
+    class ReviewRows(FileBasedDatasource):
+        def _lookup(self, path: str) -> tuple[str, str | None, str]:
+            key = path if path in names else _row_key(path)
+            name, prefix = names.get(key, (path, None))
+            return name, prefix, fmt_of.get(key, config.input_format)
+
+        def _open_input_source(self, filesystem, path, **open_args):
+            if self._lookup(path)[2] == "parquet":  # Parquet needs random access, not a stream
+                return filesystem.open_input_file(path)
+            return super()._open_input_source(filesystem, path, **open_args)
+
+        def _read_stream(self, f, path):
+            import ray
+
+            start = time.perf_counter()
+            busy = 0.0  # seconds spent reading and parsing, not waiting while a yielded block is consumed
+            name, prefix, fmt = self._lookup(path)
+            with ExitStack() as stack:
+                if fmt == "parquet":
+                    reader = ParquetReader(name, f, config.text_field, config.id_field, prefix, config.chunk_size)
+                else:
+                    stream = gunzip_if_needed(io.BufferedReader(f), stack)
+                    reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix)
+                rows = 0
+                for chunk in chunks(reader, config.chunk_size):
+                    bad = next((row for row in chunk if row.reason is not None), None)
+                    if bad is not None and config.on_error == "fail":
+                        raise InputError(f"{name}, {reader.unit} {bad.line}: {bad.reason}; {bad.fix} ({SKIP_HINT})")
+                    rows += len(chunk)
+                    table = _rows_table(chunk, name, id_type)
+                    busy += time.perf_counter() - start
+                    yield table
+                    start = time.perf_counter()
+            busy += time.perf_counter() - start
+            ray.get(ledger.file_read.remote(name, rows, busy))
+
+    def _rows_table(chunk, name, id_type):
+        ids = [row.id for row in chunk]
+        if pa.types.is_string(id_type):
+            ids = [value if value is None or isinstance(value, str) else json.dumps(value) for value in ids]
+        return pa.table(
+            {
+                "file": pa.array([name] * len(chunk), pa.string()),
+                "line": pa.array([row.line for row in chunk], pa.int64()),
+                "id": pa.array(ids, id_type),
+                "text": pa.array([row.text for row in chunk], pa.string()),
+                "reason": pa.array([row.reason for row in chunk], pa.string()),
+                "fix": pa.array([row.fix for row in chunk], pa.string()),
+            }
+        )
+
+    return ReviewRows([_ray_path(path) for path in files])
+
+
+class _Scorer:
+    """One Predictor per Ray actor; scores the good rows of each batch and passes bad rows through."""
+
+    def __init__(self, model, variant, threads, sizes, ledger) -> None:
+        import socket
+        import tempfile
+
+        import ray
+
+        from imdb_deploy.predict import Predictor
+
+        if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef}
+            files = ray.get(model["files"])
+            self._folder = tempfile.TemporaryDirectory(prefix="imdb-deploy-model-")
+            for name, data in files.items():
+                Path(self._folder.name, name).write_bytes(data)
+            model = self._folder.name
+        self.predictor = Predictor(model, variant=variant, threads=threads, **sizes)
+        self.ledger = ledger
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import ray
+
+        from imdb_deploy.evaluation import softmax
+
+        good = pc.is_null(batch.column("reason")).to_numpy(zero_copy_only=False)
+        texts = batch.column("text").filter(pa.array(good)).to_pylist()
+        start = time.perf_counter()
+        encoded = self.predictor.encode(texts)
+        tokenized = time.perf_counter()
+        probs = softmax(self.predictor.logits_from_ids(encoded)).astype(np.float32)
+        scored = time.perf_counter()
+        full = np.zeros((len(good), probs.shape[1]), dtype=np.float32)
+        full[good] = probs
+        best = full.argmax(axis=1)
+        missing = ~good
+        names = np.array(self.predictor.label_names, dtype=object)
+        out = batch.drop_columns(["text"])
+        out = out.append_column("label", pa.array(names[best], pa.string(), mask=missing))
+        out = out.append_column("score", pa.array(full[np.arange(len(best)), best], pa.float32(), mask=missing))
+        for k, label in enumerate(self.predictor.label_names):
+            out = out.append_column(f"prob_{label}", pa.array(full[:, k], pa.float32(), mask=missing))
+        ray.get(self.ledger.batch_scored.remote(self.name, len(texts), tokenized - start, scored - tokenized))
+        return out
+
+
+def _ledger_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Ledger:
+        """Counts the job's operators report: rows read per file, rows scored and stage seconds per actor."""
+
+        def __init__(self) -> None:
+            self.files: dict[str, tuple[int, float]] = {}
+            self.actors: dict[str, dict] = {}
+
+        def file_read(self, name: str, rows: int, seconds: float) -> None:
+            self.files[name] = (rows, seconds)  # keyed: a retried read reports the same file once
+
+        def batch_scored(self, actor: str, rows: int, tokenize_s: float, infer_s: float) -> None:
+            entry = self.actors.setdefault(actor, {"rows": 0, "batches": 0, "tokenize_s": 0.0, "infer_s": 0.0})
+            entry["rows"] += rows
+            entry["batches"] += 1
+            entry["tokenize_s"] += tokenize_s
+            entry["infer_s"] += infer_s
+
+        def report(self) -> tuple[dict, dict]:
+            return self.files, self.actors
+
+    return Ledger
+
+
+def _shard_sink(folder: str, prob_columns: list[str]):
+    from ray.data.datasource import Datasink
+
+    class ShardSink(Datasink):
+        """Each write task writes its rows as one predictions shard and (if any) one errors shard."""
+
+        def __init__(self) -> None:
+            self.returns: list[dict] = []
+
+        def write(self, blocks, ctx) -> dict:
+            import fsspec
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            start = time.perf_counter()
+            fs, root = fsspec.core.url_to_fs(folder)
+            name = f"part-{ctx.task_idx:05d}.parquet"
+            writers: dict[str, pq.ParquetWriter] = {}
+            counts = {"shard": name, "scored": 0, "errors": 0}
+            try:
+                for block in blocks:
+                    table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
+                    good = pc.is_null(table.column("reason"))
+                    parts = {
+                        "scored": table.filter(good).select(["id", "label", "score", *prob_columns]),
+                        "errors": table.filter(pc.invert(good)).select(list(ERROR_COLUMNS)),
+                    }
+                    if parts["errors"].num_rows:
+                        ids = pc.cast(parts["errors"].column("id"), pa.string())
+                        parts["errors"] = parts["errors"].set_column(2, "id", ids)
+                    for kind, part in parts.items():
+                        if not part.num_rows:
+                            continue
+                        if kind not in writers:
+                            path = f"{root}/{name}" if kind == "scored" else f"{root}/{ERRORS_FOLDER}/{name}"
+                            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                            writers[kind] = pq.ParquetWriter(fs.open(path, "wb"), part.schema)
+                        writers[kind].write_table(part)
+                        counts[kind] += part.num_rows
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            counts["seconds"] = time.perf_counter() - start
+            return counts
+
+        def on_write_complete(self, write_result) -> None:
+            self.returns = list(write_result.write_returns)
+
+    return ShardSink()
+
+
+# --- the job ----------------------------------------------------------------------------------------------
+
+
+def _id_type(files: Sequence[str], config: RayPredictConfig):
+    """The Arrow type of the output's id column, fixed before the job so every shard agrees: the id column's
+    type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids, CSV
+    values, and JSON values as their JSON text)."""
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = config.id_field or DEFAULT_ID_FIELD
+    types = set()
+    for path in files:
+        fmt = guess_format(path) if config.input_format == "auto" else config.input_format
+        if fmt != "parquet":
+            return pa.string()
+        try:
+            with fsspec.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        if column not in schema.names:
+            return pa.string()
+        types.add(schema.field(column).type)
+    return types.pop() if len(types) == 1 else pa.string()
+
+
+def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
+    """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
+    from imdb_deploy.artifacts import ONNX_VARIANTS
+
+    skip = {file for name, file in ONNX_VARIANTS.items() if name != variant}
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(predictor_dir.iterdir())
+        if path.is_file() and path.name not in skip and not path.name.startswith(".")
+    }
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Our own error inside a Ray task error, as it was raised: the user sees its message, not Ray's
+    traceback (Ray also appends its retry advice to the message, which does not apply to a bad row)."""
+    seen = exc
+    while seen is not None:
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, ImdbDeployError):
+            message = str(cause.args[0]) if cause.args else str(cause)
+            return type(cause)(message.split("\nFailed to ", 1)[0])
+        seen = seen.__cause__
+    return exc
+
+
+class _DropOurErrors(logging.Filter):
+    """Ray Data logs a task's exception with its traceback before re-raising it; ours is shown once, plainly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ImdbDeployError))
+
+
+def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fields = [("id", id_type), ("label", pa.string()), ("score", pa.float32())]
+    schema = pa.schema(fields + [(name, pa.float32()) for name in prob_columns])
+    fs, root = fsspec.core.url_to_fs(folder)
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(f"{root}/part-00000.parquet", "wb") as f:
+        pq.write_table(schema.empty_table(), f)
+
+
+def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) -> None:
+    """Move the finished folder into place with its _SUCCESS marker: one rename on a local disk; on object
+    stores (no rename) the shards are moved first and the marker written last."""
+    import shutil
+
+    import fsspec
+
+    marker = json.dumps(
+        {k: v for k, v in summary.to_dict().items() if k not in ("ray_stats", "actors")} | {"engine": "ray"}
+    )
+    fs, out_path = fsspec.core.url_to_fs(output)
+    _, tmp_path = fsspec.core.url_to_fs(tmp)
+    local = not is_url(output) or output.startswith("file://")
+    if local:
+        Path(tmp_path, SUCCESS_MARKER).write_text(marker + "\n")
+        if Path(out_path).exists():
+            old = Path(out_path).with_name(f".{Path(out_path).name}.old-{os.getpid()}")
+            os.replace(out_path, old)
+            os.replace(tmp_path, out_path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_path, out_path)
+        return
+    if overwrite and fs.exists(out_path):
+        fs.rm(out_path, recursive=True)
+    fs.mv(tmp_path, out_path, recursive=True)
+    with fs.open(f"{out_path}/{SUCCESS_MARKER}", "w") as f:
+        f.write(marker + "\n")
+
+
+def predict_ray(
+    model_dir: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    config: RayPredictConfig | None = None,
+) -> RayPredictSummary:
+    """Score every row of the inputs on Ray Data into a folder of Parquet shards.
+
+    Args:
+        model_dir: folder written by `imdb-deploy export`.
+        inputs: files, folders, globs or fsspec URLs of JSONL, CSV, text or Parquet (not stdin).
+        output: the output folder (local path or URL): `part-*.parquet` (id, label, score, prob_<label>...,
+            in no particular row order: join on id), `_errors/part-*.parquet` for rows set aside, and
+            `_SUCCESS` (the counts, as JSON); it appears complete or not at all.
+        config: cluster, pool, fields, error policy.
+
+    Returns:
+        The counts, seconds (Ray start-up included, and apart) and what each actor scored.
+
+    Raises:
+        InputError: a bad row with on_error="fail" (naming file and line), an unreadable input, a glob that
+            matches nothing; no output folder is left behind.
+        FileExistsError: the output exists and overwrite is False.
+        OutputError: the output (a local path or file:// URL) is, holds or sits inside an input or the model
+            folder; checked before Ray starts, so --overwrite can never replace the reviews it reads.
+    """
+    import shutil
+    import uuid
+
+    import fsspec
+
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, resolve_onnx_variant
+
+    config = config or RayPredictConfig()
+    start = time.perf_counter()
+    files = expand_inputs(inputs)
+    if files == ["-"]:
+        raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
+    output = str(output)
+    fs, out_path = fsspec.core.url_to_fs(output)
+    if fs.exists(out_path) and not config.overwrite:
+        raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
+    target = local_path(output)
+    if target is not None:
+        for path in dict.fromkeys(local_path(item) for item in [*files, *map(str, inputs)]):
+            if path is not None:
+                refuse_overlap(target, {"the input": path}, "--output")
+        refuse_overlap(target, {"the model folder": model_dir}, "--output")
+    variant, _ = resolve_onnx_variant(model_dir, config.variant)
+    prefixes = id_prefixes(files)
+    id_type = _id_type(files, config)
+    parent, _, name = output.rstrip("/").rpartition("/")
+    tmp = f"{parent + '/' if parent else ''}.{name}.{uuid.uuid4().hex[:8]}.partial"  # a sibling: same filesystem
+
+    progress = sys.stderr.isatty() if config.progress is None else config.progress
+    connecting = time.perf_counter()
+    started = connect(config.address, quiet=not progress)
+    summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - connecting)
+
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    ray_logger = logging.getLogger("ray.data")
+    ray_level = ray_logger.level
+    drop = _DropOurErrors()
+    handlers = [*ray_logger.handlers, *logging.getLogger().handlers]
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = progress
+        context.print_on_execution_start = progress
+        if not progress:
+            ray_logger.setLevel(logging.ERROR)
+        if config.actors is None:
+            size = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.cpus_per_actor)
+            pool = (size, size)
+        else:
+            pool = config.actors
+        ledger = _ledger_class().remote()
+        model = Path(str(model_dir))
+        model_arg = {"files": ray.put(_pack_model(model, variant))} if config.ship_model else str(model.resolve())
+        sizes = {k: v for k, v in (("batch_size", config.batch_size), ("max_tokens", config.max_tokens)) if v}
+        labels = list(load_settings(model, load_tokenizer(model)).label_names)
+        prob_columns = [f"prob_{label}" for label in labels]
+        rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
+        scored = rows.map_batches(
+            _Scorer,
+            batch_size=None,  # a block is a batch: the read made it chunk_size rows of one file, as the local engine
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(min_size=pool[0], max_size=pool[1], max_tasks_in_flight_per_actor=1),
+            num_cpus=config.cpus_per_actor,
+            fn_constructor_kwargs={
+                "model": model_arg,
+                "variant": variant,
+                "threads": config.cpus_per_actor,
+                "sizes": sizes,
+                "ledger": ledger,
+            },
+        )
+        sink = _shard_sink(tmp, prob_columns)
+        try:
+            scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+        except Exception as exc:
+            error = _unwrap(exc)
+            if error is exc:
+                raise
+            raise error from None
+        read, actors = ray.get(ledger.report.remote())
+        summary.input_rows = sum(rows for rows, _ in read.values())
+        summary.read_seconds = sum(seconds for _, seconds in read.values())
+        summary.scored = sum(r["scored"] for r in sink.returns)
+        summary.errors = sum(r["errors"] for r in sink.returns)
+        summary.write_seconds = sum(r["seconds"] for r in sink.returns)
+        summary.shards = sum(1 for r in sink.returns if r["scored"])
+        summary.actors = actors
+        summary.ray_stats = scored.stats()
+        if summary.input_rows != summary.scored + summary.errors:
+            raise RuntimeError(
+                f"row count mismatch: {summary.input_rows:,} rows read but {summary.scored:,} scored + "
+                f"{summary.errors:,} errors written; the output was not created"
+            )
+        if not summary.shards:
+            _write_empty_shard(tmp, id_type, prob_columns)
+            summary.shards = 1
+        summary.seconds = time.perf_counter() - start
+        _commit(tmp, output, summary, config.overwrite)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
+        ray_logger.setLevel(ray_level)
+        tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
+        if tmp_fs.exists(tmp_path):
+            if is_url(tmp) and not tmp.startswith("file://"):
+                tmp_fs.rm(tmp_path, recursive=True)
+            else:
+                shutil.rmtree(tmp_path, ignore_errors=True)
+        if started:
+            ray.shutdown()
+    return summary

@@ -1,0 +1,231 @@
+"""`imdb-deploy predict --engine ray`: a real local Ray (2 CPUs, started once for the module), real actors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import toy_reviews
+
+from imdb_deploy.errors import ConfigError, InputError
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (scripts/setup.sh installs it)")
+
+SKIP_HINT = "(or pass --on-error skip --errors FILE to score the other rows and set bad ones aside)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray for every test here (start-up costs seconds); predict_ray joins it and leaves it running."""
+    from imdb_deploy.distributed import connect
+
+    os.environ.pop("RAY_ADDRESS", None)
+    assert connect(num_cpus=2, quiet=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_onnx_dir):
+    from imdb_deploy import Predictor
+
+    return Predictor(tiny_onnx_dir, variant="fp32")
+
+
+def run(onnx_dir, inputs, output, **options):
+    from imdb_deploy.distributed import RayPredictConfig, predict_ray
+
+    config = RayPredictConfig(variant="fp32", progress=False, **options)
+    return predict_ray(onnx_dir, inputs, output, config)
+
+
+def read_output(folder) -> pd.DataFrame:
+    return pd.read_parquet(folder).sort_values("id", key=lambda ids: ids.astype(str)).reset_index(drop=True)
+
+
+def leftovers(parent) -> list[str]:
+    return sorted(name for name in os.listdir(parent) if name.startswith("."))
+
+
+def test_parquet_shards_match_predictor_ids_labels_and_probabilities(tiny_onnx_dir, predictor, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    texts, _ = toy_reviews(90, seed=11, min_words=1, max_words=70)
+    shards = [texts[:40], texts[40:70], texts[70:]]
+    for i, part in enumerate(shards):
+        pd.DataFrame({"text": part}).to_parquet(data / f"train-{i:05d}.parquet")
+    (data / "_SUCCESS").write_text("")  # a marker from an earlier job: skipped, as Spark and pyarrow do
+    out = tmp_path / "out"
+
+    summary = run(tiny_onnx_dir, [str(data)], out, actors=(2, 2), chunk_size=16)
+
+    assert (summary.files, summary.input_rows, summary.scored, summary.errors) == (3, 90, 90, 0)
+    assert sum(entry["rows"] for entry in summary.actors.values()) == 90
+    assert {name for name in os.listdir(out) if not name.startswith("part-")} == {"_SUCCESS"}
+    marker = json.loads((out / "_SUCCESS").read_text())
+    assert (marker["input_rows"], marker["scored"], marker["errors"]) == (90, 90, 0)
+    assert leftovers(tmp_path) == []
+
+    got = pd.read_parquet(out)
+    assert list(got.columns) == ["id", "label", "score", "prob_negative", "prob_positive"]
+    expected_ids = [f"train-{i:05d}.parquet:{row}" for i, part in enumerate(shards) for row in range(1, len(part) + 1)]
+    got = got.set_index("id").loc[expected_ids]  # every id once; rows come back in no particular order
+    assert len(set(got.index)) == 90
+    proba = predictor.predict_proba(texts)
+    assert got["label"].tolist() == [("negative", "positive")[k] for k in proba.argmax(axis=1)]
+    np.testing.assert_allclose(got[["prob_negative", "prob_positive"]].to_numpy(), proba, atol=1e-5)
+    np.testing.assert_allclose(got["score"].to_numpy(), proba.max(axis=1), atol=1e-5)
+
+
+def test_bad_rows_skipped_to_the_errors_folder_and_counted(tiny_onnx_dir, predictor, tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.jsonl").write_text('{"id": 1, "text": "great film"}\n{"id": 2, "text": 5}\nnot json\n')
+    (data / "b.csv").write_text("review_id,text\nr1,awful plot\nr2,\n")
+    pd.DataFrame({"id": [7, 8], "text": ["dull", None]}).to_parquet(data / "c.parquet")
+    out = tmp_path / "out"
+
+    summary = run(tiny_onnx_dir, [str(data / "*")], out, on_error="skip")
+
+    assert (summary.input_rows, summary.scored, summary.errors) == (7, 3, 4)
+    errors = pd.read_parquet(out / "_errors").sort_values(["file", "line"]).to_dict("records")
+    assert errors == [
+        {
+            "file": str(data / "a.jsonl"),
+            "line": 2,
+            "id": "2",
+            "reason": "field 'text' is a number, not a string",
+            "fix": "give the review as text",
+        },
+        {
+            "file": str(data / "a.jsonl"),
+            "line": 3,
+            "id": "a.jsonl:3",
+            "reason": "not valid JSON (Expecting value at column 1)",
+            "fix": "fix or remove the line",
+        },
+        {
+            "file": str(data / "b.csv"),
+            "line": 3,
+            "id": "b.csv:3",
+            "reason": "column 'text' is empty",
+            "fix": "remove the row or give it a review",
+        },
+        {
+            "file": str(data / "c.parquet"),
+            "line": 2,
+            "id": "8",
+            "reason": "column 'text' is null, not a string",
+            "fix": "give the review as text",
+        },
+    ]
+    got = read_output(out)  # ids: JSONL numbers become text (one id type per output), CSV has no id column
+    assert got["id"].tolist() == ["1", "7", "b.csv:2"]
+    proba = predictor.predict_proba(["great film", "dull", "awful plot"])
+    assert got["label"].tolist() == [("negative", "positive")[k] for k in proba.argmax(axis=1)]
+    np.testing.assert_allclose(got["prob_positive"].to_numpy(), proba[:, 1], atol=1e-5)
+
+
+def test_first_bad_row_fails_the_job_naming_file_and_line_and_leaves_nothing(tiny_onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "fine"}\n{"text": "fine too"}\n{"body": "x"}\n')
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        run(tiny_onnx_dir, [str(source)], out)
+    assert str(caught.value) == (
+        f"{source}, line 3: field 'text' missing (fields here: 'body'); use --text-field to name another field "
+        f"{SKIP_HINT}"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]  # no output, no temporary folder
+
+
+def test_missing_column_is_a_clear_error(tiny_onnx_dir, tmp_path):
+    source = tmp_path / "reviews.parquet"
+    pd.DataFrame({"review": ["fine"]}).to_parquet(source)
+    with pytest.raises(InputError, match=r"no column 'text' \(columns: 'review'\); use --text-field"):
+        run(tiny_onnx_dir, [str(source)], tmp_path / "out", on_error="skip")
+    assert sorted(os.listdir(tmp_path)) == ["reviews.parquet"]
+
+
+def test_empty_input_gives_an_empty_complete_output(tiny_onnx_dir, tmp_path):
+    source = tmp_path / "empty.jsonl"
+    source.write_text("")
+    out = tmp_path / "out"
+    summary = run(tiny_onnx_dir, [f"file://{source}"], out)  # file:// URLs work like paths
+    assert (summary.input_rows, summary.scored, summary.errors) == (0, 0, 0)
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.parquet"]
+    assert list(pd.read_parquet(out).columns) == ["id", "label", "score", "prob_negative", "prob_positive"]
+
+
+def test_inputs_that_match_nothing_fail_before_ray_runs(tiny_onnx_dir, tmp_path):
+    with pytest.raises(InputError, match=r"the pattern matches no file"):
+        run(tiny_onnx_dir, [str(tmp_path / "*.parquet")], tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no readable file in this folder"):
+        run(tiny_onnx_dir, [str(tmp_path / "empty")], tmp_path / "out")
+    with pytest.raises(InputError, match=r"reads files, folders or URLs"):
+        run(tiny_onnx_dir, ["-"], tmp_path / "out")
+
+
+def test_existing_output_is_kept_unless_overwrite(tiny_onnx_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match=r"already exists; choose another output or pass --overwrite"):
+        run(tiny_onnx_dir, [str(tmp_path / "out" / "keep.txt")], out)
+    assert os.listdir(out) == ["keep.txt"]
+
+
+def test_actors_option_parsing():
+    from imdb_deploy.distributed import RayPredictConfig, parse_actors
+
+    assert parse_actors("3") == (3, 3)
+    assert parse_actors("1,8") == (1, 8)
+    for bad in ("0", "4,2", "x", "1,2,3"):
+        with pytest.raises(ConfigError, match=rf"actors={bad!r}: use N"):
+            parse_actors(bad)
+    with pytest.raises(ConfigError, match=r"cpus_per_actor=0"):
+        RayPredictConfig(cpus_per_actor=0)
+
+
+def test_cli_engine_ray_writes_the_folder_and_reports_counts(tiny_onnx_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from imdb_deploy.cli import cli
+
+    source = tmp_path / "reviews.csv"
+    source.write_text("id,text\na,great film\nb,awful plot\n")
+    out = tmp_path / "out"
+    args = ["predict", str(source), "-m", str(tiny_onnx_dir), "--engine", "ray", "-o", str(out), "--actors", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "1 file: 2 input rows = 2 scored + 0 errors;" in result.stderr
+    assert sorted(pd.read_parquet(out)["id"]) == ["a", "b"]
+
+    usage = CliRunner().invoke(cli, [*args[:-4], "--engine", "ray"])
+    assert usage.exit_code == 2
+    assert "--engine ray needs --output FOLDER" in usage.stderr
+
+
+def test_overwrite_never_replaces_an_input_or_the_model(tiny_onnx_dir, tmp_path):
+    import re
+
+    from imdb_deploy.errors import OutputError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text('{"text": "great film"}\n')
+    for output, relation, source in (
+        (data, "holds", data / "a.jsonl"),
+        (tmp_path, "holds", data / "a.jsonl"),
+        (data / "out", "is inside", data),
+    ):
+        with pytest.raises(OutputError, match=re.escape(f"--output '{output}' {relation} the input '{source}'")):
+            run(tiny_onnx_dir, [str(data)], output, overwrite=True)
+    with pytest.raises(OutputError, match=r"is inside the model folder"):
+        run(tiny_onnx_dir, [str(data)], f"file://{tiny_onnx_dir}/out", overwrite=True)
+    assert os.listdir(data) == ["a.jsonl"]
