@@ -328,7 +328,7 @@ def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu
     present = onnx_variants(folder)
     if not present:
         raise ModelLoadError(
-            f"{folder}: no ONNX model in it (expected one of {', '.join(ONNX_VARIANTS.values())}); "
+            f"{folder}: no ONNX model in it (expected one of {', '.join(dict.fromkeys(ONNX_VARIANTS.values()))}); "
             "create it with `imdb-deploy export MODEL_DIR --output DIR`"
         )
     if variant == "auto":

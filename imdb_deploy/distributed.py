@@ -424,7 +424,8 @@ def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
     """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
     from imdb_deploy.artifacts import ONNX_VARIANTS
 
-    skip = {file for name, file in ONNX_VARIANTS.items() if name != variant}
+    # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
+    skip = set(ONNX_VARIANTS.values()) - {ONNX_VARIANTS[variant]}
     return {
         path.name: path.read_bytes()
         for path in sorted(predictor_dir.iterdir())
