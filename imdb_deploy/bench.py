@@ -351,8 +351,10 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
         "file": str(path),
         "variant": predictor.variant,
         "model_bytes": path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0),
-        # 0 means onnxruntime's default: one thread per physical core.
-        "threads": options.intra_op_num_threads or physical_cores(),
+        # Cores in use: intra-op threads (0 means onnxruntime's default, one per physical core) times the
+        # reviews a per-review variant scores at once (Predictor.workers).
+        "threads": (options.intra_op_num_threads or physical_cores()) * predictor.workers,
+        "workers": predictor.workers,
         "batch_size": predictor.batch_size,
         "max_tokens": predictor.max_tokens,
         "per_review": predictor.batching.per_review,

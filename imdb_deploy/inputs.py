@@ -54,6 +54,11 @@ _JSON_TYPES = {
 }
 
 
+def json_kind(value) -> str:
+    """How a JSON value's type reads in a message: "a number", "an array", "null", ..."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def review_problem(text) -> tuple[str, str] | None:
     """Why `text` cannot be scored as a review, as (reason, fix), or None when it can.
 
@@ -61,7 +66,7 @@ def review_problem(text) -> tuple[str, str] | None:
     a string, not blank, and at most MAX_REVIEW_BYTES of UTF-8.
     """
     if not isinstance(text, str):
-        kind = _JSON_TYPES.get(type(text), type(text).__name__)
+        kind = json_kind(text)
         return f"the review is {kind}, not a string", "give the review as text"
     if not text.strip():
         return "the review is empty", "remove the row or give it a review"
@@ -516,7 +521,7 @@ class InputReader:
                 yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             if not isinstance(record, dict):
-                kind = _JSON_TYPES.get(type(record), type(record).__name__)
+                kind = json_kind(record)
                 yield InputRow(
                     line,
                     self.fallback_id(line),

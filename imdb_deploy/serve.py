@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
-from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, json_depth
+from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, json_depth, json_kind
 from imdb_deploy.machine import STACK, versions
 
 logger = logging.getLogger(__name__)
@@ -41,15 +41,6 @@ logger = logging.getLogger(__name__)
 # Paths that get their own label in the request metrics; anything else is counted as "other" so that a
 # scan of random URLs cannot grow the metrics without bound.
 ROUTES = ("/predict", "/health", "/info", "/metrics", "/openapi.json", "/docs", "/redoc")
-
-_JSON_KINDS = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    list: "an array",
-    dict: "an object",
-}
 
 
 @dataclass(frozen=True)
@@ -144,10 +135,6 @@ class RequestError(Exception):
         return {"error": self.message, "error_type": self.error_type}
 
 
-def _kind(value) -> str:
-    return _JSON_KINDS.get(type(value), type(value).__name__)
-
-
 def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], bool]:
     """The texts of a /predict body, checked against the request limits.
 
@@ -179,7 +166,7 @@ def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], boo
         raise RequestError(422, "validation", "body: JSON nested too deeply") from exc
     if not isinstance(payload, dict):
         raise RequestError(
-            422, "validation", f'body: expected a JSON object like {{"inputs": ...}}, got {_kind(payload)}'
+            422, "validation", f'body: expected a JSON object like {{"inputs": ...}}, got {json_kind(payload)}'
         )
     unknown = sorted(set(payload) - {"inputs"})
     if unknown:
@@ -195,7 +182,9 @@ def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], boo
     single = isinstance(inputs, str)
     texts = [inputs] if single else inputs
     if not isinstance(texts, list):
-        raise RequestError(422, "validation", f"inputs: expected a string or an array of strings, got {_kind(inputs)}")
+        raise RequestError(
+            422, "validation", f"inputs: expected a string or an array of strings, got {json_kind(inputs)}"
+        )
     if not texts:
         raise RequestError(422, "validation", "inputs: empty array; send at least one review")
     if len(texts) > config.max_client_batch_size:
@@ -208,7 +197,7 @@ def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], boo
     for i, text in enumerate(texts):
         where = "inputs" if single else f"inputs[{i}]"
         if not isinstance(text, str):
-            raise RequestError(422, "validation", f"{where}: expected a string, got {_kind(text)}")
+            raise RequestError(422, "validation", f"{where}: expected a string, got {json_kind(text)}")
         if not text.strip():
             raise RequestError(422, "validation", f"{where}: empty text; give a review")
         try:
