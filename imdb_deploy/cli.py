@@ -641,8 +641,8 @@ def _predict_ray(
     "--variant",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "fp32", "optimized", "int8", "fp16"]),
-    help="ONNX file to serve; auto takes int8 on the CPU.",
+    type=click.Choice(["auto", *ONNX_VARIANTS]),
+    help="ONNX variant to serve; auto takes int8 on the CPU (one review per call: batch-invariant).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @click.option(

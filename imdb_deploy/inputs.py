@@ -488,33 +488,34 @@ class InputReader:
     def __iter__(self):
         return {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]()
 
-    def _text(self):
+    def _decoded_lines(self):
+        """(line, text) of every non-blank line, text with its line ending; a line over the cap or not UTF-8
+        comes as (line, InputRow) with the reason, and blank lines are counted, not yielded."""
         for line, raw in self._raw_lines():
             if isinstance(raw, _TooLong):
                 reason, fix = _too_long_reason(raw)
-                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
+                yield line, InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             text, bad = _decode(raw, line)
             if bad:
-                yield InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
+                yield line, InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
             elif not text.strip():
                 self.blank_lines += 1
+            else:
+                yield line, text
+
+    def _text(self):
+        for line, text in self._decoded_lines():
+            if isinstance(text, InputRow):
+                yield text
             else:
                 yield self._checked(line, self.fallback_id(line), text.rstrip("\r\n"), [], "line")
 
     def _jsonl(self):
         field, id_field = self.text_field, self.id_field
-        for line, raw in self._raw_lines():
-            if isinstance(raw, _TooLong):
-                reason, fix = _too_long_reason(raw)
-                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
-                continue
-            text, bad = _decode(raw, line)
-            if bad:
-                yield InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
-                continue
-            if not text.strip():
-                self.blank_lines += 1
+        for line, text in self._decoded_lines():
+            if isinstance(text, InputRow):
+                yield text
                 continue
             record, reason, fix = parse_json(text.rstrip("\r\n"))
             if reason:
