@@ -23,6 +23,7 @@ from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
+from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
 from imdb_deploy.verify import VerifyConfig
@@ -246,7 +247,7 @@ def _sample_count(ctx, param, value: str) -> int | None:
     return count
 
 
-def _gate_options(config, samples_field: str):
+def _gate_options(config, samples_field: str, exact_field: str):
     """Options shared by export and verify: the gate's data, sample and thresholds (defaults from `config`)."""
     options = [
         _option(config, "--data", help="Labelled reviews for the gate (see train)."),
@@ -259,6 +260,16 @@ def _gate_options(config, samples_field: str):
             type=str,
             callback=_sample_count,
             help="Stratified sample of the split for the gate, or 'all'.",
+        ),
+        click.option(
+            "--exact-samples",
+            "exact_samples",
+            default=_default(config, exact_field),
+            show_default=True,
+            type=str,
+            callback=_sample_count,
+            help="Most of those reviews the fp32 graphs (fp32, optimized) are checked on, or 'all'; PyTorch "
+            "and INT8 always get the whole sample.",
         ),
         click.option(
             "--threshold",
@@ -316,7 +327,7 @@ def _gate_options(config, samples_field: str):
     type=click.Choice(QUANTIZE_SOURCES),
     help="Quantize the fused graph (faster) or the plain one.",
 )
-@_gate_options(ExportConfig, "verify_samples")
+@_gate_options(ExportConfig, "verify_samples", "verify_exact_samples")
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
 @_flag(ExportConfig, "--overwrite", "Replace an existing output folder once the new one passed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (the summary and warnings stay).")
@@ -326,6 +337,7 @@ def export(
     output_dir: Path | None,
     thresholds: tuple[str, ...],
     samples: int | None,
+    exact_samples: int | None,
     no_verify: bool,
     quiet: bool,
     **options,
@@ -343,6 +355,7 @@ def export(
     config = ExportConfig(
         verify=not no_verify,
         verify_samples=samples,
+        verify_exact_samples=exact_samples,
         threshold_overrides=thresholds,
         **options,
     )
@@ -360,7 +373,7 @@ def export(
 @cli.command()
 @click.argument("onnx_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--model", "-m", help="PyTorch original [default: source_model in the folder's export_report.json].")
-@_gate_options(VerifyConfig, "samples")
+@_gate_options(VerifyConfig, "samples", "exact_samples")
 @click.option(
     "--variant",
     "variants",
@@ -635,20 +648,18 @@ def _predict_ray(
 
 @cli.command()
 @click.argument("onnx_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
+@_option(ServeConfig, "--host", help="Address to listen on (0.0.0.0: every one).")
+@_option(ServeConfig, "--port", type=click.IntRange(0, 65535))
+@_option(
+    ServeConfig,
     "--variant",
-    default="auto",
-    show_default=True,
     type=click.Choice(["auto", *ONNX_VARIANTS]),
     help="ONNX variant to serve; auto takes int8 on the CPU (one review per call: batch-invariant).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
-@click.option(
+@_option(
+    ServeConfig,
     "--max-batch-tokens",
-    default=16384,
-    show_default=True,
     type=click.IntRange(min=1),
     help="Most padded tokens (reviews x longest) the batcher gathers across requests into one batch.",
 )
@@ -657,27 +668,21 @@ def _predict_ray(
     type=click.IntRange(min=1),
     help="Most reviews in one batch [default: no cap but the tokens]; 1 turns batching off.",
 )
-@click.option(
+@_option(
+    ServeConfig,
     "--max-wait-ms",
-    default=5.0,
-    show_default=True,
     type=click.FloatRange(min=0),
     help="Longest a batch waits for reviews still being tokenized (never when no one else is in flight).",
 )
-@click.option(
+@_option(
+    ServeConfig,
     "--max-concurrent-requests",
-    default=512,
-    show_default=True,
     type=click.IntRange(min=1),
     help="Most reviews in flight; past it 429 with Retry-After.",
 )
-@click.option(
-    "--max-client-batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Most texts per request."
-)
-@click.option(
-    "--max-body-bytes", default=2_000_000, show_default=True, type=click.IntRange(min=1), help="Largest request body."
-)
-@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per request.")
+@_option(ServeConfig, "--max-client-batch-size", type=click.IntRange(min=1), help="Most texts per request.")
+@_option(ServeConfig, "--max-body-bytes", type=click.IntRange(min=1), help="Largest request body.")
+@_option(ServeConfig, "--access-log/--no-access-log", help="One log line per request.")
 @user_errors
 def serve(onnx_dir: Path, **options) -> None:
     """Serve an exported model over HTTP: POST /predict, /health, /info, /metrics, /docs.
@@ -687,7 +692,6 @@ def serve(onnx_dir: Path, **options) -> None:
       imdb-deploy serve runs/minilm-2k-onnx --port 8000
       curl -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict
     """
-    from imdb_deploy.serve import ServeConfig
     from imdb_deploy.serve import serve as run_server
 
     run_server(onnx_dir, ServeConfig(**options))

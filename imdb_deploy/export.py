@@ -94,6 +94,8 @@ class ExportConfig:
         data: labelled reviews for the gate (see imdb_deploy.data).
         split: split of `data` the gate scores.
         verify_samples: stratified sample size for the gate; None for the whole split.
+        verify_exact_samples: most of those reviews the fp32 graphs are checked on (verify.VerifyConfig.
+            exact_samples); None: all of them.
         threshold_overrides: "VARIANT.FIELD=VALUE" changes to the gate's default thresholds
             (verify.default_thresholds), e.g. "int8.min_agreement=0.97".
         overwrite: replace an existing output folder (only once the new one is complete and verified).
@@ -112,6 +114,7 @@ class ExportConfig:
     data: str = "imdb"
     split: str = "test"
     verify_samples: int | None = 1000
+    verify_exact_samples: int | None = 2000
     threshold_overrides: tuple[str, ...] = ()
     overwrite: bool = False
 
@@ -139,8 +142,10 @@ class ExportConfig:
             )
         if self.quantize_from not in QUANTIZE_SOURCES:
             raise ConfigError(f"quantize_from={self.quantize_from!r}: use one of {', '.join(QUANTIZE_SOURCES)}")
-        if self.verify_samples is not None and self.verify_samples < 2:
-            raise ConfigError(f"verify_samples={self.verify_samples!r}: use at least 2, or None for all")
+        for name in ("verify_samples", "verify_exact_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"{name}={value!r}: use at least 2, or None for all")
         from imdb_deploy.verify import parse_threshold_overrides
 
         self.threshold_overrides = tuple(self.threshold_overrides)
@@ -521,6 +526,7 @@ def export(
                 data=config.data,
                 split=config.split,
                 samples=config.verify_samples,
+                exact_samples=config.verify_exact_samples,
                 threshold_overrides=config.threshold_overrides,
                 optimize_level=config.optimize,
                 provider=config.device,  # check the graphs where they will run (fp16 on the GPU)

@@ -179,7 +179,7 @@ class Predictor:
         A per-review variant runs each review in a call of its own here too, so no entry point can make
         its answers depend on the batch.
         """
-        if self.batching.per_review and len(batch) > 1:
+        if self.batching.per_review:
             return self._run_reviews(batch)
         feed = self._fill(batch)
         if not self.io_binding:
@@ -195,22 +195,24 @@ class Predictor:
         return binding.copy_outputs_to_cpu()[0]
 
     def _run_reviews(self, reviews: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits of a per-review variant: each review alone in its own call, `workers` calls at once."""
+        """Logits of a per-review variant: each review alone in its own call, `workers` calls at once.
+
+        Thread-safe: each call pads into arrays of its own (not the shared buffers), so several threads may
+        score at once (serve runs `workers` batches in flight on one Predictor).
+        """
         if self.workers == 1 or len(reviews) == 1:
-            return np.concatenate([self.run_batch([ids]) for ids in reviews])
+            return np.concatenate([self._run_review(ids) for ids in reviews])
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imdb-deploy-review")
+        return np.concatenate(list(self._pool.map(self._run_review, reviews)))
 
-        def one(ids: Sequence[int]) -> np.ndarray:
-            # Arrays of its own (not the shared buffers): several of these run at once.
-            feed = pad([ids], self.pad_id)
-            if "token_type_ids" in self._input_names:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            return self.session.run([self._output_name], {name: feed[name] for name in self._input_names})[0]
-
-        return np.concatenate(list(self._pool.map(one, reviews)))
+    def _run_review(self, ids: Sequence[int]) -> np.ndarray:
+        feed = pad([ids], self.pad_id)
+        if "token_type_ids" in self._input_names:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        return self.session.run([self._output_name], {name: feed[name] for name in self._input_names})[0]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, cut exactly as in training (tokenization.encode with the folder's settings)."""

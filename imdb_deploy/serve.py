@@ -4,8 +4,10 @@ One FastAPI app on uvicorn. A request's reviews are checked, tokenized in a work
 never waits on the tokenizer), and queued one review per entry. A single batcher task takes reviews from the
 front of the queue, across requests, until the next one would push the batch past `max_batch_tokens` padded
 tokens (reviews x longest, the rule text-embeddings-inference uses for padded models), and hands the batch to
-one model thread: `Predictor.logits_from_ids` sorts it by length and runs it in cache-sized onnxruntime calls
-(onnxruntime releases the GIL). Every request's future is answered from the batch's rows. The queue is
+a model thread: `Predictor.logits_from_ids` sorts it by length and runs it in cache-sized onnxruntime calls
+(onnxruntime releases the GIL), or, for a per-review variant (the default INT8), one review per call on the
+Predictor's `workers` threads, with up to `workers` batches in flight so that no core idles at a batch's end.
+Every request's future is answered from the batch's rows. The queue is
 bounded by `max_concurrent_requests` reviews in flight; past it a request gets 429 with Retry-After.
 
 Scoring goes through the Predictor's public methods (encode, logits_from_ids, to_predictions), so the server
@@ -33,92 +35,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
-from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, json_depth, json_kind
+from imdb_deploy.inputs import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.machine import STACK, versions
+from imdb_deploy.serve_config import ServeConfig
 
 logger = logging.getLogger(__name__)
 
 # Paths that get their own label in the request metrics; anything else is counted as "other" so that a
 # scan of random URLs cannot grow the metrics without bound.
 ROUTES = ("/predict", "/health", "/info", "/metrics", "/openapi.json", "/docs", "/redoc")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """How `imdb-deploy serve` listens, batches and protects itself.
-
-    Attributes:
-        host: address to listen on. Loopback by default: exposing the model to a network is a choice.
-        port: TCP port.
-        variant: ONNX file to serve ("auto" takes INT8 on the CPU, as predict does).
-        threads: onnxruntime intra-op threads; None uses all physical cores (one model thread runs at a time).
-        max_batch_tokens: most padded tokens (reviews x longest) the batcher gathers into one batch from across
-            requests. 16,384 is text-embeddings-inference's default: 64 reviews of 256 tokens, enough for the
-            length sort inside the batch to find neighbours, small enough that a batch takes ~1.5 s on 2 cores.
-        max_batch_size: most reviews in one batch; None leaves only the token budget. 1 turns batching off
-            (one review per onnxruntime call: the baseline of the load benchmark).
-        max_wait_ms: how long the batcher may hold a batch open for reviews that were admitted but are still
-            being tokenized; it never waits when no other request is in flight, so a lone client pays nothing.
-        max_concurrent_requests: most reviews admitted and not yet answered (queued, tokenizing or scoring);
-            past it a request gets 429. Each text of a list counts, as in text-embeddings-inference, so the
-            queue is bounded in reviews. 512 reviews is ~13 s of work for MiniLM on 2 cores: a client
-            waiting longer than that is better told to retry.
-        max_client_batch_size: most texts in one request (text-embeddings-inference's default, 32).
-        max_body_bytes: largest request body; bigger ones get 413 before they are read (text-embeddings-
-            inference's 2 MB payload limit).
-        max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (inputs.MAX_REVIEW_BYTES,
-            the same for predict and serve; a review is tokenized whole before it is cut to max_length, so this
-            bounds the tokenizer's work per text); bigger ones get 413.
-            Long reviews under it are cut exactly as in training, never rejected.
-        retry_after_s: the Retry-After header of a 429 or 503, in whole seconds.
-        health_timeout_s: how long /health waits for its probe review to be scored before answering 503.
-        access_log: one uvicorn log line per request on stderr.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    variant: str = "auto"
-    threads: int | None = None
-    max_batch_tokens: int = 16384
-    max_batch_size: int | None = None
-    max_wait_ms: float = 5.0
-    max_concurrent_requests: int = 512
-    max_client_batch_size: int = 32
-    max_body_bytes: int = 2_000_000
-    max_review_bytes: int = MAX_REVIEW_BYTES
-    retry_after_s: int = 1
-    health_timeout_s: float = 10.0
-    access_log: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ConfigError("host='': name an address to listen on, e.g. 127.0.0.1")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port={self.port!r}: use 0 to 65535")
-        for name in (
-            "max_batch_tokens",
-            "max_concurrent_requests",
-            "max_client_batch_size",
-            "max_body_bytes",
-            "max_review_bytes",
-            "retry_after_s",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r}: use a whole number of 1 or more")
-        for name in ("threads", "max_batch_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name}={value!r}: use a whole number of 1 or more (or None)")
-        if self.max_wait_ms < 0:
-            raise ConfigError(f"max_wait_ms={self.max_wait_ms!r}: use 0 or more")
-        if self.health_timeout_s <= 0:
-            raise ConfigError(f"health_timeout_s={self.health_timeout_s!r}: use more than 0")
-        if self.max_client_batch_size > self.max_concurrent_requests:
-            raise ConfigError(
-                f"max_client_batch_size={self.max_client_batch_size!r} is more than max_concurrent_requests="
-                f"{self.max_concurrent_requests!r}: such a request could never be admitted; lower the first"
-            )
 
 
 class RequestError(Exception):
@@ -338,13 +263,22 @@ class Batcher:
         self.metrics = metrics
         self.tokenizing = 0  # reviews admitted and still in the tokenizer thread
         self._queue: deque[_Entry] = deque()
-        self._running = False
+        self._running = 0  # batches in the model threads
         self._wake = asyncio.Event()
-        # One tokenizer thread (a fast tokenizer must not be called from two threads at once) and one model
-        # thread (onnxruntime already uses every core inside a call; two calls at once would fight for them).
+        self._slot_free = asyncio.Event()
+        # One tokenizer thread (a fast tokenizer must not be called from two threads at once). Batches run one
+        # at a time when a call uses every core (a batched variant: two calls would fight for the cores), and
+        # `workers` at a time for a per-review variant: there the Predictor's own `workers` threads run one
+        # review per call, shared by every batch, so a second batch only fills the thread the first leaves idle
+        # at its end (the cores stay busy across batch boundaries; the answers cannot change, each review is
+        # its own call).
+        # --max-batch-size 1 is batching off: one review per call, one call at a time.
+        per_review = predictor.batching.per_review and config.max_batch_size != 1
+        self.slots = max(1, getattr(predictor, "workers", 1)) if per_review else 1
         self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-tokenize")
-        self._model = ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-model")
+        self._model = ThreadPoolExecutor(self.slots, thread_name_prefix="imdb-deploy-model")
         self._task: asyncio.Task | None = None
+        self._batches: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="imdb-deploy-batcher")
@@ -446,37 +380,46 @@ class Batcher:
         self.metrics.batch_tokens.observe(sum(len(call) * lengths[call[0]] for call in calls))
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
+            while self._running >= self.slots:
+                self._slot_free.clear()
+                await self._slot_free.wait()
             batch = await self._gather()
             if not batch:
                 continue
-            self._running = True
-            try:
-                self._record(batch)
-                outcome = await loop.run_in_executor(self._model, self._infer, batch)
-            except Exception as exc:  # never expected: keep serving, fail only this batch's requests
-                logger.exception("the batcher failed on a batch of %d reviews", len(batch))
-                outcome = [(batch, exc)]
-            finally:
-                self._running = False
-            for entries, result in outcome:
-                for k, entry in enumerate(entries):
-                    job = entry.job
-                    if job.future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        job.future.set_exception(InferenceError(f"{type(result).__name__}: {result}"))
-                        continue
-                    job.probabilities[entry.row] = result[k]
-                    job.remaining -= 1
-                    self.metrics.reviews.inc()
-                    if job.remaining == 0:
-                        job.future.set_result(job.probabilities)
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._score_batch(batch))
+            self._batches.add(task)  # a reference until it is done (asyncio keeps only weak ones)
+            task.add_done_callback(self._batches.discard)
+
+    async def _score_batch(self, batch: list[_Entry]) -> None:
+        """Run one batch in a model thread and answer its requests."""
+        try:
+            self._record(batch)
+            outcome = await asyncio.get_running_loop().run_in_executor(self._model, self._infer, batch)
+        except Exception as exc:  # never expected: keep serving, fail only this batch's requests
+            logger.exception("the batcher failed on a batch of %d reviews", len(batch))
+            outcome = [(batch, exc)]
+        finally:
+            self._running -= 1
+            self._slot_free.set()
+        for entries, result in outcome:
+            for k, entry in enumerate(entries):
+                job = entry.job
+                if job.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    job.future.set_exception(InferenceError(f"{type(result).__name__}: {result}"))
+                    continue
+                job.probabilities[entry.row] = result[k]
+                job.remaining -= 1
+                self.metrics.reviews.inc()
+                if job.remaining == 0:
+                    job.future.set_result(job.probabilities)
 
     async def drain(self) -> None:
         """Return once every queued review is answered and no batch is running."""
-        while self._queue or self._running or self.tokenizing:
+        while self._queue or self._running or self._batches or self.tokenizing:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
@@ -618,7 +561,7 @@ class _Service:
             "max_length": settings.max_length,
             "truncation": settings.truncation,
             "head_tokens": settings.head_tokens,
-            "versions": versions((*STACK, "tokenizers", "fastapi", "uvicorn", "numpy")),
+            "versions": versions((*STACK, "tokenizers", "fastapi", "uvicorn", "uvloop", "httptools", "numpy")),
             "batching": {
                 "max_batch_tokens": self.config.max_batch_tokens,
                 "max_batch_size": self.config.max_batch_size,
@@ -626,6 +569,7 @@ class _Service:
                 "onnxruntime_call_max_reviews": p.batch_size,
                 "onnxruntime_call_max_tokens": p.max_tokens,
                 "threads": self.config.threads,
+                "batches_in_flight": self.batcher.slots if self.batcher else None,
             },
             "limits": {
                 "max_concurrent_requests": self.config.max_concurrent_requests,

@@ -9,7 +9,9 @@ On the same seeded sample of real IMDb test reviews it measures, in this order:
   4. optionally (--soak-seconds) a soak of the batched server at the highest concurrency, sampling its RSS.
 Each server is a real `python -m imdb_deploy serve` subprocess on 127.0.0.1, stopped with SIGTERM (its exit
 code is recorded). Every phase is bounded in requests and in time; nothing is sent anywhere but 127.0.0.1.
-The driver runs on the same cores as the server (its CPU time is recorded). Numbers go to one JSON file.
+The driver runs on the same cores as the server; the CPU seconds of the driver, of each server phase and of
+offline `predict` are recorded, so the server's own cost per review can be told from the driver's. Numbers go
+to one JSON file.
 
     /root/imdb-runs/quiet.sh .venv/bin/python scripts/bench_serve.py --model runs/minilm-2k-onnx \\
         --data ../shared/data/imdb/test.parquet --output runs/bench_serve.json
@@ -81,6 +83,13 @@ class ServerProcess:
                 pass
             time.sleep(0.25)
         raise RuntimeError(f"the server was not healthy within {timeout} s; see {self.log_path}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, every thread) the server process has used so far."""
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
 
     def rss_mb(self) -> float:
         import psutil
@@ -182,7 +191,9 @@ def bench_server(name: str, model: str, extra: list[str], texts, concurrencies, 
         runs = []
         for concurrency in concurrencies:
             before = batch_counters(server.url)
+            cpu_before = server.cpu_s()
             result = asyncio.run(drive(server.url, texts, concurrency, limit_s, reference))
+            result["server_cpu_s"] = round(server.cpu_s() - cpu_before, 2)
             after = batch_counters(server.url)
             batches = after["batches"] - before["batches"]
             reviews = after["reviews"] - before["reviews"]
@@ -193,7 +204,8 @@ def bench_server(name: str, model: str, extra: list[str], texts, concurrencies, 
             )
             log(
                 f"  {name} c={concurrency}: {result['reviews_per_s']} reviews/s, p50 {result['latency_ms']['p50']} ms, "
-                f"p99 {result['latency_ms']['p99']} ms, errors {result['errors']}"
+                f"p99 {result['latency_ms']['p99']} ms, errors {result['errors']}, CPU s: server "
+                f"{result['server_cpu_s']}, driver {result['driver_cpu_s']}"
             )
             runs.append(result)
         import httpx
@@ -298,9 +310,9 @@ def main() -> None:
         predictor = Predictor(args.model)
         predictor.predict_proba(texts[:16])  # warm-up
         lengths = [len(ids) for ids in predictor.encode(texts)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         reference = predictor.predict_proba(texts)
-        offline_s = time.perf_counter() - start
+        offline_s, offline_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         single = []
         for text in texts:
             start = time.perf_counter()
@@ -311,11 +323,13 @@ def main() -> None:
             "tokens_per_review_mean": round(statistics.mean(lengths), 1),
             "predict_seconds": round(offline_s, 2),
             "predict_reviews_per_s": round(len(texts) / offline_s, 2),
+            "predict_cpu_s": round(offline_cpu_s, 2),
             "batch1_latency_ms": percentiles_ms(single),
             "batch1_reviews_per_s": round(len(texts) / sum(single), 2),
         }
         log(
-            f"  offline predict: {report['offline']['predict_reviews_per_s']} reviews/s; batch-1 p50 "
+            f"  offline predict: {report['offline']['predict_reviews_per_s']} reviews/s "
+            f"({report['offline']['predict_cpu_s']} CPU s); batch-1 p50 "
             f"{report['offline']['batch1_latency_ms']['p50']} ms"
         )
         del predictor

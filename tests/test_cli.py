@@ -7,7 +7,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import bench, demo, evaluation, export, predict, train, verify
+from imdb_deploy import bench, demo, evaluation, export, predict, serve_config, train, verify
 from imdb_deploy.cli import cli
 
 # The config dataclass (or class) whose fields each command's options fill.
@@ -19,6 +19,7 @@ CONFIGS = {
     "predict": predict.PredictFileConfig,
     "bench": bench.BenchConfig,
     "demo": demo.DemoConfig,
+    "serve": serve_config.ServeConfig,
 }
 
 
@@ -53,3 +54,14 @@ def test_option_defaults_are_the_config_defaults(command):
             assert default == fields[param.name], f"--{param.name}: {param.default!r} vs {fields[param.name]!r}"
             checked += 1
     assert checked >= 1
+
+
+def test_the_cli_loads_without_the_serve_extra():
+    """serve's defaults come from serve_config, which needs no FastAPI: every other command works without it."""
+    import subprocess
+    import sys
+
+    servers = ("fastapi", "uvicorn", "starlette")
+    code = f"import sys, imdb_deploy.cli; print(sorted(m for m in {servers!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -510,6 +510,21 @@ def test_per_review_variant_scores_reviews_side_by_side_with_the_same_answers(ti
     assert np.array_equal(together, alone)
 
 
+def test_a_per_review_predictor_is_safe_to_call_from_several_threads(tiny_onnx_dir):
+    """serve runs several batches at once on one Predictor: lone reviews from two threads must not share
+    buffers (each call pads into arrays of its own), so every answer is the one it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imdb_deploy.predict import Predictor
+
+    predictor = Predictor(tiny_onnx_dir, threads=2)
+    encoded = predictor.encode([f"take {i} " + "good " * (i % 29) + "dull " * (i % 7) for i in range(300)])
+    alone = np.concatenate([predictor.logits_from_ids([ids]) for ids in encoded])
+    with ThreadPoolExecutor(4) as pool:
+        together = np.concatenate(list(pool.map(lambda ids: predictor.logits_from_ids([ids]), encoded)))
+    assert np.array_equal(together, alone)
+
+
 # --- several inputs, Parquet, ids -------------------------------------------------------------------------
 
 

@@ -63,11 +63,11 @@ class Gated:
         return self.inner.logits_from_ids(encoded)
 
 
-def make_app(onnx_dir, poison_id=None, **limits):
+def make_app(onnx_dir, poison_id=None, variant="fp32", **limits):
     from imdb_deploy import Predictor
     from imdb_deploy.serve import ServeConfig, create_app
 
-    predictor = Gated(Predictor(onnx_dir, variant="fp32"), poison_id)
+    predictor = Gated(Predictor(onnx_dir, variant=variant, threads=2), poison_id)
     return create_app(predictor, ServeConfig(access_log=False, **limits), onnx_dir), predictor
 
 
@@ -250,6 +250,43 @@ def test_every_bad_body_gets_a_4xx_naming_the_field_or_the_limit(onnx_dir, refer
         assert_answers_equal(ok.json(), [long_review, "dull"], reference)
         values = metric_values(url)
         assert values[("imdb_deploy_http_requests_total", (("route", "/predict"), ("status", "422")))] == 14
+
+
+@pytest.mark.parametrize(("max_batch_size", "in_flight"), [(None, 2), (1, 1)])
+def test_a_per_review_variant_keeps_both_workers_busy_across_batches(onnx_dir, max_batch_size, in_flight):
+    """The default INT8 runs each review in its own call on the Predictor's 2 threads, so 2 batches may be in
+    flight (no core idles at a batch's end) and the answers stay bit-identical; batching off is one at a time."""
+    from imdb_deploy import Predictor
+
+    app, model = make_app(onnx_dir, variant="int8", max_batch_size=max_batch_size)
+    texts, _ = toy_reviews(6, seed=5, min_words=3, max_words=40)
+    with running(app) as url:
+        assert httpx.get(f"{url}/info", timeout=10).json()["batching"]["batches_in_flight"] == in_flight
+        model.gate.clear()
+        first: list = []
+        holder = threading.Thread(target=lambda: first.extend(asyncio.run(_post_all(url, [{"inputs": texts[0]}]))))
+        holder.start()
+        wait_until(lambda: model.held == [1], "the first review to reach the model")
+        rest: list = []
+        bodies = [{"inputs": text} for text in texts[1:]]
+        thread = threading.Thread(target=lambda: rest.extend(asyncio.run(_post_all(url, bodies))))
+        thread.start()
+
+        def settled() -> bool:
+            queued = metric_values(url)[("imdb_deploy_queue_reviews", ())]
+            return len(model.held) == in_flight and queued + sum(model.held) == len(texts)
+
+        wait_until(settled, f"{in_flight} batches at the model and the rest queued")
+        time.sleep(0.3)  # room for a batch too many to start
+        assert len(model.held) == in_flight
+        model.gate.set()
+        holder.join(30)
+        thread.join(30)
+    result = first + rest
+    assert [r.status_code for r in result] == [200] * len(texts)
+    want = Predictor(onnx_dir, variant="int8").predict_proba(texts)
+    got = [[r.json()["probabilities"][label] for label in model.label_names] for r in result]
+    assert got == want.astype(float).tolist()  # one review per call: the same bits whatever ran beside it
 
 
 def test_a_failing_batch_fails_only_its_own_request(onnx_dir, reference):

@@ -94,6 +94,23 @@ def test_corrupted_onnx_weights_fail_the_gate_with_exit_1(onnx_copy, toy_data_di
     assert "gate: FAILED" in result.stderr
 
 
+def test_the_fp32_graphs_are_checked_on_a_seeded_subset_and_still_caught(onnx_copy, toy_data_dir):
+    """--exact-samples: PyTorch and INT8 on every review of the sample, fp32 graphs on a subset of them."""
+    args = ["verify", str(onnx_copy), "--data", str(toy_data_dir), "--verify-samples", "all"]
+    result = CliRunner().invoke(cli, [*args, "--exact-samples", "30"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    reviews = {name: variant["reviews"] for name, variant in report["variants"].items()}
+    assert reviews == {"fp32": 30, "optimized": 30, "int8": 100, "int8-batched": 100}
+    assert report["samples"] == 100 and report["variants"]["fp32"]["invariance"]["reviews"] == 30
+    # A wrong conversion shows on every review, so the subset fails it as the whole sample would.
+    corrupt_onnx(onnx_copy / ONNX_VARIANTS["optimized"])
+    result = CliRunner().invoke(cli, [*args, "--exact-samples", "30", "--variant", "optimized"])
+    assert result.exit_code == 1, result.output
+    assert "optimized: max |probability difference|" in result.stderr.strip().splitlines()[-1]
+    assert json.loads(result.stdout)["variants"]["optimized"]["reviews"] == 30
+
+
 def test_corrupted_pytorch_weights_fail_the_gate(tiny_onnx_dir, tiny_classifier_dir, toy_data_dir, tmp_path):
     import torch
 
