@@ -247,29 +247,31 @@ def _sample_count(ctx, param, value: str) -> int | None:
     return count
 
 
+def _count_option(config, flag: str, name: str, field: str, help: str):
+    """A review-count option (a number or 'all') whose default is `config`'s `field`."""
+    default = _default(config, field)
+    return click.option(flag, name, default=default, show_default=True, type=str, callback=_sample_count, help=help)
+
+
 def _gate_options(config, samples_field: str, exact_field: str):
     """Options shared by export and verify: the gate's data, sample and thresholds (defaults from `config`)."""
     options = [
         _option(config, "--data", help="Labelled reviews for the gate (see train)."),
         _option(config, "--split", help="Split of --data the gate scores."),
-        click.option(
+        _count_option(
+            config,
             "--verify-samples",
             "samples",
-            default=_default(config, samples_field),
-            show_default=True,
-            type=str,
-            callback=_sample_count,
-            help="Stratified sample of the split for the gate, or 'all'.",
+            samples_field,
+            "Stratified sample of the split for the gate, or 'all'.",
         ),
-        click.option(
+        _count_option(
+            config,
             "--exact-samples",
             "exact_samples",
-            default=_default(config, exact_field),
-            show_default=True,
-            type=str,
-            callback=_sample_count,
-            help="Most of those reviews the fp32 graphs (fp32, optimized) are checked on, or 'all'; PyTorch "
-            "and INT8 always get the whole sample.",
+            exact_field,
+            "Most of those reviews the fp32 "
+            "graphs (fp32, optimized) are checked on, or 'all'; PyTorch and INT8 always get the whole sample.",
         ),
         click.option(
             "--threshold",
