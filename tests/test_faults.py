@@ -679,7 +679,14 @@ def test_sigterm_cleans_up_like_sigint(onnx_dir, tmp_path, sig):
     out.parent.mkdir()
     proc = _start_predict_on_open_stdin(onnx_dir, out)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        # stdin stays open until the run has ended, so only the signal can end it (communicate() would close
+        # stdin at once, and a run that saw end of input first would finish normally: a race, not a bug).
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stderr
     assert stderr.decode().splitlines()[-1] == "Aborted!"
     assert list(out.parent.iterdir()) == []
