@@ -225,6 +225,8 @@ class VariantParity:
         flips: the first `flips_listed` reviews whose label changed: id, true label, both probabilities.
         failures: the thresholds it broke, each with the numbers; empty when it passed.
         invariance: the batch-invariance check (Invariance.to_dict()), or None when it did not run.
+        metrics: accuracy, F1, precision, recall and confusion matrix on the same reviews
+            (metrics.classification_metrics) for a two-label model; None otherwise.
     """
 
     variant: str
@@ -241,6 +243,7 @@ class VariantParity:
     failures: list[str]
     seconds: float
     invariance: dict | None = None
+    metrics: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -335,6 +338,7 @@ class ParityReport:
     pytorch_accuracy: float
     pytorch_seconds: float
     variants: dict[str, VariantParity] = field(default_factory=dict)
+    pytorch_metrics: dict | None = None
     problems: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -399,6 +403,15 @@ def _describe_invariance(invariance: dict | None) -> str:
     return f"{verdict} ({invariance['max_prob_diff']:.1e}, {invariance['label_flips']})"
 
 
+def _two_label_metrics(labels: np.ndarray, probs: np.ndarray) -> dict | None:
+    """classification_metrics (F1 and the rest are of label 1) for a two-label model; None otherwise."""
+    from imdb_deploy.metrics import classification_metrics
+
+    if probs.shape[1] != 2:
+        return None
+    return classification_metrics(labels, probs.argmax(axis=1))
+
+
 def compare(
     variant: str,
     file: str,
@@ -453,6 +466,7 @@ def compare(
     if thresholds.max_mean_prob_diff is not None and mean_diff > thresholds.max_mean_prob_diff:
         failures.append(f"mean |probability difference| {mean_diff:.3g} > {thresholds.max_mean_prob_diff:.3g}")
     return VariantParity(
+        metrics=_two_label_metrics(labels, onnx_probs),
         variant=variant,
         file=file,
         reviews=int(len(labels)),
@@ -568,6 +582,7 @@ def check_parity(
         samples=len(data),
         pytorch_accuracy=float((torch_probs.argmax(axis=1) == labels).mean()),
         pytorch_seconds=round(time.perf_counter() - started, 2),
+        pytorch_metrics=_two_label_metrics(labels, torch_probs),
     )
     del torch_model
 

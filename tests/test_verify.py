@@ -52,6 +52,12 @@ def test_verify_passes_a_faithful_export_and_prints_json(tiny_onnx_dir, toy_data
     assert set(report["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
     fp32 = report["variants"]["fp32"]
     assert fp32["agreement"] == 1.0 and fp32["accuracy_change"] == 0.0 and fp32["max_prob_diff"] < 1e-4
+    # F1, precision and recall beside accuracy, for PyTorch and each variant (same labels: same numbers).
+    assert report["pytorch_metrics"]["accuracy"] == report["pytorch_accuracy"]
+    assert report["pytorch_metrics"]["samples"] == 60
+    assert fp32["metrics"] == report["pytorch_metrics"]
+    int8 = report["variants"]["int8"]
+    assert int8["metrics"]["accuracy"] == int8["accuracy"] and set(int8["metrics"]) >= {"f1", "precision", "recall"}
     assert "gate: PASSED" in result.stderr
     # Batch invariance: every variant measured on the same reviews; only the batch-dependent one is not claimed.
     for name, variant in report["variants"].items():
