@@ -659,10 +659,17 @@ def _wait_for(predicate, timeout: float = 60.0):
     raise AssertionError("timed out waiting")
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A shell that starts a job in the background (`cmd &`) leaves SIGINT ignored for it and its children, and
+    Python keeps an inherited SIG_IGN (no KeyboardInterrupt): give the run the SIGINT a terminal user has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_predict_on_open_stdin(onnx_dir: Path, out: Path) -> subprocess.Popen:
     """A predict run reading stdin that stays open: it holds its temporary output until stopped."""
     proc = subprocess.Popen(
         [*IMDB_DEPLOY, "predict", "-", "-m", str(onnx_dir), "-o", str(out), "-q"],
+        preexec_fn=_sigint_as_in_a_terminal,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
