@@ -419,7 +419,7 @@ class Batcher:
 
     async def drain(self) -> None:
         """Return once every queued review is answered and no batch is running."""
-        while self._queue or self._running or self._batches or self.tokenizing:
+        while self._queue or self._batches or self.tokenizing:  # a batch stays in _batches until answered
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:

@@ -287,6 +287,13 @@ class Invariance:
         return {**asdict(self), "holds": self.holds}
 
 
+def _subset(total: int, size: int | None, seed: int) -> np.ndarray | None:
+    """Sorted seeded row numbers of `size` of `total` rows; None when that is all of them."""
+    if size is None or size >= total:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
+
+
 def check_invariance(
     predictor, encoded: list[list[int]], batched_probs: np.ndarray, samples: int, seed: int = 42
 ) -> Invariance:
@@ -304,8 +311,9 @@ def check_invariance(
     """
     from imdb_deploy.evaluation import softmax
 
-    rng = np.random.default_rng(seed)
-    subset = np.sort(rng.choice(len(encoded), size=min(samples, len(encoded)), replace=False))
+    subset = _subset(len(encoded), samples, seed)
+    if subset is None:
+        subset = np.arange(len(encoded))
     alone = softmax(np.concatenate([predictor.logits_from_ids([encoded[i]]) for i in subset]))
     batched = batched_probs[subset]
     diff = np.abs(alone - batched)
@@ -518,13 +526,6 @@ def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
     payload["parity"] = report.to_dict()
     payload["verified"] = report.passed and set(report.variants) == set(onnx_variants(onnx_dir))
     return write_json_atomic(path, payload)
-
-
-def _subset(total: int, size: int | None, seed: int) -> np.ndarray | None:
-    """Sorted seeded row numbers of `size` of `total` rows; None when that is all of them."""
-    if size is None or size >= total:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
 
 
 def check_parity(
