@@ -17,7 +17,7 @@ from imdb_deploy import __version__
 from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
-from imdb_deploy.distributed import RayPredictConfig
+from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.errors import ImdbDeployError
 from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
@@ -613,8 +613,8 @@ def _predict_ray(
     max_tokens,
     options,
 ) -> None:
-    """`predict --engine ray`: check the options that do not apply, run distributed.predict_ray, print."""
-    from imdb_deploy.distributed import parse_actors, predict_ray
+    """`predict --engine ray`: check the options that do not apply, run predict_ray.predict_ray, print."""
+    from imdb_deploy.predict_ray import parse_actors, predict_ray
 
     if output is None:
         raise click.UsageError("--engine ray needs --output FOLDER (Parquet shards are written there)")

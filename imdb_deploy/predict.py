@@ -52,7 +52,7 @@ from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 # distilbert-base at 512 tokens likewise (research/bench_token_budget.py, research/bench_int8_research.py).
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
-# `predict --engine`: local streams in this process (predict_file); ray runs distributed.predict_ray.
+# `predict --engine`: local streams in this process (predict_file); ray runs predict_ray.predict_ray.
 ENGINES = ("local", "ray")
 
 

@@ -60,7 +60,7 @@ def run_local(model: str, shards: Path, out: Path, threads: int, chunk_size: int
 
 
 def run_ray(model: str, shards: Path, out: Path, actors: int, cpus: int, chunk_size: int) -> dict:
-    from imdb_deploy.distributed import RayPredictConfig, predict_ray
+    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
 
     config = RayPredictConfig(actors=(actors, actors), cpus_per_actor=cpus, chunk_size=chunk_size, progress=False)
     summary = predict_ray(model, [str(shards)], str(out), config)

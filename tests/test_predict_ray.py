@@ -20,7 +20,7 @@ SKIP_HINT = "(or pass --on-error skip --errors FILE to score the other rows and 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray for every test here (start-up costs seconds); predict_ray joins it and leaves it running."""
-    from imdb_deploy.distributed import connect
+    from imdb_deploy.predict_ray import connect
 
     os.environ.pop("RAY_ADDRESS", None)
     assert connect(num_cpus=2, quiet=True)
@@ -36,7 +36,7 @@ def predictor(tiny_onnx_dir):
 
 
 def run(onnx_dir, inputs, output, **options):
-    from imdb_deploy.distributed import RayPredictConfig, predict_ray
+    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
 
     config = RayPredictConfig(variant="fp32", progress=False, **options)
     return predict_ray(onnx_dir, inputs, output, config)
@@ -180,7 +180,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_onnx_dir, tmp_path):
 
 
 def test_actors_option_parsing():
-    from imdb_deploy.distributed import RayPredictConfig, parse_actors
+    from imdb_deploy.predict_ray import RayPredictConfig, parse_actors
 
     assert parse_actors("3") == (3, 3)
     assert parse_actors("1,8") == (1, 8)
