@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,29 +135,81 @@ def load_train_config(model_dir: str | os.PathLike) -> dict:
 
 
 def refuse_custom_code(model_ref: str | os.PathLike) -> None:
-    """Refuse a local model folder that asks to run its own Python code (`auto_map`).
+    """Refuse a model folder that asks to run code: its own Python (`auto_map`), or an attention kernel from the
+    Hub (`attn_implementation` / `_attn_implementation_internal` naming anything but a built-in attention).
 
-    imdb-deploy never runs code from a model folder, and every transformers load passes
-    trust_remote_code=False; this check turns the request into a clear error before any load.
+    imdb-deploy never runs code from a model folder: every transformers load passes trust_remote_code=False
+    and an explicit attn_implementation. The second request is CVE-2026-4372 (GHSA-29pf-2h5f-8g72): on
+    transformers < 5.3, a config.json whose attention names a Hub kernel makes from_pretrained() fetch and run
+    that code, trust_remote_code=False or not. This check reads the files as plain JSON, before any load and
+    any network access, so it holds on every transformers version (README "Security"). A Hub id's config.json
+    is fetched alone first and checked the same way.
 
     Raises:
-        ModelLoadError: naming the file and the fix.
+        ModelLoadError: naming the file, the key and the fix.
     """
-    if not is_local_reference(model_ref):
-        return
-    folder = Path(str(model_ref)).expanduser()
-    for name in CUSTOM_CODE_FILES:
-        path = folder / name
-        if not path.is_file():
-            continue
+    for path in _code_bearing_files(model_ref):
         data = read_json(path)
-        if isinstance(data, dict) and data.get("auto_map"):
+        if not isinstance(data, dict):
+            continue
+        if data.get("auto_map"):
             raise ModelLoadError(
                 f"{path}: asks to run Python code shipped in the model folder (auto_map: "
-                f"{', '.join(map(str, data['auto_map']))}); imdb-deploy never runs code from a model folder. "
-                "Use a model with a built-in architecture (e.g. DistilBERT), or remove auto_map if the folder "
-                "does not need its own code"
+                f"{_excerpt(', '.join(map(str, data['auto_map'])))}); imdb-deploy never runs code from a model "
+                "folder. Use a model with a built-in architecture (e.g. DistilBERT), or remove auto_map if the "
+                "folder does not need its own code"
             )
+        for key, value in _attention_requests(data):
+            if value not in BUILTIN_ATTENTION:
+                raise ModelLoadError(
+                    f"{path}: {key} is {_excerpt(repr(value))}, which asks transformers to load an attention "
+                    "kernel (code) from outside the folder; imdb-deploy runs only built-in attention "
+                    f"({', '.join(sorted(v for v in BUILTIN_ATTENTION if v))}). Remove {key} from the file, "
+                    'or set it to "sdpa"'
+                )
+
+
+# attn_implementation values that name attention code shipped inside transformers and torch; anything else
+# (a Hub kernel id such as "kernels-community/flash-attn", a "repo:function" reference) is refused.
+BUILTIN_ATTENTION = frozenset({None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"})
+ATTENTION_KEYS = ("attn_implementation", "_attn_implementation", "_attn_implementation_internal")
+
+
+def _attention_requests(data, depth: int = 0) -> Iterator[tuple[str, object]]:
+    """Every (key, value) of ATTENTION_KEYS in a config, nested sub-configs (text_config...) included."""
+    if depth > 8:  # configs nest a level or two; deeper is not a config transformers reads
+        return
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ATTENTION_KEYS:
+                if isinstance(value, dict):  # per-sub-model mapping {"text_config": "sdpa", ...}
+                    yield from ((f"{key}.{sub}", item) for sub, item in value.items())
+                else:
+                    yield key, value
+            elif isinstance(value, dict | list):
+                yield from _attention_requests(value, depth + 1)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _attention_requests(item, depth + 1)
+
+
+def _code_bearing_files(model_ref: str | os.PathLike) -> list[Path]:
+    """The CUSTOM_CODE_FILES of a local folder, or a Hub id's config.json fetched alone (none when offline:
+    the load that follows then fails with its own clear error)."""
+    if is_local_reference(model_ref):
+        folder = Path(str(model_ref)).expanduser()
+        return [folder / name for name in CUSTOM_CODE_FILES if (folder / name).is_file()]
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return [Path(hf_hub_download(str(model_ref), "config.json"))]
+    except Exception:  # offline, unknown id, no config.json: nothing to check, and from_pretrained will say why
+        return []
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """A value quoted in a message, cut short: a hostile file must not fill the terminal."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _label_names_from_model_config(model_dir: Path) -> list[str] | None:
@@ -263,7 +316,7 @@ def load_tokenizer(model_ref: str | os.PathLike):
             raise
         except Exception as exc:  # transformers and tokenizers raise TypeError, KeyError... on broken files
             raise ModelLoadError(_no_tokenizer(model_ref, exc)) from exc
-    if not callable(tokenizer) or not hasattr(tokenizer, "build_inputs_with_special_tokens"):
+    if not callable(tokenizer) or not hasattr(tokenizer, "backend_tokenizer"):
         raise ModelLoadError(_no_tokenizer(model_ref, TypeError(type(tokenizer).__name__)))
     return tokenizer
 
@@ -276,8 +329,15 @@ def _no_tokenizer(model_ref, exc: Exception) -> str:
     )
 
 
-def load_torch_classifier(model_ref: str | os.PathLike, num_labels: int = 2, label_names=LABEL_NAMES):
+def load_torch_classifier(
+    model_ref: str | os.PathLike, num_labels: int = 2, label_names=LABEL_NAMES, attn_implementation: str = "sdpa"
+):
     """A PyTorch sequence classifier; a base encoder (e.g. distilbert-base-uncased) gets a fresh head.
+
+    Args:
+        attn_implementation: "sdpa" (training, evaluation) or "eager" (the ONNX export: the form onnxruntime
+            fuses). Always passed explicitly, so a config.json cannot choose an attention kernel
+            (refuse_custom_code refuses one that tries).
 
     Returns:
         The model in eval mode on the CPU.
@@ -293,6 +353,7 @@ def load_torch_classifier(model_ref: str | os.PathLike, num_labels: int = 2, lab
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(model_ref),
                 trust_remote_code=False,
+                attn_implementation=attn_implementation,
                 num_labels=num_labels,
                 id2label=dict(enumerate(label_names)),
                 label2id={name: i for i, name in enumerate(label_names)},

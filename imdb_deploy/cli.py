@@ -17,12 +17,12 @@ from imdb_deploy import __version__
 from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
-from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.errors import ImdbDeployError
 from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
+from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig

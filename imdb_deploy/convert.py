@@ -141,6 +141,7 @@ def bert_to_distilbert_state_dict(bert_state: dict, n_layers: int) -> dict:
 
 
 def _distilbert_tokenizer(bert_dir: Path, model_max_length: int):
+    import transformers
     from transformers import DistilBertTokenizerFast
 
     vocab = bert_dir / "vocab.txt"
@@ -148,8 +149,10 @@ def _distilbert_tokenizer(bert_dir: Path, model_max_length: int):
         raise ModelLoadError(f"{bert_dir}: no vocab.txt; the conversion needs the WordPiece vocabulary")
     config_path = bert_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    # transformers 5 builds a tokenizer from `vocab`; 4.x took `vocab_file`.
+    vocab_key = "vocab" if int(transformers.__version__.split(".")[0]) >= 5 else "vocab_file"
     return DistilBertTokenizerFast(
-        vocab_file=str(vocab),
+        **{vocab_key: str(vocab)},
         do_lower_case=config.get("do_lower_case", True),
         tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
         strip_accents=config.get("strip_accents"),
@@ -206,12 +209,14 @@ def convert_bert_to_distilbert(
     from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertModel, DistilBertTokenizerFast
     from transformers.utils import logging as hf_logging
 
+    from imdb_deploy.artifacts import refuse_custom_code
     from imdb_deploy.fileio import atomic_dir, refuse_overlap, write_json_atomic
 
     bert_dir = Path(bert_dir)
     if not (bert_dir / "config.json").is_file():
         raise ModelLoadError(f"{bert_dir}: no config.json; pass the folder of a BERT encoder")
     refuse_overlap(out_dir, {"the BERT folder": bert_dir}, "--output")
+    refuse_custom_code(bert_dir)
     bert_config = BertConfig.from_pretrained(bert_dir)
     if bert_config.model_type != "bert":
         raise ModelLoadError(f"{bert_dir}: model_type is {bert_config.model_type!r}, not 'bert'")
@@ -219,7 +224,7 @@ def convert_bert_to_distilbert(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "pooler weights not used" is expected: the pooler is dropped
     try:
-        bert = BertModel.from_pretrained(bert_dir, add_pooling_layer=False).eval()
+        bert = BertModel.from_pretrained(bert_dir, add_pooling_layer=False, attn_implementation="eager").eval()
         bert_tokenizer = AutoTokenizer.from_pretrained(bert_dir, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{bert_dir}: the BERT model could not be loaded ({exc})") from exc

@@ -1,18 +1,16 @@
 """`imdb-deploy export`: a trained model folder becomes a self-describing ONNX folder, parity-checked.
 
-Three steps, each with the tool made for it:
-1. optimum's exporter (task text-classification) writes the fp32 graph `model.onnx` with dynamic
-   `batch_size` and `sequence_length` axes, plus config.json and the tokenizer. By default the last
-   transformer layer is exported for the [CLS] position only (`cls_only_last_layer`): the classifier reads
-   nothing else, so the output is the same while that layer's query, attention output and feed-forward
-   work shrinks from every token to one (about 14% of a 6-layer model's multiply-adds).
-2. optimum's `ORTOptimizer` fuses attention, GELU and LayerNorm into ONNX Runtime's contrib ops
-   (`model_optimized.onnx`; the fp16 level O4 writes `model_fp16.onnx` and is for GPUs only).
-3. `--quantize`: dynamic INT8 (`model_quantized.onnx`) with the settings optimum's `AutoQuantizationConfig`
-   picks for this CPU (avx512_vnni, avx512, avx2, arm64). optimum's `ORTQuantizer` cannot quantize a fused
-   graph (shape inference knows no type for the contrib ops' outputs and it stops), so the fused graph is
-   quantized by ONNX Runtime's `quantize_dynamic` with the same settings and `DefaultTensorType` float, which
-   supplies the missing type. The unfused graph goes through `ORTQuantizer` (`quantize_from="fp32"`).
+Three steps (imdb_deploy.exporters has the tools and why each):
+1. The fp32 graph `model.onnx` with dynamic `batch_size` and `sequence_length` axes, by torch's exporter
+   (eager attention, so onnxruntime can fuse it) or optimum's where it imports (`--exporter`, default auto),
+   plus config.json and the tokenizer. By default the last transformer layer is exported for the [CLS]
+   position only (`cls_only_last_layer`): the classifier reads nothing else, so the output is the same while
+   that layer's query, attention output and feed-forward work shrinks from every token to one (about 14% of a
+   6-layer model's multiply-adds).
+2. onnxruntime's transformer optimizer fuses attention, GELU and LayerNorm into its contrib ops at optimum's
+   levels (`model_optimized.onnx`; the fp16 level O4 writes `model_fp16.onnx` and is for GPUs only).
+3. `--quantize`: dynamic INT8 (`model_quantized.onnx`) by onnxruntime's `quantize_dynamic` with optimum's
+   per-CPU presets (avx512_vnni, avx512, avx2, arm64; int8 weights on AVX2), from the fused graph by default.
    Dynamic INT8 picks its activation scales per onnxruntime call, so the folder offers the file two ways:
    `int8` (one review per call: batch-invariant, what predict and serve pick) and `int8-batched` (opt-in,
    batch-dependent); the report says which is which.
@@ -25,15 +23,16 @@ writes the folder with `"verified": false` in export_report.json.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import torch
+import transformers
 
 from imdb_deploy.artifacts import (
     EXPORT_REPORT,
@@ -46,11 +45,22 @@ from imdb_deploy.artifacts import (
     load_torch_classifier,
     load_train_config,
     onnx_variants,
+    read_json,
     refuse_custom_code,
     resolve_onnx_variant,
     write_train_config,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError, OutputError
+from imdb_deploy.exporters import (
+    EXPORTERS,
+    describe_exporter,
+    export_fp32,
+    fuse,
+    operator_counts,
+    quantization_settings,
+    quantize,
+    resolve_exporter,
+)
 from imdb_deploy.fileio import DISK_FULL, atomic_dir, disk_nearly_full, refuse_overlap, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
 from imdb_deploy.tokenization import TokenizationSettings
@@ -70,7 +80,9 @@ class ExportConfig:
     """Settings of `imdb-deploy export`.
 
     Attributes:
-        opset: ONNX opset; None takes optimum's default for the architecture (recorded in the report).
+        exporter: what writes the fp32 graph, one of exporters.EXPORTERS: "auto" takes optimum where it imports
+            with the installed transformers, torch's exporter otherwise (imdb_deploy.exporters).
+        opset: ONNX opset; None takes the exporter's default (exporters.DEFAULT_OPSET for torch's; recorded).
         optimize: fusion level, one of OPTIMIZATION_LEVELS. "O2" is the CPU default: its fusions
             (attention, GELU, LayerNorm) speed a CPU up without changing the math; "O4" (fp16) needs
             device "cuda".
@@ -101,6 +113,7 @@ class ExportConfig:
         overwrite: replace an existing output folder (only once the new one is complete and verified).
     """
 
+    exporter: str = "auto"
     opset: int | None = None
     optimize: str = "O2"
     quantize: bool = False
@@ -119,6 +132,8 @@ class ExportConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise ConfigError(f"exporter={self.exporter!r}: use one of {', '.join(EXPORTERS)}")
         if self.opset is not None and not 11 <= self.opset <= 23:
             raise ConfigError(f"opset={self.opset!r}: use an ONNX opset from 11 to 23 (or leave it unset)")
         if self.optimize not in OPTIMIZATION_LEVELS:
@@ -165,6 +180,7 @@ class ExportReport:
         default_variant: what predict and serve run on a CPU ("auto"); batch-invariant.
         settings: the ExportConfig, plus the opset actually written and the quantization settings used.
         cpu: the CPU the export ran on and the INT8 target chosen for it.
+        exporter: which exporter wrote model.onnx, how, with which versions (exporters.describe_exporter).
         versions: library versions that produced the files.
         parity: the gate's results (verify.ParityReport.to_dict()), or None when it did not run.
         warnings: things a person should know (e.g. INT8 runs on a slower path on a CPU without VNNI).
@@ -178,6 +194,7 @@ class ExportReport:
     default_variant: str | None = None
     settings: dict = field(default_factory=dict)
     cpu: dict = field(default_factory=dict)
+    exporter: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     parity: dict | None = None
     warnings: list[str] = field(default_factory=list)
@@ -211,40 +228,6 @@ def detect_quantization_target() -> tuple[str, dict]:
     return "avx2", info
 
 
-def quantization_config(target: str, per_channel: bool, reduce_range: bool):
-    """optimum's dynamic-INT8 QuantizationConfig for a CPU target."""
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    if target == "arm64":
-        return AutoQuantizationConfig.arm64(is_static=False, per_channel=per_channel)
-    if target == "avx512_vnni":
-        return AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
-    if target == "avx512":
-        return AutoQuantizationConfig.avx512(is_static=False, per_channel=per_channel, reduce_range=reduce_range)
-    config = AutoQuantizationConfig.avx2(is_static=False, per_channel=per_channel, reduce_range=reduce_range)
-    # optimum's AVX2 preset has uint8 weights, which sends ONNX Runtime to its U8U8 kernel (16-bit
-    # VPMADDWD); int8 weights take the U8S8 kernel (VPMADDUBSW): on a 2-core AVX2 CPU distilbert-base INT8 ran
-    # 14% faster end to end (5.6 -> 6.4 reviews/s, its integer matmuls 19% faster) at the same parity (fine-tuned
-    # MiniLM, 2,000 IMDb reviews: agreement 98.9% either way). See research/bench_int8_research.py.
-    # --reduce-range (7-bit weights) rules out VPMADDUBSW's int16 saturation, at the same speed.
-    from onnxruntime.quantization import QuantType
-
-    config.weights_dtype = QuantType.QInt8
-    return config
-
-
-def _describe_quantization(qconfig) -> dict:
-    return {
-        "weights_dtype": qconfig.weights_dtype.name,
-        "activations_dtype": qconfig.activations_dtype.name,
-        "per_channel": qconfig.per_channel,
-        "reduce_range": qconfig.reduce_range,
-        "weights_symmetric": qconfig.weights_symmetric,
-        "activations_symmetric": qconfig.activations_symmetric,
-        "operators": [getattr(op, "value", op) for op in qconfig.operators_to_quantize],
-    }
-
-
 def cls_only_last_layer(model) -> None:
     """Make a DistilBERT classifier's last transformer layer compute only the [CLS] position, in place.
 
@@ -262,40 +245,56 @@ def cls_only_last_layer(model) -> None:
             "export with --full-last-layer"
         )
     last = layers[-1]
+    attention = last.attention
+    # transformers 5's blocks return the hidden states; 4.x's a tuple whose last item they are.
+    returns_tuple = int(transformers.__version__.split(".")[0]) < 5
 
-    def forward(x, attn_mask=None, head_mask=None, output_attentions=False, **kwargs):
-        query = x[:, :1]
-        # eager attention takes the (batch, tokens) mask; SDPA a 4-D one with a row per query position
-        mask = attn_mask[:, :, :1, :] if attn_mask is not None and attn_mask.dim() == 4 else attn_mask
-        attended = last.attention(query=query, key=x, value=x, mask=mask, head_mask=head_mask)[0]
-        attended = last.sa_layer_norm(attended + query)
-        return (last.output_layer_norm(last.ffn(attended) + attended),)
+    def forward(hidden_states, attn_mask=None, *args, **kwargs):
+        if attn_mask is None:
+            attn_mask = kwargs.get("attention_mask")
+        batch, _, dim = hidden_states.shape
+        heads = attention.n_heads
+        head_dim = dim // heads
+
+        def split(t):
+            return t.view(batch, -1, heads, head_dim).transpose(1, 2)
+
+        query = hidden_states[:, :1]
+        q = split(attention.q_lin(query))
+        k = split(attention.k_lin(hidden_states))
+        v = split(attention.v_lin(hidden_states))
+        scores = torch.matmul(q, k.transpose(2, 3)) * head_dim**-0.5
+        if attn_mask is not None:
+            if attn_mask.dim() == 2:  # 4.x eager: (batch, tokens) of 1 keep / 0 padding
+                scores = scores.masked_fill(attn_mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min)
+            elif attn_mask.dtype == torch.bool:  # SDPA-style: True where attention is allowed
+                scores = scores.masked_fill(~attn_mask[:, :, :1, :], torch.finfo(scores.dtype).min)
+            else:  # 5.x eager: an additive float mask with a row per query position
+                scores = scores + attn_mask[:, :, :1, :]
+        context = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(batch, 1, dim)
+        attended = last.sa_layer_norm(attention.out_lin(context) + query)
+        output = last.output_layer_norm(last.ffn(attended) + attended)
+        return (output,) if returns_tuple else output
 
     last.forward = forward
 
 
-def _export_fp32(model_ref: str, folder: Path, config: ExportConfig) -> None:
-    """optimum's exporter: model.onnx with dynamic batch/sequence axes, config.json and tokenizer files."""
-    from optimum.exporters.onnx import main_export, onnx_export_from_model
+def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: str) -> int:
+    """model.onnx (dynamic batch/sequence axes) by `exporter`, plus config.json and the tokenizer files.
 
-    # The parity gate checks on real reviews; optimum's own check only warns on failure.
-    common = {"output": folder, "task": "text-classification", "opset": config.opset, "do_validation": False}
+    Returns:
+        The opset written.
+    """
+    tokenizer = load_tokenizer(model_ref)
+    settings = load_settings(model_ref, tokenizer)
+    # Eager attention: the form onnxruntime's transformer optimizer fuses into its Attention op
+    # (imdb_deploy.exporters); the SDPA trace fuses none.
+    model = load_torch_classifier(model_ref, label_names=settings.label_names, attn_implementation="eager")
+    if config.cls_only_last_layer:
+        cls_only_last_layer(model)
     try:
-        if config.cls_only_last_layer:
-            settings = load_settings(model_ref, load_tokenizer(model_ref))
-            model = load_torch_classifier(model_ref, label_names=settings.label_names)
-            cls_only_last_layer(model)
-            onnx_export_from_model(model.to(config.device), device=config.device, **common)
-        else:
-            main_export(
-                model_ref,
-                device=config.device,
-                library_name="transformers",
-                local_files_only=is_local_reference(model_ref),
-                trust_remote_code=False,
-                **common,
-            )
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        opset = export_fp32(model, folder, exporter, config.opset, device=config.device)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         # A full disk is not the model's fault: torch.onnx and onnx report it as OSError or RuntimeError.
         if (isinstance(exc, OSError) and exc.errno in DISK_FULL) or disk_nearly_full(folder):
             raise OutputError(
@@ -303,11 +302,12 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig) -> None:
                 "free some space or export elsewhere with --output. Nothing was written"
             ) from exc
         raise ModelLoadError(
-            f"{model_ref}: optimum could not export it to ONNX ({_first_line(exc)}); "
+            f"{model_ref}: the {exporter} exporter could not export it to ONNX ({_first_line(exc)}); "
             "it must be a DistilBERT-style sequence classifier folder, e.g. the output of `imdb-deploy train`"
         ) from exc
-    if not (folder / ONNX_VARIANTS["fp32"]).is_file():
-        raise ModelLoadError(f"{model_ref}: optimum wrote no {ONNX_VARIANTS['fp32']}; files: {os.listdir(folder)}")
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return opset
 
 
 def _first_line(exc: BaseException) -> str:
@@ -315,69 +315,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _optimize(folder: Path, config: ExportConfig) -> str:
-    """Fuse the fp32 graph with ORTOptimizer; returns the variant name written ("optimized" or "fp16")."""
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
+def _optimize(folder: Path, config: ExportConfig, model_config: dict) -> str:
+    """Fuse the fp32 graph at config.optimize; returns the variant name written ("optimized" or "fp16")."""
     variant = "fp16" if config.optimize == "O4" else "optimized"
-    suffix = Path(ONNX_VARIANTS[variant]).stem.removeprefix("model_")
-    optimization = AutoOptimizationConfig.with_optimization_level(config.optimize, for_gpu=config.device == "cuda")
-    optimizer = ORTOptimizer.from_pretrained(folder, file_names=[ONNX_VARIANTS["fp32"]])
-    optimizer.optimize(optimization, save_dir=folder, file_suffix=suffix)
-    (folder / "ort_config.json").unlink(missing_ok=True)  # optimum's record; export_report.json has ours
+    fuse(
+        folder / ONNX_VARIANTS["fp32"],
+        folder / ONNX_VARIANTS[variant],
+        config.optimize,
+        num_heads=int(model_config.get("n_heads") or model_config.get("num_attention_heads")),
+        hidden_size=int(model_config.get("dim") or model_config.get("hidden_size")),
+        gpu=config.device == "cuda",
+    )
     return variant
-
-
-def _quantize(folder: Path, source: Path, qconfig) -> None:
-    """Dynamic INT8 of `source` into model_quantized.onnx with optimum's settings `qconfig`."""
-    target = folder / ONNX_VARIANTS["int8"]
-    if source.name == ONNX_VARIANTS["fp32"]:
-        from optimum.onnxruntime import ORTQuantizer
-
-        quantizer = ORTQuantizer.from_pretrained(folder, file_name=source.name)
-        with _scratch(folder) as scratch:
-            quantizer.quantize(qconfig, save_dir=scratch, file_suffix="quantized")
-            shutil.move(scratch / f"{source.stem}_quantized.onnx", target)
-        return
-    import onnx
-    from onnxruntime.quantization import quantize_dynamic
-
-    # quantize_dynamic advises its pre-processing (shape inference + graph optimization) on the root logger;
-    # the fused graph is optimized already, so the advice would only be noise on the user's stderr.
-    with _dropped_log_message("consider to run pre-processing"):
-        quantize_dynamic(
-            source,
-            target,
-            op_types_to_quantize=[getattr(op, "value", op) for op in qconfig.operators_to_quantize],
-            per_channel=qconfig.per_channel,
-            reduce_range=qconfig.reduce_range,
-            weight_type=qconfig.weights_dtype,
-            nodes_to_quantize=qconfig.nodes_to_quantize or None,
-            nodes_to_exclude=qconfig.nodes_to_exclude or None,
-            extra_options={
-                # Fused contrib ops (Attention, SkipLayerNormalization...) have outputs shape inference
-                # cannot type; they are all float here.
-                "DefaultTensorType": onnx.TensorProto.FLOAT,
-                "WeightSymmetric": qconfig.weights_symmetric,
-                "ActivationSymmetric": qconfig.activations_symmetric,
-            },
-        )
-
-
-@contextmanager
-def _dropped_log_message(text: str) -> Iterator[None]:
-    """Drop root-logger records containing `text` while the block runs."""
-
-    def keep(record: logging.LogRecord) -> bool:
-        return text not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
 
 
 @contextmanager
@@ -393,24 +342,6 @@ def _full_disk_is_not_the_model(out_dir: Path) -> Iterator[None]:
                 "export elsewhere with --output. Nothing was written"
             ) from exc
         raise
-
-
-@contextmanager
-def _scratch(folder: Path) -> Iterator[Path]:
-    """A temporary folder inside `folder` (same filesystem, so moves are renames), removed afterwards."""
-    path = folder / ".scratch"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _opset(path: Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
 
 
 def export(
@@ -456,12 +387,13 @@ def export(
     refuse_custom_code(model_ref)
     report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
 
-    qconfig = None
+    exporter = resolve_exporter(config.exporter)
+    quantization = None
     if config.quantize:
         detected, info = detect_quantization_target()
         target = detected if config.quantize_target == "auto" else config.quantize_target
         report.cpu = {**info, "detected_target": detected, "quantize_target": target}
-        qconfig = quantization_config(target, config.per_channel, config.reduce_range)
+        quantization = quantization_settings(target, config.per_channel, config.reduce_range)
         if not info.get("int8_dot_product"):
             # A note, not an alarm: on 2 AVX2 cores without VNNI, INT8 still ran 1.7x ONNX fp32 at
             # distilbert-base size (README, bench), but VNNI doubles the int8 multiply-add rate.
@@ -476,27 +408,26 @@ def export(
 
     with _full_disk_is_not_the_model(out_dir), atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
         started = time.perf_counter()
-        log(f"exporting {model_ref} to ONNX (opset {config.opset or 'default'}) ...")
-        _export_fp32(model_ref, tmp, config)
+        log(f"exporting {model_ref} to ONNX with the {exporter} exporter (opset {config.opset or 'default'}) ...")
+        opset = _export_fp32(model_ref, tmp, config, exporter)
         report.seconds["export"] = round(time.perf_counter() - started, 2)
 
         fused = None
         if config.optimize != "none":
             started = time.perf_counter()
             log(f"optimizing the graph ({config.optimize}) ...")
-            fused = _optimize(tmp, config)
+            fused = _optimize(tmp, config, read_json(tmp / "config.json"))
             report.seconds["optimize"] = round(time.perf_counter() - started, 2)
 
-        if qconfig is not None:
+        quantization_record = None
+        if quantization is not None:
             started = time.perf_counter()
             use_fused = config.quantize_from == "optimized" and fused == "optimized"
             quantize_source = tmp / ONNX_VARIANTS["optimized" if use_fused else "fp32"]
-            log(f"quantizing {quantize_source.name} to INT8 ({report.cpu['quantize_target']}) ...")
-            _quantize(tmp, quantize_source, qconfig)
+            log(f"quantizing {quantize_source.name} to INT8 ({quantization.target}) ...")
+            quantize(quantize_source, tmp / ONNX_VARIANTS["int8"], quantization)
             report.seconds["quantize"] = round(time.perf_counter() - started, 2)
-            quantization = {**_describe_quantization(qconfig), "source": quantize_source.name}
-        else:
-            quantization = None
+            quantization_record = {**quantization.to_dict(), "source": quantize_source.name}
 
         # The folder must describe its own tokenization: copy train_config.json, or record the settings a
         # model without one is read with (head truncation at its limit), so predict tokenizes the same way.
@@ -509,11 +440,17 @@ def export(
 
         report.settings = {
             **asdict(config),
-            "opset_written": _opset(tmp / ONNX_VARIANTS["fp32"]),
-            "quantization": quantization,
+            "opset_written": opset,
+            "quantization": quantization_record,
         }
+        report.exporter = describe_exporter(exporter, opset)
         report.variants = {
-            name: {"file": path.name, "bytes": path.stat().st_size, **VARIANT_BATCHING[name].to_dict()}
+            name: {
+                "file": path.name,
+                "bytes": path.stat().st_size,
+                "operators": operator_counts(path),
+                **VARIANT_BATCHING[name].to_dict(),
+            }
             for name, path in onnx_variants(tmp).items()
         }
         report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]

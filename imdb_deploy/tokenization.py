@@ -8,6 +8,7 @@ batch's own longest review (dynamic padding).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -76,6 +77,21 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_SPECIAL_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The special-token ids a tokenizer puts before and after one text ([CLS] and [SEP] for BERT's family),
+    worked out once per tokenizer from its own template (transformers 4 and 5 alike)."""
+    known = _SPECIAL_TOKENS.get(tokenizer)
+    if known is None:
+        body = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a", add_special_tokens=True)["input_ids"]
+        start = next(i for i in range(len(full) - len(body) + 1) if full[i : i + len(body)] == body)
+        known = _SPECIAL_TOKENS[tokenizer] = (list(full[:start]), list(full[start + len(body) :]))
+    return known
+
+
 def encode(tokenizer, texts: Sequence[str], settings: TokenizationSettings) -> list[list[int]]:
     """Token ids for each text, with special tokens, cut to `settings.max_length`.
 
@@ -92,9 +108,7 @@ def encode(tokenizer, texts: Sequence[str], settings: TokenizationSettings) -> l
     body = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     budget = settings.max_length - 2
     tail = budget - settings.head_tokens
-    # [CLS] ... [SEP] worked out once: build_inputs_with_special_tokens per review costs ~50 us of Python.
-    marker = tokenizer.build_inputs_with_special_tokens([-1])
-    prefix, suffix = marker[: marker.index(-1)], marker[marker.index(-1) + 1 :]
+    prefix, suffix = special_tokens_around(tokenizer)
     out = []
     for ids in body:
         if len(ids) > budget:

@@ -52,7 +52,7 @@ def build_tiny_base_model(folder) -> None:
     words = POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + list(".,!?") + letters + ["##" + c for c in letters]
     vocab = list(dict.fromkeys(SPECIAL_TOKENS + words))
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=512)
+    tokenizer = DistilBertTokenizerFast.from_pretrained(folder, do_lower_case=True, model_max_length=512)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = DistilBertConfig(

@@ -41,7 +41,7 @@ def random_batch(batch: int, length: int, vocab_size: int, seed: int = 0) -> dic
 def test_export_writes_a_complete_self_describing_folder(tiny_onnx_dir, tiny_classifier_dir):
     files = {p.name for p in tiny_onnx_dir.iterdir()}
     assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "config.json", TRAIN_CONFIG} <= files
-    assert {"tokenizer.json", "vocab.txt", EXPORT_REPORT} <= files
+    assert {"tokenizer.json", EXPORT_REPORT} <= files  # transformers 5 saves the fast tokenizer alone
     assert not [name for name in files if name.startswith(".")]
     assert json.loads((tiny_onnx_dir / TRAIN_CONFIG).read_text()) == json.loads(
         (tiny_classifier_dir / TRAIN_CONFIG).read_text()
@@ -58,6 +58,7 @@ def test_export_writes_a_complete_self_describing_folder(tiny_onnx_dir, tiny_cla
     assert report["variants"]["int8"] | {"note": ""} == {
         "file": "model_quantized.onnx",
         "bytes": report["variants"]["int8"]["bytes"],
+        "operators": report["variants"]["int8"]["operators"],
         "per_review": True,
         "batch_invariant": True,
         "note": "",
@@ -69,6 +70,24 @@ def test_export_writes_a_complete_self_describing_folder(tiny_onnx_dir, tiny_cla
     assert report["settings"]["quantization"]["source"] == "model_optimized.onnx"
     assert report["cpu"]["quantize_target"] in ("avx512_vnni", "avx512", "avx2", "arm64")
     assert report["versions"]["onnxruntime"]
+
+
+def test_fused_graph_carries_the_fusions_of_the_optimum_export(tiny_onnx_dir):
+    """The fused graph has what optimum's ORTOptimizer O2 gave (imdb-deploy 0.1.0 under transformers 4.57):
+    fused Attention in every full layer (the [CLS]-only last layer stays unfused, as it did), two
+    SkipLayerNormalization and one BiasGelu per layer; the INT8 graph quantizes that Attention and the MatMuls.
+    """
+    report = json.loads((tiny_onnx_dir / EXPORT_REPORT).read_text())
+    layers = json.loads((tiny_onnx_dir / "config.json").read_text())["n_layers"]
+    assert report["exporter"]["name"] in ("torch", "optimum")
+    assert report["exporter"]["transformers"] and report["exporter"]["opset"] == report["settings"]["opset_written"]
+    fused = report["variants"]["optimized"]["operators"]
+    assert fused["Attention"] == layers - 1
+    assert fused["SkipLayerNormalization"] == 2 * layers
+    assert fused["BiasGelu"] == layers
+    int8 = report["variants"]["int8"]["operators"]
+    assert int8["QAttention"] == layers - 1 and int8["MatMulInteger"] > 0 and "Attention" not in int8
+    assert "Attention" not in report["variants"]["fp32"]["operators"]
 
 
 def test_graphs_have_expected_inputs_and_dynamic_axes(tiny_onnx_dir):
@@ -132,8 +151,8 @@ def test_export_cli_runs_the_gate_and_marks_the_folder_verified(tiny_classifier_
 def test_failed_gate_writes_no_folder_and_keeps_the_old_one(tiny_classifier_dir, toy_data_dir, tmp_path, monkeypatch):
     real_optimize = export_module._optimize
 
-    def corrupted_optimize(folder, config):
-        variant = real_optimize(folder, config)
+    def corrupted_optimize(folder, config, model_config):
+        variant = real_optimize(folder, config, model_config)
         path = folder / ONNX_VARIANTS[variant]
         model = onnx.load(str(path))
         rng = np.random.default_rng(0)
@@ -214,7 +233,7 @@ def test_export_refuses_to_replace_its_own_model_folder(tiny_classifier_dir):
     assert (tiny_classifier_dir / "model.safetensors").is_file()
 
 
-def test_plain_graph_quantizes_through_ortquantizer(tiny_classifier_dir, tmp_path):
+def test_plain_graph_quantizes_too(tiny_classifier_dir, tmp_path):
     out = tmp_path / "onnx"
     export_module.export(tiny_classifier_dir, out, ExportConfig(optimize="none", quantize=True, verify=False))
     assert sorted(onnx_variants(out)) == ["fp32", "int8", "int8-batched"]
