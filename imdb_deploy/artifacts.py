@@ -160,7 +160,7 @@ def refuse_custom_code(model_ref: str | os.PathLike) -> None:
                 "folder does not need its own code"
             )
         for key, value in _attention_requests(data):
-            if value not in BUILTIN_ATTENTION:
+            if not isinstance(value, str | None) or value not in BUILTIN_ATTENTION:
                 raise ModelLoadError(
                     f"{path}: {key} is {_excerpt(repr(value))}, which asks transformers to load an attention "
                     "kernel (code) from outside the folder; imdb-deploy runs only built-in attention "
@@ -348,6 +348,8 @@ def load_torch_classifier(
     refuse_custom_code(model_ref)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected for a base encoder
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers 5's "Loading weights" bar: a tiny folder loads at once
     try:
         with hub_errors(model_ref, "Model"):
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -360,6 +362,8 @@ def load_torch_classifier(
             )
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     return model.eval()
 
 

@@ -240,7 +240,7 @@ def convert_bert_to_distilbert(
         distil.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # Check the folder as saved (reloaded), so what later stages load is what was compared.
-        saved_model = DistilBertModel.from_pretrained(tmp)
+        saved_model = DistilBertModel.from_pretrained(tmp, attn_implementation="eager")
         saved_tokenizer = DistilBertTokenizerFast.from_pretrained(tmp)
         diff = max_hidden_state_diff(bert, saved_model, bert_tokenizer, saved_tokenizer, check_texts)
         if diff > MAX_CONVERSION_DIFF:

@@ -549,13 +549,14 @@ def check_parity(
         ModelLoadError, HubUnreachableError: a model cannot be loaded.
         DataError: the data cannot be read.
     """
-    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier, refuse_custom_code
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax, torch_logits
     from imdb_deploy.predict import Predictor
 
     config = config or VerifyConfig()
     log = log or (lambda message: None)
+    refuse_custom_code(onnx_dir)  # before any work: the ONNX folder's own config and tokenizer are read later
     present = onnx_variants(onnx_dir)
     if not present:
         raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")

