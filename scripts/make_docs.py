@@ -39,10 +39,10 @@ HELP_WIDTH = 100
 # What a newcomer cannot run or read: paths of a development machine and words of the sessions that wrote
 # the project. tests/test_docs.py scans README.md, docs/, scripts/, research/ and imdb_deploy/ with these,
 # and scripts/record_result.py refuses a result that holds one.
-MACHINE_PATHS = re.compile(r"(?<![\w.~-])(/root/|/work/|/home/[\w.-]+/|/Users/[\w.-]+/)|\.\./shared")
-SESSION_WORDS = re.compile(
-    r"\b(this session|no session|sessions? so far|the session could|two sessions|as submitted|"
-    r"the commit before this|quiet\.sh|imdb-runs)\b|(?<!\[)\b[Ii]ssues? #?\d+\b(?!\]\()",
+MACHINE_PATHS = re.compile(r"(?<![\w.~-])/(root|work|home/[\w.-]+|Users/[\w.-]+)/|\.\./shared")
+SESSION_WORDS = re.compile(  # written with \s and \- so that this file does not match itself
+    r"\b(this\ssession|no\ssession|sessions?\sso\sfar|the\ssession\scould|two\ssessions|as\ssubmitted|"
+    r"the\scommit\sbefore\sthis|quiet\.sh|imdb\-runs)\b|(?<!\[)\b[Ii]ssues?\s#?\d+\b(?!\]\()"
 )
 
 
