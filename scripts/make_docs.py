@@ -234,6 +234,8 @@ def bench_table(result: dict, compact: bool = False) -> list[str]:
             ]
         rows.append(cells)
     lines += table(headers, rows)
+    if model.get("weights") == "random":
+        lines += ["", "Accuracy is blank and label agreement says little: the weights are random (speed only)."]
     fastest = result.get("fastest") or {}
     if not compact and fastest.get("share_of_int8_peak") is not None:
         lines += [

@@ -195,7 +195,7 @@ def test_tables_come_from_the_recorded_json_with_machine_date_commit_and_command
     block = re.search(r"RESULTS:START.*?RESULTS:END", readme, re.S).group(0)
     assert "**bench run** (`docs/results/bench-minilm.json`" in block
     assert "| `predict` | 108.68 | 3.74x | 0.8516 | 99.61% |" in block
-    assert "serve" not in block
+    assert "serve" not in block and "weights are random" not in block
     assert make_docs.main(["--check", "--root", str(root)]) == 0
     # a new result makes the pages stale until they are generated again
     write_result(root, "ray-2k", {"meta": meta("ray", title="ray small"), "result": {**RAY, "rows": 2000}})
@@ -383,3 +383,13 @@ def test_readme_is_a_product_page_whose_layout_names_every_module():
     layout = readme.split("## Project layout", 1)[1]
     modules = sorted(p.name for p in (ROOT / "imdb_deploy").glob("*.py") if not p.name.startswith("__"))
     assert [name for name in modules if not re.search(rf"\b{re.escape(name)}\b", layout)] == []
+
+
+def test_random_weights_say_their_accuracy_is_blank(tmp_path):
+    root = docs_root(tmp_path)
+    random_bench = {**BENCH, "model": {"spec": "distilbert-base", "weights": "random"}}
+    write_result(root, "bench-base", {"meta": meta("bench"), "result": random_bench})
+    assert make_docs.main(["--root", str(root)]) == 0
+    page = (root / "docs" / "benchmarks.md").read_text()
+    assert "distilbert-base (random weights), 256 reviews of imdb [test], max length 256" in page
+    assert "Accuracy is blank and label agreement says little: the weights are random" in page
