@@ -12,7 +12,7 @@ MiniLM): its ONNX frontend keeps the dynamic `batch_size` and `sequence_length` 
 reshape is needed and each batch pads only to its own longest review. It reads `model.onnx` and
 `model_optimized.onnx` (it knows onnxruntime's fused contrib ops) but not `model_quantized.onnx` (no conversion
 rule for com.microsoft.QAttention): its INT8 comes from nncf instead. It runs the plain graph faster than the
-fused one (distilbert-base, 512 tokens, 2 cores with AMX: 18.75 vs 11.60 reviews/s; README, issue 17), so
+fused one (distilbert-base, 512 tokens, 2 cores with AMX: 18.75 vs 11.60 reviews/s; research/README.md), so
 bench compiles `model.onnx`. What is not INT8 runs at the precision the CPU plugin picks
 (INFERENCE_PRECISION_HINT): bf16 on CPUs with AVX512-BF16 or AMX, f32 elsewhere; `precision="f32"` forces full
 precision. `info` records what it picked. Only f32 is batch-invariant: bf16 and static INT8 moved a review's

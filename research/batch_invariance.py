@@ -1,4 +1,4 @@
-"""Issue 12: does a review get the same answer whatever batch it lands in? Per variant, on real reviews.
+"""Batch invariance: does a review get the same answer whatever batch it lands in? Per variant, on real reviews.
 
 For every variant of an exported folder (fp32, optimized, int8 = dynamic INT8 one review per call,
 int8-batched = dynamic INT8 in predict's batches; with --static also static INT8 files calibrated on train
@@ -15,7 +15,7 @@ For each pair of batchings: label flips and the max / mean absolute probability 
 Not a timing script (speed: research/invariance_speed.py).
 
 Example:
-    .venv/bin/python research/batch_invariance.py --onnx /work/wt/artifacts/minilm-2k-onnx --samples 2000 \
+    .venv/bin/python research/batch_invariance.py --onnx runs/minilm-2k-onnx --data imdb --samples 2000 \
         --static --output runs/invariance/batch_invariance.json
 """
 
@@ -105,7 +105,7 @@ def static_predictors(onnx_dir: Path, work: Path, calibration: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx", type=Path, required=True, help="folder written by `imdb-deploy export --quantize`")
-    parser.add_argument("--data", default="/work/shared/data/imdb")
+    parser.add_argument("--data", default="imdb", help="Hub id (imdb) or a local folder with train/test files")
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--static", action="store_true", help="also static INT8 calibrated on train reviews")

@@ -1,4 +1,4 @@
-"""Research for issue 7: the fastest INT8 CPU path for DistilBERT-base on IMDb, against PyTorch fp32 eager.
+"""Research: the fastest INT8 CPU path for DistilBERT-base on IMDb, against PyTorch fp32 eager.
 
 Builds a random-weight DistilBertConfig() classifier (distilbert-base-uncased's exact compute) with an
 uncased tokenizer (--tokenizer: a folder or Hub id with the 30522-token uncased vocab), exports it to

@@ -1,8 +1,8 @@
-"""Issue 12: what batch invariance costs in speed, on this CPU, for each exact scheme.
+"""Batch invariance: what it costs in speed, on this CPU, for each exact scheme.
 
 Two model sizes with random weights (speed does not depend on the weights): distilbert-base
-(DistilBertConfig(), 512 tokens) and MiniLM-L6-H384 in DistilBERT form (256 tokens), both with the shared
-uncased tokenizer, exported by `imdb-deploy export --quantize` (fused graph, [CLS]-only last layer, dynamic
+(DistilBertConfig(), 512 tokens) and MiniLM-L6-H384 in DistilBERT form (256 tokens), both with the uncased
+tokenizer (--tokenizer), exported by `imdb-deploy export --quantize` (fused graph, [CLS]-only last layer, dynamic
 INT8 per channel). Timed on the same seeded real IMDb test reviews, interleaved (round-robin, `--repeats`
 rounds, best and median kept), over all reviews and over the shortest and the longest quarter:
 
@@ -16,9 +16,11 @@ rounds, best and median kept), over all reviews and over the shortest and the lo
   [CLS]-only fp32 graph, in predict's batches.
 
 Examples:
-    .venv/bin/python research/invariance_speed.py --stage prepare
-    /root/imdb-runs/quiet.sh .venv/bin/python research/invariance_speed.py --stage time --size base --samples 128
-    /root/imdb-runs/quiet.sh .venv/bin/python research/invariance_speed.py --stage time --size minilm --samples 256
+    .venv/bin/python research/invariance_speed.py --stage prepare --data imdb --tokenizer distilbert-base-uncased
+    .venv/bin/python research/invariance_speed.py --stage time --size base --samples 128 --data imdb
+    .venv/bin/python research/invariance_speed.py --stage time --size minilm --samples 256 --data imdb
+
+(on otherwise idle cores; --data: the Hub id or a local folder with train/test files, see `imdb-deploy train --help`)
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
 from imdb_deploy.predict import Predictor  # noqa: E402
 from imdb_deploy.tokenization import encode  # noqa: E402
 
-TOKENIZER = "/work/shared/models/distilbert-minilm-l6-h384-uncased"
-DATA = "/work/shared/data/imdb"
 SIZES = {
     "base": ("distilbert-base", 512),
     "minilm": ("distilbert-base:n_layers=6,dim=384,hidden_dim=1536,n_heads=12", 256),
@@ -56,7 +56,7 @@ def log(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def prepare(work: Path, size: str, calibration: int) -> Path:
+def prepare(work: Path, size: str, calibration: int, data: str, tokenizer: str) -> Path:
     """Random-weight model, its export (fp32, fused, dynamic INT8) and two static INT8 files."""
     from imdb_deploy.export import ExportConfig, export
 
@@ -64,12 +64,12 @@ def prepare(work: Path, size: str, calibration: int) -> Path:
     folder = work / size
     onnx_dir = folder / "onnx"
     if not (onnx_dir / "model_quantized.onnx").is_file():
-        config = BenchConfig(tokenizer=TOKENIZER, max_length=max_length)
+        config = BenchConfig(tokenizer=tokenizer, max_length=max_length)
         build_random_model(spec, parse_architecture(spec), folder / "model", config)
         export(folder / "model", onnx_dir, ExportConfig(quantize=True, verify=False, overwrite=True), log=log)
     tokenizer = load_tokenizer(onnx_dir)
     settings = load_settings(onnx_dir, tokenizer)
-    train = stratified_sample(load_split(DATA, "train"), calibration, 7)
+    train = stratified_sample(load_split(data, "train"), calibration, 7)
     feeds = [
         {"input_ids": np.asarray([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
         for ids in encode(tokenizer, train.texts, settings)
@@ -190,6 +190,10 @@ def time_all(makers: dict, sets: dict, encoded, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=["prepare", "time"], required=True)
+    parser.add_argument("--data", default="imdb", help="Hub id (imdb) or a local folder with train/test files")
+    parser.add_argument(
+        "--tokenizer", default="distilbert-base-uncased", help="uncased tokenizer (Hub id or folder) of the models"
+    )
     parser.add_argument("--size", choices=list(SIZES), action="append")
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
@@ -201,12 +205,12 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.size or list(SIZES)
     for size in sizes:
-        onnx_dir = prepare(args.work, size, args.calibration)
+        onnx_dir = prepare(args.work, size, args.calibration, args.data, args.tokenizer)
         if args.stage == "prepare":
             continue
         tokenizer = load_tokenizer(onnx_dir)
         settings = load_settings(onnx_dir, tokenizer)
-        data = stratified_sample(load_split(DATA, "test"), args.samples, args.seed)
+        data = stratified_sample(load_split(args.data, "test"), args.samples, args.seed)
         encoded = encode(tokenizer, data.texts, settings)
         lengths = [len(ids) for ids in encoded]
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])

@@ -1,4 +1,4 @@
-"""Issue 17: our predict path against OpenVINO (as exported, and nncf static INT8) on the same token ids.
+"""OpenVINO: our predict path against OpenVINO (as exported, and nncf static INT8) on the same token ids.
 
 Every candidate scores the same seeded sample of labelled reviews from the SAME token ids (Predictor.encode),
 with the same thread count, in Predictor's length-sorted, token-capped batches (except PyTorch, which uses
@@ -9,8 +9,9 @@ invariance: the same reviews scored one review per call (no padding), compared w
 --work (make them outside the timed run with --stage quantize).
 
 Examples:
-    .venv/bin/python research/openvino_compare.py --stage quantize --onnx ART/minilm-2k-onnx --work runs/ov-minilm
-    /root/imdb-runs/quiet.sh .venv/bin/python research/openvino_compare.py --onnx ART/minilm-2k-onnx \
+    .venv/bin/python research/openvino_compare.py --stage quantize --onnx runs/minilm-2k-onnx --data imdb \
+        --work runs/ov-minilm
+    .venv/bin/python research/openvino_compare.py --onnx runs/minilm-2k-onnx --data imdb \
         --work runs/ov-minilm --samples 256 --threads 2 --output runs/ov-minilm/compare.json
 """
 
@@ -197,7 +198,7 @@ def main() -> None:
     parser.add_argument("--stage", choices=("quantize", "compare"), default="compare")
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--torch", default=None, help="PyTorch folder; default: the export report's source")
-    parser.add_argument("--data", default="/work/shared/data/imdb")
+    parser.add_argument("--data", default="imdb", help="Hub id (imdb) or a local folder with train/test files")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--calibration-samples", type=int, default=ovr.DEFAULT_CALIBRATION_SAMPLES)
     parser.add_argument("--sources", default="fp32,optimized", help="graphs to quantize (--stage quantize)")

@@ -1,8 +1,8 @@
-"""Issue 17: onnxruntime's OpenVINO execution provider (the `onnxruntime-openvino` package), measured in a
+"""OpenVINO: onnxruntime's OpenVINO execution provider (the `onnxruntime-openvino` package), measured in a
 THROWAWAY venv, because that package replaces `onnxruntime` (and pins its own, older version):
 
     python3 -m venv /tmp/ov-ep-venv && /tmp/ov-ep-venv/bin/pip install onnxruntime-openvino==1.24.1 numpy
-    /root/imdb-runs/quiet.sh /tmp/ov-ep-venv/bin/python research/openvino_ep.py --onnx ART/minilm-2k-onnx \
+    /tmp/ov-ep-venv/bin/python research/openvino_ep.py --onnx runs/minilm-2k-onnx \
         --ids runs/ov-minilm/compare.npz --threads 2 --output runs/ov-minilm/ep.json
 
 It reads the token ids and reference probabilities written by research/openvino_compare.py (same reviews, same

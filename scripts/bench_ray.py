@@ -7,8 +7,10 @@ each: rows/s with Ray start-up included and excluded, Ray start-up seconds, rows
 the job's ledger) and Ray Data's own operator stats, the stage seconds (read, tokenize, infer, write), and
 whether ids and labels are identical to the local engine's (and the largest probability difference).
 
-    /root/imdb-runs/quiet.sh .venv/bin/python scripts/bench_ray.py --model /work/wt/artifacts/minilm-2k-onnx \\
-        --data ../shared/data/imdb --rows 4000 --output runs/bench_ray.json
+    .venv/bin/python scripts/bench_ray.py --model runs/minilm-2k-onnx --data imdb --rows 4000 \\
+        --output runs/bench_ray.json
+
+--data is the Hub id `imdb` or a local folder with train/test files (see `imdb-deploy train --help`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 
-def write_shards(data: Path, split: str, skip: int, rows: int, shards: int, folder: Path) -> list[Path]:
+def write_shards(data: str, split: str, skip: int, rows: int, shards: int, folder: Path) -> list[Path]:
     """`rows` reviews of `split` from row `skip` on, as `shards` Parquet files (text column only: ids are FILE:ROW)."""
-    frame = pd.read_parquet(data / f"{split}.parquet")
-    frame = frame.iloc[skip : skip + rows][["text"]].reset_index(drop=True)
+    from imdb_deploy.data import load_split
+
+    texts = load_split(data, split).texts
+    frame = pd.DataFrame({"text": texts[skip : skip + rows]})
     if len(frame) < rows:
-        raise SystemExit(f"{data}/{split}.parquet has only {len(frame) + skip} rows; lower --rows or --skip")
+        raise SystemExit(f"{data} [{split}] has only {len(texts)} rows; lower --rows or --skip")
     paths = []
     size = -(-rows // shards)
     for i in range(shards):
@@ -105,7 +109,7 @@ def compare(local_jsonl: Path, ray_folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Exported ONNX folder (INT8 is used when present).")
-    parser.add_argument("--data", default="../shared/data/imdb", type=Path, help="Folder with {split}.parquet.")
+    parser.add_argument("--data", default="imdb", help="Hub id (imdb) or a local folder with train/test files.")
     parser.add_argument("--split", default="test")
     parser.add_argument("--skip", type=int, default=5000, help="Rows of the split left out first.")
     parser.add_argument("--rows", type=int, default=20000)

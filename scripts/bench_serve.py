@@ -13,8 +13,10 @@ The driver runs on the same cores as the server; the CPU seconds of the driver, 
 offline `predict` are recorded, so the server's own cost per review can be told from the driver's. Numbers go
 to one JSON file.
 
-    /root/imdb-runs/quiet.sh .venv/bin/python scripts/bench_serve.py --model runs/minilm-2k-onnx \\
-        --data ../shared/data/imdb/test.parquet --output runs/bench_serve.json
+    .venv/bin/python scripts/bench_serve.py --model runs/minilm-2k-onnx --data imdb --output runs/bench_serve.json
+
+--data is the Hub id `imdb`, a local folder with train/test files (see `imdb-deploy train --help`), or one
+Parquet file with a 'text' column; the test split is sampled.
 """
 
 from __future__ import annotations
@@ -274,7 +276,7 @@ def soak(model: str, texts, concurrency: int, seconds: float, sample_every: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Exported ONNX folder.")
-    parser.add_argument("--data", required=True, help="Parquet file of reviews with a 'text' column.")
+    parser.add_argument("--data", default="imdb", help="Hub id (imdb), a data folder, or a Parquet file with 'text'.")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--concurrency", default="1,8,32", help="Comma-separated client counts.")
@@ -288,6 +290,7 @@ def main() -> None:
     import pandas as pd
 
     from imdb_deploy.bench import machine_info
+    from imdb_deploy.data import load_split
     from imdb_deploy.predict import Predictor
 
     def log(message: str) -> None:
@@ -295,12 +298,15 @@ def main() -> None:
 
     out_dir = args.output.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.read_parquet(args.data, columns=["text"]).sample(n=args.samples, random_state=args.seed)
-    texts = frame["text"].tolist()
+    if args.data.endswith(".parquet"):
+        frame = pd.read_parquet(args.data, columns=["text"])
+    else:
+        frame = pd.DataFrame({"text": load_split(args.data, "test").texts})
+    texts = frame.sample(n=args.samples, random_state=args.seed)["text"].tolist()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     report: dict = {
-        "model": str(Path(args.model).resolve()),
-        "data": str(Path(args.data).resolve()),
+        "model": args.model,
+        "data": args.data,
         "samples": len(texts),
         "seed": args.seed,
         "machine": machine_info(),

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The full-data recipe (issue 15), one command, resumable:
+# The full-data recipe, one command, resumable:
 #
 #   bash scripts/full_imdb.sh [DATA] [OUT]
 #
-#   DATA  the IMDb data: a folder with train/test Parquet (default ../shared/data/imdb), or `imdb` for the Hub
+#   DATA  the IMDb data: `imdb` for the Hub (default), or a local folder with train/test files (see train --help)
 #   OUT   where the model goes (default runs/full-minilm); its ONNX export goes to OUT-onnx
-#   BASE  (environment) the encoder to fine-tune (default ../shared/models/distilbert-minilm-l6-h384-uncased,
-#         the 6-layer MiniLM in DistilBERT form; distilbert-base-uncased where the Hub is reachable)
+#   BASE  (environment) the encoder to fine-tune (default: the offline 6-layer MiniLM in DistilBERT form that
+#         `imdb-deploy convert-bert` prepares; distilbert-base-uncased where the Hub is reachable)
 #
 # 1. trains on all of train (10% carved off for validation, best epoch kept), 256 tokens head+tail, 2 epochs,
 #    lr 5e-5, a checkpoint every 200 steps; run it again after an interruption and it resumes (--resume);
@@ -14,11 +14,11 @@
 # 3. exports to ONNX (fp32, fused, INT8) with the parity gate on all 25,000 test reviews (export_report.json).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA="${1:-$ROOT/../shared/data/imdb}"
+DATA="${1:-imdb}"
 OUT="${2:-runs/full-minilm}"
-BASE="${BASE:-$ROOT/../shared/models/distilbert-minilm-l6-h384-uncased}"
 CLI="${IMDB_DEPLOY:-imdb-deploy}"
 command -v "$CLI" >/dev/null || CLI="$ROOT/.venv/bin/imdb-deploy"
+BASE="${BASE:-$("$CLI" convert-bert)}"
 
 if [[ -f "$OUT/train_config.json" ]]; then
     echo "[full_imdb] $OUT is complete: skipping training" >&2

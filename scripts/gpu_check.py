@@ -1,9 +1,9 @@
-"""Device check (issue 6): bf16 training and PyTorch inference speed of distilbert-base on real IMDb reviews.
+"""Device check: bf16 training and PyTorch inference speed of distilbert-base on real IMDb reviews.
 
 Two commands:
 
-    prepare   (here, with ../shared) writes .gpu_data/: a stratified sample of real reviews as train/test
-              Parquet plus the uncased tokenizer, small enough to travel to the GPU machine.
+    prepare   (here: --source data, --tokenizer) writes .gpu_data/: a stratified sample of real reviews as
+              train/test Parquet plus the uncased tokenizer, small enough to travel to the GPU machine.
     measure   (there) times, with distilbert-base-uncased's architecture (`DistilBertConfig()`, random weights,
               which time exactly as the pretrained ones):
               - training through accelerate with mixed_precision="bf16", batch 16, max length 512, head+tail
@@ -601,8 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare", help="write the folder of real reviews and tokenizer that travels")
-    prep.add_argument("--source", default=str(REPO.parent / "shared/data/imdb"), help="IMDb folder (train/test)")
-    prep.add_argument("--tokenizer", default=str(REPO.parent / "shared/models/distilbert-minilm-l6-h384-uncased"))
+    prep.add_argument("--source", default="imdb", help="Hub id (imdb) or a local folder with train/test files")
+    prep.add_argument("--tokenizer", default="distilbert-base-uncased", help="uncased tokenizer: Hub id or folder")
     prep.add_argument("--out", default=str(REPO / ".gpu_data"))
     prep.add_argument("--train-reviews", type=int, default=4000)
     prep.add_argument("--test-reviews", type=int, default=2000)

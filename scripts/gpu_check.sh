@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Device check of issue 6: bf16 training throughput of distilbert-base (DistilBertConfig(), random weights) on
+# Device check: bf16 training throughput of distilbert-base (DistilBertConfig(), random weights) on
 # real IMDb reviews at max length 512 through accelerate, the full recipe's time (25,000 reviews, 2 epochs,
 # batch 16) extrapolated from it, and PyTorch inference throughput fp32 / TF32 / bf16. One JSON file out.
 # Sized for well under 8 minutes on one H200 (about 2 expected: the time limit below stops it at 7).
 #
-# 1. Here, once (needs ../shared and PyPI; writes the ignored folders .whl/ and .gpu_data/, about 22 MiB):
+# 1. Here, once (needs the data and tokenizer, --source and --tokenizer of gpu_check.py prepare, and PyPI; writes the ignored folders .whl/ and .gpu_data/, about 22 MiB):
 #        bash scripts/gpu_check.sh prepare
 # 2. The device call (the GPU machine reaches no registry: the wheels and the reviews travel as carried paths):
 #        run(command="bash scripts/gpu_check.sh", carry=[".whl", ".gpu_data"], timeout_s=540)
