@@ -19,7 +19,14 @@ from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
 from imdb_deploy.errors import ImdbDeployError
 from imdb_deploy.evaluation import EvaluateConfig
-from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
+from imdb_deploy.export_config import (
+    DEVICES,
+    EXPORTERS,
+    OPTIMIZATION_LEVELS,
+    QUANTIZATION_TARGETS,
+    QUANTIZE_SOURCES,
+    ExportConfig,
+)
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
@@ -308,7 +315,13 @@ def _gate_options(config, samples_field: str, exact_field: str):
     help="Graph fusion level: O2 fuses attention/GELU/LayerNorm (CPU default); O3 adds approximate GELU; "
     "O4 is fp16 for --device cuda.",
 )
-@click.option("--opset", type=click.IntRange(11, 23), help="ONNX opset [default: optimum's for the model].")
+@_option(
+    ExportConfig,
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    help="What writes the fp32 graph: auto takes optimum where it imports (transformers < 4.58), torch's otherwise.",
+)
+@click.option("--opset", type=click.IntRange(11, 23), help="ONNX opset [default: the exporter's, 18 for torch's].")
 @_option(ExportConfig, "--device", type=click.Choice(DEVICES))
 @_option(
     ExportConfig,

@@ -39,8 +39,8 @@ from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 
 from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.export_config import EXPORTERS
 
-EXPORTERS = ("auto", "torch", "optimum")
 # The opset torch's exporter writes by default: the one optimum-onnx 0.1.0 writes for DistilBERT, so both
 # exporters' graphs run on the same onnxruntime kernels.
 DEFAULT_OPSET = 18

@@ -41,7 +41,9 @@ def test_an_onnx_folder_exported_under_4_57_scores_bit_identically(variant):
 def test_a_pytorch_folder_saved_under_4_57_loads_with_the_same_answers():
     model = load_torch_classifier(LEGACY / "model")
     tokenizer = load_tokenizer(LEGACY / "model")
-    batch = pad(encode(tokenizer, EXPECTED["texts"], load_settings(LEGACY / "model", tokenizer)), tokenizer.pad_token_id)
+    batch = pad(
+        encode(tokenizer, EXPECTED["texts"], load_settings(LEGACY / "model", tokenizer)), tokenizer.pad_token_id
+    )
     with torch.inference_mode():
         probabilities = torch.softmax(model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits, -1)
     expected = np.asarray(EXPECTED["torch"], dtype=np.float32)
