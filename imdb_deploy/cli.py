@@ -17,12 +17,12 @@ from imdb_deploy import __version__
 from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
-from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.errors import ImdbDeployError
 from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export import DEVICES, OPTIMIZATION_LEVELS, QUANTIZATION_TARGETS, QUANTIZE_SOURCES, ExportConfig
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
+from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
@@ -586,7 +586,7 @@ def predict(
     predictor = Predictor(
         model_dir, variant=variant, provider=provider, threads=threads, io_binding=io_binding, **sizes
     )
-    output_path = Path(output) if output is not None else None
+    output_path = output if output is None or "://" in output else Path(output)  # URLs stay strings
     summary = predict_file(predictor, list(inputs), output=output_path, errors=errors_path, config=config)
     where = f"; errors in {errors_path}" if errors_path is not None and summary.errors else ""
     echo_err(f"{summary.describe()}{where}")
