@@ -274,7 +274,10 @@ def _expand_url(url: str) -> list[str]:
     try:
         fs, path = fsspec.core.url_to_fs(url)
         if glob.has_magic(path):
-            matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            hidden_ok = path.rsplit("/", 1)[-1].startswith(".")  # as Python's glob: "*" skips dot files
+            matches = sorted(
+                p for p in fs.glob(path) if (hidden_ok or not p.rsplit("/", 1)[-1].startswith(".")) and fs.isfile(p)
+            )
             if not matches:
                 raise InputError(f"{url}: the pattern matches no file; check it")
             return [fs.unstrip_protocol(p) for p in matches]
@@ -799,10 +802,10 @@ def open_text_output(path: Path | str | None, stack, fallback):
     if str(path).startswith("file://"):
         path = Path(str(path).removeprefix("file://"))
     elif is_url(path):  # an object store: the object appears once complete
-        raw = stack.enter_context(url_output(str(path)))
+        text = {"encoding": "utf-8", "newline": ""}
         if str(path).endswith(".gz"):
-            return stack.enter_context(gzip.open(raw, "wt", encoding="utf-8", newline=""))
-        return stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+            return stack.enter_context(url_output(str(path), lambda raw: gzip.open(raw, "wt", **text)))
+        return stack.enter_context(url_output(str(path), lambda raw: io.TextIOWrapper(raw, **text)))
     tmp = stack.enter_context(atomic_file(path))
     if str(path).endswith(".gz"):
         return stack.enter_context(gzip.open(tmp, "wt", encoding="utf-8", newline=""))

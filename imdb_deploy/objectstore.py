@@ -9,7 +9,7 @@ usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from imdb_deploy.errors import ImdbDeployError, OutputError
@@ -65,25 +65,33 @@ def url_error(exc: BaseException, url: str, error: type[ImdbDeployError]) -> Imd
 
 
 def bucket_problem(url: str, error: type[ImdbDeployError]) -> ImdbDeployError | None:
-    """Why `url`'s bucket cannot be used (missing, access denied), checked with one request; None if it can."""
+    """A missing bucket (or filesystem package) behind `url`, found with one request; None otherwise.
+
+    Access denied to the bucket itself is not a problem here: a role may write objects without the right to
+    look at the bucket (S3's HeadBucket needs s3:ListBucket); the read or write that follows tells.
+    """
     import fsspec
 
     if protocol(url) not in BUCKET_STORES:
         return None
     try:
         fs, _ = fsspec.core.url_to_fs(url)
-        if fs.exists(bucket(url)):
-            return None
+        fs.info(bucket(url))
+    except FileNotFoundError:
+        return error(f"{url}: no bucket {bucket(url)!r}; check its name or create it")
+    except PermissionError:
+        return None
     except (ImportError, OSError, ValueError) as exc:
         return url_error(exc, url, error) or error(f"{url}: cannot reach it ({_detail(exc)}); check the URL")
-    return error(f"{url}: no bucket {bucket(url)!r}; check its name or create it")
+    return None
 
 
 @contextmanager
-def url_output(url: str) -> Iterator:
-    """A binary file at `url` that appears only if the block completes (an object store shows an object
-    once its upload is complete; a failed block aborts the upload and leaves nothing, nor an old object
-    changed). The bucket is checked first, so a wrong name fails before any work.
+def url_output(url: str, wrap: Callable | None = None) -> Iterator:
+    """A binary file at `url` (or `wrap(file)`, e.g. a text or gzip stream over it) that appears only if the
+    block completes: an object store shows an object once its upload is complete; a failed block aborts the
+    upload and leaves nothing, nor an old object changed. The bucket is checked first, so a wrong name fails
+    before any work; a refused upload fails at the end, as one line.
 
     Raises:
         OutputError: a missing bucket, denied access, or a missing filesystem package.
@@ -98,12 +106,14 @@ def url_output(url: str) -> Iterator:
         handle = fs.open(path, "wb", autocommit=False)
     except (ImportError, OSError, ValueError) as exc:
         raise url_error(exc, url, OutputError) or exc from exc
+    stream = wrap(handle) if wrap is not None else handle
     try:
-        yield handle
+        yield stream
     except BaseException:
         _discard(handle)
         raise
     try:
+        stream.close()  # a gzip stream leaves its file open: both are closed
         handle.close()
         handle.commit()
     except OSError as exc:

@@ -47,7 +47,7 @@ from imdb_deploy.inputs import (
     is_url,
     local_path,
 )
-from imdb_deploy.objectstore import bucket_problem, protocol
+from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
@@ -375,6 +375,8 @@ def _shard_sink(folder: str, prob_columns: list[str]):
                             writers[kind] = pq.ParquetWriter(fs.open(path, "wb"), part.schema)
                         writers[kind].write_table(part)
                         counts[kind] += part.num_rows
+            except OSError as exc:  # e.g. the store refused the upload: one line, through _unwrap
+                raise url_error(exc, folder, OutputError) or exc from exc
             finally:
                 for writer in writers.values():
                     writer.close()

@@ -69,13 +69,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
     if ray.is_initialized():
         return False
     options, env = start_options(quiet=quiet, lean=lean)
-    for name, value in env.items():
-        os.environ.setdefault(name, value)
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        ray.init(num_cpus=num_cpus, **options)
-    else:
-        joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
-        ray.init(address=address, **joining)
+    added = {name: value for name, value in env.items() if name not in os.environ}  # the user's settings win
+    os.environ.update(added)  # Ray's processes read them as they start; this process gets its own back after
+    try:
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            ray.init(num_cpus=num_cpus, **options)
+        else:
+            joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
+            ray.init(address=address, **joining)
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
     return True
 
 
