@@ -488,7 +488,10 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) 
         return
     if overwrite and fs.exists(out_path):
         fs.rm(out_path, recursive=True)
-    fs.mv(tmp_path, out_path, recursive=True)
+    fs.invalidate_cache()  # the write tasks wrote the shards from other processes: list them afresh
+    shards = fs.find(tmp_path)  # objects only: a recursive mv would also try to copy "folder" keys
+    fs.copy(shards, [out_path + shard[len(tmp_path) :] for shard in shards])
+    fs.rm(shards)
     with fs.open(f"{out_path}/{SUCCESS_MARKER}", "w") as f:
         f.write(marker + "\n")
 
