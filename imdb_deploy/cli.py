@@ -599,7 +599,7 @@ def predict(
     predictor = Predictor(
         model_dir, variant=variant, provider=provider, threads=threads, io_binding=io_binding, **sizes
     )
-    output_path = Path(output) if output is not None else None
+    output_path = output if output is None or "://" in output else Path(output)  # URLs stay strings
     summary = predict_file(predictor, list(inputs), output=output_path, errors=errors_path, config=config)
     where = f"; errors in {errors_path}" if errors_path is not None and summary.errors else ""
     echo_err(f"{summary.describe()}{where}")

@@ -55,6 +55,7 @@ from imdb_deploy.export_config import (
     ExportConfig,
 )
 from imdb_deploy.exporters import (
+    EXPORT_ATTENTION,
     describe_exporter,
     export_fp32,
     fuse,
@@ -188,9 +189,8 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: s
     """
     tokenizer = load_tokenizer(model_ref)
     settings = load_settings(model_ref, tokenizer)
-    # Eager attention: the form onnxruntime's transformer optimizer fuses into its Attention op
-    # (imdb_deploy.exporters); the SDPA trace fuses none.
-    model = load_torch_classifier(model_ref, label_names=settings.label_names, attn_implementation="eager")
+    # The attention form onnxruntime's transformer optimizer fuses into its Attention op (exporters).
+    model = load_torch_classifier(model_ref, label_names=settings.label_names, attn_implementation=EXPORT_ATTENTION)
     if config.cls_only_last_layer:
         cls_only_last_layer(model)
     try:

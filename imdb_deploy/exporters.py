@@ -45,6 +45,10 @@ from imdb_deploy.export_config import EXPORTERS
 # exporters' graphs run on the same onnxruntime kernels.
 DEFAULT_OPSET = 18
 FP32_FILE = "model.onnx"
+# The attention form whose trace onnxruntime's transformer optimizer fuses into its Attention op: transformers 5's
+# eager attention (its SDPA trace fuses none); under 4.x the SDPA form, as optimum exported it (its eager form,
+# masked_fill on the raw mask, fuses none). tests/test_export.py counts the fused Attention ops either way.
+EXPORT_ATTENTION = "eager" if int(transformers.__version__.split(".")[0]) >= 5 else "sdpa"
 INPUT_NAMES = ("input_ids", "attention_mask")
 # onnxruntime's transformer optimizer handles DistilBERT with its BERT fusions (optimum maps it the same way).
 ORT_MODEL_TYPE = "bert"
@@ -118,7 +122,7 @@ def describe_exporter(name: str, opset: int) -> dict:
     """What export_report.json records about the exporter that wrote model.onnx."""
     record = {"name": name, "opset": opset, "torch": torch.__version__, "transformers": transformers.__version__}
     if name == "torch":
-        record["call"] = "torch.onnx.export(dynamo=False), eager attention"
+        record["call"] = f"torch.onnx.export(dynamo=False), {EXPORT_ATTENTION} attention"
     else:
         record["call"] = "optimum.exporters.onnx.onnx_export_from_model(task='text-classification')"
         record["optimum-onnx"] = optimum_status()[1].removeprefix("optimum-onnx ")

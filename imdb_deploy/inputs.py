@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.errors import InputError
+from imdb_deploy.objectstore import bucket_problem, url_error, url_output
 
 INPUT_FORMATS = ("auto", "jsonl", "csv", "text", "parquet")
 # Limits on one row. IMDb's longest review is about 14 KB; a review is cut to 512 tokens anyway, so 1 MiB
@@ -273,7 +274,10 @@ def _expand_url(url: str) -> list[str]:
     try:
         fs, path = fsspec.core.url_to_fs(url)
         if glob.has_magic(path):
-            matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            hidden_ok = path.rsplit("/", 1)[-1].startswith(".")  # as Python's glob: "*" skips dot files
+            matches = sorted(
+                p for p in fs.glob(path) if (hidden_ok or not p.rsplit("/", 1)[-1].startswith(".")) and fs.isfile(p)
+            )
             if not matches:
                 raise InputError(f"{url}: the pattern matches no file; check it")
             return [fs.unstrip_protocol(p) for p in matches]
@@ -282,8 +286,11 @@ def _expand_url(url: str) -> list[str]:
         if fs.isfile(path):
             return [url]
     except (ImportError, ValueError, OSError) as exc:
-        raise InputError(f"{url}: cannot list it ({exc}); check the URL and that its filesystem is configured") from exc
-    raise InputError(f"{url}: no such file or folder")
+        error = url_error(exc, url, InputError)
+        raise error or InputError(
+            f"{url}: cannot list it ({exc}); check the URL and that its filesystem is configured"
+        ) from exc
+    raise bucket_problem(url, InputError) or InputError(f"{url}: no such file or folder")
 
 
 def id_prefixes(files: Sequence[str]) -> dict[str, str]:
@@ -344,7 +351,7 @@ def _open_url(source: str, stack):
     try:
         return stack.enter_context(fsspec.open(source, "rb"))
     except (ImportError, ValueError, OSError) as exc:
-        raise InputError(f"{source}: cannot read it ({exc})") from exc
+        raise url_error(exc, source, InputError) or InputError(f"{source}: cannot read it ({exc})") from exc
 
 
 def _open_seekable(source: str, stack):
@@ -782,14 +789,23 @@ def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
         yield chunk
 
 
-def open_text_output(path: Path | None, stack, fallback):
-    """A text stream for `path`, written under a temporary name and renamed only if the run completes."""
+def open_text_output(path: Path | str | None, stack, fallback):
+    """A text stream for `path` (or an object-store URL), written under a temporary name and renamed (or
+    its upload completed) only if the run completes."""
     import gzip
+    import io
 
     from imdb_deploy.fileio import atomic_file
 
     if path is None:
         return fallback
+    if str(path).startswith("file://"):
+        path = Path(str(path).removeprefix("file://"))
+    elif is_url(path):  # an object store: the object appears once complete
+        text = {"encoding": "utf-8", "newline": ""}
+        if str(path).endswith(".gz"):
+            return stack.enter_context(url_output(str(path), lambda raw: gzip.open(raw, "wt", **text)))
+        return stack.enter_context(url_output(str(path), lambda raw: io.TextIOWrapper(raw, **text)))
     tmp = stack.enter_context(atomic_file(path))
     if str(path).endswith(".gz"):
         return stack.enter_context(gzip.open(tmp, "wt", encoding="utf-8", newline=""))

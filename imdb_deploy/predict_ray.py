@@ -8,8 +8,10 @@ The job is three Ray Data operators, streamed (nothing is held whole in memory):
    `read_json`/`read_csv` parse whole blocks with pyarrow: one malformed line fails the file without naming
    the row, and no reader numbers rows, which the ids and error reports need.
 2. score: `map_batches` with a callable class, one `Predictor` per actor (onnxruntime intra-op threads =
-   the actor's CPUs, so actors do not oversubscribe the cores), in an `ActorPoolStrategy` pool; each batch
-   is length-sorted inside the Predictor as in the local engine.
+   the actor's CPUs, so actors do not oversubscribe the cores), in an `ActorPoolStrategy` pool, fixed or
+   autoscaling (`--actors MIN,MAX`); batches of chunk_size rows, each length-sorted inside the Predictor
+   as in the local engine. Each actor reports the rows it scored and its node to a ledger actor kept on
+   the driver's node, so the summary says what every node did (ray_cluster.py: the cluster side).
 3. write: Parquet shards (id, label, score, prob_<label>...) and, for bad rows, shards in `_errors/`
    (file, line, id, reason, fix), written under a temporary sibling folder that is renamed to the output
    only after the counts check (input rows = scored + errors) and a `_SUCCESS` marker.
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError
+from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
 from imdb_deploy.fileio import refuse_overlap
 from imdb_deploy.inputs import (
     DEFAULT_ID_FIELD,
@@ -45,6 +47,10 @@ from imdb_deploy.inputs import (
     is_url,
     local_path,
 )
+from imdb_deploy.objectstore import bucket_problem, protocol, url_error
+from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
+
+__all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
 SUCCESS_MARKER = "_SUCCESS"
 ERRORS_FOLDER = "_errors"  # "_" keeps it out of readers of the output folder (pyarrow, Spark, Ray skip it)
@@ -57,18 +63,20 @@ class RayPredictConfig:
 
     Attributes:
         address: None starts a local Ray on this machine (all its CPUs) unless RAY_ADDRESS is set;
-            "auto" or "ray://host:10001" joins an existing cluster.
+            "auto", "HOST:PORT" (the head's address) or "ray://host:10001" joins an existing cluster.
         actors: (min, max) actors in the pool (equal for a fixed pool); None: the cluster's CPUs divided
-            by cpus_per_actor, fixed.
+            by cpus_per_actor, fixed. With min < max Ray Data adds actors while every actor has a batch
+            waiting, as far as the cluster's free CPUs allow (a node that joins mid-job gets actors).
         cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
         input_format, text_field, id_field, on_error: as PredictFileConfig (the local engine).
-        chunk_size: rows per block and map batch (cut per file, as the local engine cuts its chunks, so
-            both engines make the same onnxruntime calls: dynamic INT8 then gives the same scores).
+        chunk_size: rows per map batch (the unit of work an actor takes, and of a lost node's redone work).
         variant, batch_size, max_tokens: as Predictor.
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
             False loads the folder from the same path on every worker (shared storage).
         overwrite: replace an existing output folder once the new one is complete.
         progress: Ray Data's progress bars on stderr; None shows them only when stderr is a terminal.
+        lean_start: a Ray started here runs without dashboard, metrics collection and usage stats
+            (ray_cluster.start_options); False keeps Ray's defaults. No effect when joining a cluster.
     """
 
     address: str | None = None
@@ -85,6 +93,7 @@ class RayPredictConfig:
     ship_model: bool = True
     overwrite: bool = False
     progress: bool | None = None
+    lean_start: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("input_format", INPUT_FORMATS), ("on_error", ON_ERROR)):
@@ -117,7 +126,11 @@ def parse_actors(text: str) -> tuple[int, int]:
 
 @dataclass
 class RayPredictSummary:
-    """What `predict_ray` did. input_rows == scored + errors, always (checked before the output appears)."""
+    """What `predict_ray` did. input_rows == scored + errors, always (checked before the output appears).
+
+    actors and nodes count the rows each actor (HOST:PID) and each Ray node (node id: address, actors,
+    rows, batches) scored; a batch redone after a node was lost counts again where it was redone.
+    """
 
     output: str = ""
     files: int = 0
@@ -127,6 +140,7 @@ class RayPredictSummary:
     seconds: float = 0.0
     startup_seconds: float = 0.0
     actors: dict[str, dict] = field(default_factory=dict)
+    nodes: dict[str, dict] = field(default_factory=dict)
     read_seconds: float = 0.0
     write_seconds: float = 0.0
     shards: int = 0
@@ -144,42 +158,19 @@ class RayPredictSummary:
             f"scored + {count_noun(self.errors, 'error')}; {self.rows_per_second:,.1f} rows/s "
             f"({self.seconds:.1f} s, Ray start {self.startup_seconds:.1f} s); "
             f"{count_noun(len(self.actors), 'actor')} scored {per_actor or 0} rows"
+            f"{self._per_node()}"
         )
+
+    def _per_node(self) -> str:
+        if len(self.nodes) < 2:
+            return ""
+        rows = " + ".join(f"{entry['rows']:,}" for entry in self.nodes.values())
+        return f" on {len(self.nodes)} nodes ({rows})"
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
             "rows_per_second": self.rows_per_second
         }
-
-
-def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> bool:
-    """Join a Ray cluster, or start a local one; returns True when this call started it (then shut it down).
-
-    Args:
-        address: None: RAY_ADDRESS when set, else a new local Ray; "auto" or "ray://host:10001": that cluster.
-        num_cpus: CPUs of a new local Ray; None takes the machine's.
-        quiet: Ray's own logs at ERROR only, no dashboard, worker logs kept out of the terminal.
-
-    Raises:
-        ConfigError: Ray is not installed.
-    """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(
-            "--engine ray needs Ray Data: pip install 'imdb-deploy[ray]' (scripts/setup.sh installs it)"
-        ) from exc
-
-    if ray.is_initialized():
-        return False
-    if quiet:  # Ray's C++ core logs warnings at ERROR level (e.g. ray-project/ray#53727) unless told not to
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    options = {"logging_level": logging.ERROR if quiet else logging.INFO, "log_to_driver": not quiet}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
-    else:
-        ray.init(address=address, **options)
-    return True
 
 
 # --- the three operators ----------------------------------------------------------------------------------
@@ -261,7 +252,7 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
             }
         )
 
-    return ReviewRows([_ray_path(path) for path in files])
+    return ReviewRows([_ray_path(path) for path in files], **_read_filesystem(files))
 
 
 class _Scorer:
@@ -284,6 +275,7 @@ class _Scorer:
         self.predictor = Predictor(model, variant=variant, threads=threads, **sizes)
         self.ledger = ledger
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.where = here()
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -309,7 +301,9 @@ class _Scorer:
         out = out.append_column("score", pa.array(full[np.arange(len(best)), best], pa.float32(), mask=missing))
         for k, label in enumerate(self.predictor.label_names):
             out = out.append_column(f"prob_{label}", pa.array(full[:, k], pa.float32(), mask=missing))
-        ray.get(self.ledger.batch_scored.remote(self.name, len(texts), tokenized - start, scored - tokenized))
+        ray.get(
+            self.ledger.batch_scored.remote(self.name, self.where, len(texts), tokenized - start, scored - tokenized)
+        )
         return out
 
 
@@ -318,7 +312,8 @@ def _ledger_class():
 
     @ray.remote(num_cpus=0)
     class Ledger:
-        """Counts the job's operators report: rows read per file, rows scored and stage seconds per actor."""
+        """Counts the job's operators report: rows read per file, rows scored, node and stage seconds per actor.
+        Named (imdb-deploy-ledger-*), so a job's progress can be read from outside with ray.get_actor."""
 
         def __init__(self) -> None:
             self.files: dict[str, tuple[int, float]] = {}
@@ -327,8 +322,8 @@ def _ledger_class():
         def file_read(self, name: str, rows: int, seconds: float) -> None:
             self.files[name] = (rows, seconds)  # keyed: a retried read reports the same file once
 
-        def batch_scored(self, actor: str, rows: int, tokenize_s: float, infer_s: float) -> None:
-            entry = self.actors.setdefault(actor, {"rows": 0, "batches": 0, "tokenize_s": 0.0, "infer_s": 0.0})
+        def batch_scored(self, actor: str, where: dict, rows: int, tokenize_s: float, infer_s: float) -> None:
+            entry = self.actors.setdefault(actor, {**where, "rows": 0, "batches": 0, "tokenize_s": 0.0, "infer_s": 0.0})
             entry["rows"] += rows
             entry["batches"] += 1
             entry["tokenize_s"] += tokenize_s
@@ -380,6 +375,8 @@ def _shard_sink(folder: str, prob_columns: list[str]):
                             writers[kind] = pq.ParquetWriter(fs.open(path, "wb"), part.schema)
                         writers[kind].write_table(part)
                         counts[kind] += part.num_rows
+            except OSError as exc:  # e.g. the store refused the upload: one line, through _unwrap
+                raise url_error(exc, folder, OutputError) or exc from exc
             finally:
                 for writer in writers.values():
                     writer.close()
@@ -473,7 +470,7 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) 
 
     import fsspec
 
-    marker = json.dumps(
+    marker = json.dumps(  # nodes stay: what each node scored is the record of a multi-node run
         {k: v for k, v in summary.to_dict().items() if k not in ("ray_stats", "actors")} | {"engine": "ray"}
     )
     fs, out_path = fsspec.core.url_to_fs(output)
@@ -491,9 +488,74 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) 
         return
     if overwrite and fs.exists(out_path):
         fs.rm(out_path, recursive=True)
-    fs.mv(tmp_path, out_path, recursive=True)
+    fs.invalidate_cache()  # the write tasks wrote the shards from other processes: list them afresh
+    shards = fs.find(tmp_path)  # objects only: a recursive mv would also try to copy "folder" keys
+    fs.copy(shards, [out_path + shard[len(tmp_path) :] for shard in shards])
+    fs.rm(shards)
     with fs.open(f"{out_path}/{SUCCESS_MARKER}", "w") as f:
         f.write(marker + "\n")
+
+
+def _pool(config: RayPredictConfig) -> tuple[int, int]:
+    """(min, max) actors: as asked, or a fixed pool of the cluster's CPUs / cpus_per_actor."""
+    import ray
+
+    if config.actors is not None:
+        return config.actors
+    size = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.cpus_per_actor)
+    return size, size
+
+
+def _score(rows, config: RayPredictConfig, model_arg, variant: str, ledger):
+    """The scoring operator: batches of chunk_size rows through an actor pool of Predictors."""
+    from ray.data import ActorPoolStrategy
+
+    low, high = _pool(config)
+    # Ray Data grows a pool while its utilisation (tasks in flight per actor) is >= 1.75: an autoscaling
+    # pool must let each actor hold a second batch, or it can never grow. A fixed pool keeps one, so no
+    # batch waits behind a busy actor while another is idle.
+    in_flight = 1 if low == high else 2
+    sizes = {k: v for k, v in (("batch_size", config.batch_size), ("max_tokens", config.max_tokens)) if v}
+    return rows.map_batches(
+        _Scorer,
+        batch_size=config.chunk_size,  # Ray merges a read task's chunks into one block: cut it again
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
+        num_cpus=config.cpus_per_actor,
+        fn_constructor_kwargs={
+            "model": model_arg,
+            "variant": variant,
+            "threads": config.cpus_per_actor,
+            "sizes": sizes,
+            "ledger": ledger,
+        },
+    )
+
+
+def _read_filesystem(files: Sequence[str]) -> dict:
+    """Ray's read through fsspec (s3fs for s3://) when every input is a URL of one protocol, so both engines
+    read an object store with the same library, credentials and endpoint (AWS_ENDPOINT_URL); else Ray's own."""
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    protocols = {protocol(path) for path in files}
+    if len(protocols) != 1 or "" in protocols or "file" in protocols:
+        return {}
+    fs, _ = fsspec.core.url_to_fs(files[0])
+    return {"filesystem": PyFileSystem(FSSpecHandler(fs))}
+
+
+def _count(summary: RayPredictSummary, report: tuple[dict, dict], written: list[dict]) -> None:
+    """The summary's counts from the ledger's report (rows read per file, per actor) and the write tasks'."""
+    read, actors = report
+    summary.input_rows = sum(rows for rows, _ in read.values())
+    summary.read_seconds = sum(seconds for _, seconds in read.values())
+    summary.scored = sum(r["scored"] for r in written)
+    summary.errors = sum(r["errors"] for r in written)
+    summary.write_seconds = sum(r["seconds"] for r in written)
+    summary.shards = sum(1 for r in written if r["scored"])
+    summary.actors = actors
+    summary.nodes = per_node(actors)
 
 
 def predict_ray(
@@ -535,6 +597,9 @@ def predict_ray(
     if files == ["-"]:
         raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
     output = str(output)
+    problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
+    if problem is not None:
+        raise problem
     fs, out_path = fsspec.core.url_to_fs(output)
     if fs.exists(out_path) and not config.overwrite:
         raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
@@ -548,15 +613,17 @@ def predict_ray(
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")
-    tmp = f"{parent + '/' if parent else ''}.{name}.{uuid.uuid4().hex[:8]}.partial"  # a sibling: same filesystem
+    job = uuid.uuid4().hex[:8]
+    tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
+    model = Path(str(model_dir))
+    labels = list(load_settings(model, load_tokenizer(model)).label_names)
 
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     connecting = time.perf_counter()
-    started = connect(config.address, quiet=not progress)
+    started = connect(config.address, quiet=not progress, lean=config.lean_start)
     summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - connecting)
 
     import ray
-    from ray.data import ActorPoolStrategy
 
     ray_logger = logging.getLogger("ray.data")
     ray_level = ray_logger.level
@@ -568,50 +635,26 @@ def predict_ray(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         context.print_on_execution_start = progress
+        context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         if not progress:
             ray_logger.setLevel(logging.ERROR)
-        if config.actors is None:
-            size = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.cpus_per_actor)
-            pool = (size, size)
-        else:
-            pool = config.actors
-        ledger = _ledger_class().remote()
-        model = Path(str(model_dir))
+        # The ledger lives on the driver's node: a lost worker node never takes the counts with it.
+        ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
         model_arg = {"files": ray.put(_pack_model(model, variant))} if config.ship_model else str(model.resolve())
-        sizes = {k: v for k, v in (("batch_size", config.batch_size), ("max_tokens", config.max_tokens)) if v}
-        labels = list(load_settings(model, load_tokenizer(model)).label_names)
         prob_columns = [f"prob_{label}" for label in labels]
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
-        scored = rows.map_batches(
-            _Scorer,
-            batch_size=None,  # a block is a batch: the read made it chunk_size rows of one file, as the local engine
-            batch_format="pyarrow",
-            compute=ActorPoolStrategy(min_size=pool[0], max_size=pool[1], max_tasks_in_flight_per_actor=1),
-            num_cpus=config.cpus_per_actor,
-            fn_constructor_kwargs={
-                "model": model_arg,
-                "variant": variant,
-                "threads": config.cpus_per_actor,
-                "sizes": sizes,
-                "ledger": ledger,
-            },
-        )
+        scored = _score(rows, config, model_arg, variant, ledger)
         sink = _shard_sink(tmp, prob_columns)
         try:
             scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         except Exception as exc:
             error = _unwrap(exc)
             if error is exc:
-                raise
+                error = lost_work(exc, output)
+                if error is None:
+                    raise
             raise error from None
-        read, actors = ray.get(ledger.report.remote())
-        summary.input_rows = sum(rows for rows, _ in read.values())
-        summary.read_seconds = sum(seconds for _, seconds in read.values())
-        summary.scored = sum(r["scored"] for r in sink.returns)
-        summary.errors = sum(r["errors"] for r in sink.returns)
-        summary.write_seconds = sum(r["seconds"] for r in sink.returns)
-        summary.shards = sum(1 for r in sink.returns if r["scored"])
-        summary.actors = actors
+        _count(summary, ray.get(ledger.report.remote()), sink.returns)
         summary.ray_stats = scored.stats()
         if summary.input_rows != summary.scored + summary.errors:
             raise RuntimeError(

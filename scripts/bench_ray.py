@@ -2,13 +2,15 @@
 
 Writes N reviews (IMDb test split, from row --skip on; or train) as --shards Parquet files in a temporary
 folder, then scores them with: the local engine (one process, --threads threads), and the Ray engine with
-each --ray config ACTORSxCPUS (a fresh local Ray each time, started and shut down inside the timing). For
+each --ray config ACTORSxCPUS under each --start mode (lean: dashboard, metrics collection and usage stats
+off, no log forwarding; default: Ray's own start options), a fresh local Ray each time, started and shut
+down inside the timing. For
 each: rows/s with Ray start-up included and excluded, Ray start-up seconds, rows per actor (recorded by
 the job's ledger) and Ray Data's own operator stats, the stage seconds (read, tokenize, infer, write), and
 whether ids and labels are identical to the local engine's (and the largest probability difference).
 
-    .venv/bin/python scripts/bench_ray.py --model runs/minilm-2k-onnx --data imdb --rows 4000 \\
-        --output runs/bench_ray.json
+    .venv/bin/python scripts/bench_ray.py --model runs/minilm-2k-onnx --data imdb --rows 20000 \\
+        --ray 1x2,2x1 --start lean,default --output runs/bench_ray.json
 
 --data is the Hub id `imdb` or a local folder with train/test files (see `imdb-deploy train --help`).
 """
@@ -63,15 +65,18 @@ def run_local(model: str, shards: Path, out: Path, threads: int, chunk_size: int
     }
 
 
-def run_ray(model: str, shards: Path, out: Path, actors: int, cpus: int, chunk_size: int) -> dict:
+def run_ray(model: str, shards: Path, out: Path, actors: int, cpus: int, chunk_size: int, start: str) -> dict:
     from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
 
-    config = RayPredictConfig(actors=(actors, actors), cpus_per_actor=cpus, chunk_size=chunk_size, progress=False)
+    config = RayPredictConfig(
+        actors=(actors, actors), cpus_per_actor=cpus, chunk_size=chunk_size, progress=False, lean_start=start == "lean"
+    )
     summary = predict_ray(model, [str(shards)], str(out), config)
     work = summary.seconds - summary.startup_seconds
     per_actor = summary.actors
     return {
         "engine": "ray",
+        "start": start,
         "actors": actors,
         "cpus_per_actor": cpus,
         "rows": summary.input_rows,
@@ -116,6 +121,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Local engine threads.")
     parser.add_argument("--ray", default="1x2,2x1", help="Ray configs ACTORSxCPUS_PER_ACTOR, comma-separated.")
+    parser.add_argument("--start", default="lean,default", help="Ray start modes to compare: lean, default.")
     parser.add_argument("--chunk-size", type=int, default=1024, help="Rows sorted together (both engines).")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_ray.json"))
     args = parser.parse_args()
@@ -137,17 +143,20 @@ def main() -> None:
         local = run_local(args.model, shards, local_out, args.threads, args.chunk_size)
         print(f"local: {local['rows_per_second']:.1f} rows/s ({local['seconds']:.1f} s)", file=sys.stderr)
         results["runs"].append(local)
-        for spec in args.ray.split(","):
+        for spec, start in ((spec, start) for start in args.start.split(",") for spec in args.ray.split(",")):
+            if start not in ("lean", "default"):
+                raise SystemExit(f"--start {start!r}: use lean, default or both (lean,default)")
             actors, cpus = (int(x) for x in spec.split("x"))
-            out = tmp / f"ray-{spec}"
-            run = run_ray(args.model, shards, out, actors, cpus, args.chunk_size)
+            out = tmp / f"ray-{spec}-{start}"
+            run = run_ray(args.model, shards, out, actors, cpus, args.chunk_size, start)
             run |= compare(local_out, out)
             run["vs_local_with_startup"] = run["rows_per_second"] / local["rows_per_second"]
             run["vs_local_without_startup"] = run["rows_per_second_without_startup"] / local["rows_per_second"]
             results["runs"].append(run)
             print(
-                f"ray {spec}: {run['rows_per_second']:.1f} rows/s with start-up ({run['vs_local_with_startup']:.0%} "
-                f"of local), {run['rows_per_second_without_startup']:.1f} without; Ray start "
+                f"ray {spec} {start}: {run['rows_per_second']:.1f} rows/s with start-up "
+                f"({run['vs_local_with_startup']:.0%} of local), "
+                f"{run['rows_per_second_without_startup']:.1f} without; Ray start "
                 f"{run['ray_startup_seconds']:.1f} s; rows per actor {list(run['rows_per_actor'].values())}; "
                 f"identical ids {run['identical_ids']}, labels {run['identical_labels']} "
                 f"(max prob diff {run['max_probability_difference']:.2g}); stages {run['stage_seconds']}",
