@@ -159,6 +159,12 @@ def refuse_custom_code(model_ref: str | os.PathLike) -> None:
                 "folder. Use a model with a built-in architecture (e.g. DistilBERT), or remove auto_map if the "
                 "folder does not need its own code"
             )
+        for name in _unsafe_template_names(data.get("chat_template")):
+            raise ModelLoadError(
+                f"{path}: chat_template names a template {_excerpt(repr(name))}, which transformers < 5.10 would "
+                "turn into a file path outside the folder when the tokenizer is saved (CVE-2026-9856); remove "
+                "that template, or name it without '/', '\\' or '..'"
+            )
         for key, value in _attention_requests(data):
             if not isinstance(value, str | None) or value not in BUILTIN_ATTENTION:
                 raise ModelLoadError(
@@ -191,6 +197,20 @@ def _attention_requests(data, depth: int = 0) -> Iterator[tuple[str, object]]:
     elif isinstance(data, list):
         for item in data:
             yield from _attention_requests(item, depth + 1)
+
+
+def _unsafe_template_names(templates) -> Iterator[str]:
+    """Names of named chat templates (a list of {"name", "template"} or a {name: template} mapping) that are not
+    plain file names."""
+    if isinstance(templates, dict):
+        names = list(templates)
+    elif isinstance(templates, list):
+        names = [item.get("name") for item in templates if isinstance(item, dict)]
+    else:
+        return
+    for name in names:
+        if not isinstance(name, str) or "/" in name or "\\" in name or ".." in name or name.startswith("~"):
+            yield name
 
 
 def _code_bearing_files(model_ref: str | os.PathLike) -> list[Path]:

