@@ -32,6 +32,8 @@ TRAIN_CONFIG_FIELDS = (
 )
 # Files in which a model folder can ask transformers to import Python code shipped in the folder.
 CUSTOM_CODE_FILES = ("config.json", "tokenizer_config.json")
+# Files that hold a tokenizer's vocabulary; a folder needs one of them (tokenizer.json for a fast tokenizer).
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
 METRICS = "metrics.json"
 EXPORT_REPORT = "export_report.json"
 
@@ -329,6 +331,11 @@ def load_tokenizer(model_ref: str | os.PathLike):
     from transformers import AutoTokenizer
 
     refuse_custom_code(model_ref)
+    folder = Path(str(model_ref)).expanduser()
+    if is_local_reference(model_ref) and folder.is_dir() and not any((folder / f).is_file() for f in VOCABULARY_FILES):
+        # transformers 5 builds an empty tokenizer (special tokens only) from a folder without these files, and
+        # every review would then score the same: refuse instead.
+        raise ModelLoadError(_no_tokenizer(model_ref, FileNotFoundError(f"none of {', '.join(VOCABULARY_FILES)}")))
     with hub_errors(model_ref, "Tokenizer"):
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(model_ref), use_fast=True, trust_remote_code=False)
@@ -336,7 +343,11 @@ def load_tokenizer(model_ref: str | os.PathLike):
             raise
         except Exception as exc:  # transformers and tokenizers raise TypeError, KeyError... on broken files
             raise ModelLoadError(_no_tokenizer(model_ref, exc)) from exc
-    if not callable(tokenizer) or not hasattr(tokenizer, "backend_tokenizer"):
+    if (
+        not callable(tokenizer)
+        or not hasattr(tokenizer, "backend_tokenizer")
+        or len(tokenizer) <= len(tokenizer.all_special_tokens)
+    ):
         raise ModelLoadError(_no_tokenizer(model_ref, TypeError(type(tokenizer).__name__)))
     return tokenizer
 

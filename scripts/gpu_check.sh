@@ -40,8 +40,8 @@ PYTHON=${PYTHON:-python3}
 WHEELS=${GPU_CHECK_WHEELS:-.whl}
 SITE=${GPU_CHECK_SITE:-/tmp/site}
 notes=()
-# The image holds transformers 5 / huggingface_hub 1 / tokenizers 0.23.2; imdb-deploy pins transformers<4.58,
-# so the pinned trio travels in .whl (scripts/gpu_wheels.sh says why) and goes first on the path.
+# The image holds an older transformers 5 / huggingface_hub 1 / tokenizers 0.23.2; imdb-deploy pins transformers
+# 5.23.0, so the pinned trio travels in .whl (scripts/gpu_wheels.sh says why) and goes first on the path.
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
     if "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
         "$WHEELS"/*.whl; then

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Download, here, the wheels that scripts/gpu_check.sh installs on the GPU machine (which reaches no registry).
 #
-# Why these three: the GPU image (see the device tool's KINDS.md) already holds torch 2.11, accelerate 1.15.0,
-# numpy, pandas, pyarrow, scikit-learn, safetensors, regex, pyyaml, requests, tqdm, filelock and hf-xet, but
-# transformers 5.x with huggingface_hub 1.x and tokenizers 0.23.2. imdb-deploy pins transformers<4.58, and
-# transformers 4.57 refuses at import a tokenizers above 0.23.0 or a huggingface_hub of 1.0 or later, so all
-# three travel, at the versions of this project's venv (about 16 MiB together, of the 64 MiB a call may carry).
+# Why these: the GPU image (see the device tool's KINDS.md) already holds torch 2.11, accelerate 1.15.0,
+# numpy, pandas, pyarrow, scikit-learn, safetensors, regex, pyyaml, requests, tqdm, filelock and hf-xet, and
+# a transformers 5.x with huggingface_hub 1.x and tokenizers 0.23.2. imdb-deploy pins transformers 5.23.0, which
+# needs huggingface_hub >= 1.31 and tokenizers >= 0.23.1, so the trio travels at this project's pins, with what
+# huggingface_hub 2.x and transformers 5.23 add that the image may lack (httpx2, httpcore2, typer, shellingham).
+# Installed with --no-deps on the image: anything else they need is the image's.
 #
 # Usage (repo root):  bash scripts/gpu_wheels.sh        # writes .whl/ (ignored by .gitignore)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-WHEELS=(transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2)
+WHEELS=(transformers==5.23.0 tokenizers==0.23.3 huggingface_hub==2.4.0 httpx2==2.16.2 httpcore2==2.16.2 typer==0.29.2 shellingham==1.5.4)
 
 
 mkdir -p .whl
