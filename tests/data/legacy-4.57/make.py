@@ -41,8 +41,16 @@ for split, n, seed in (("train", 400, 1), ("test", 100, 2)):
     texts, labels = toy_reviews(n, seed=seed)
     pd.DataFrame({"text": texts, "label": labels}).to_parquet(data / f"{split}.parquet")
 config = TrainConfig(
-    model=str(work / "base"), data=str(data), output_dir=str(work / "model"), epochs=3, batch_size=16, lr=1e-2,
-    max_length=48, val_size=0.1, seed=7, warmup_ratio=0.0,
+    model=str(work / "base"),
+    data=str(data),
+    output_dir=str(work / "model"),
+    epochs=3,
+    batch_size=16,
+    lr=1e-2,
+    max_length=48,
+    val_size=0.1,
+    seed=7,
+    warmup_ratio=0.0,
 )
 model_dir = train(config, progress=False)
 export(model_dir, work / "onnx", ExportConfig(quantize=True, data=str(data), verify_samples=None))
