@@ -4,7 +4,7 @@ An architecture spec names a DistilBertConfig: "distilbert-base" is DistilBertCo
 (distilbert-base-uncased's exact compute: 6 layers, dim 768, 12 heads, FFN 3072, vocab 30522), and
 "distilbert-base:n_layers=2,dim=64,hidden_dim=128,n_heads=2" changes fields. Random weights time exactly
 as trained ones. Plain arguments only: bench, scripts/gpu_check.py and research/ all build through here.
-Light at import (numpy; torch and transformers only inside the builders), like optim.py, so gpu_check can
+Light at import (numpy; torch and transformers only inside the builders), like train_step.py, so gpu_check can
 import it on a machine that has only torch, accelerate and transformers.
 """
 

@@ -312,7 +312,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from imdb_deploy.optim import make_optimizer, training_step
+    from imdb_deploy.train_step import make_optimizer, training_step
     from imdb_deploy.tokenization import pad
 
     device, tokenizer = state["device"], state["tokenizer"]
