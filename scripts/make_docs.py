@@ -6,7 +6,7 @@
 docs/cli.md is click's own help of every command (click.testing.CliRunner on imdb_deploy.cli, 100 columns).
 docs/benchmarks.md has one section per recorded result, docs/results/NAME.json, each an envelope
 
-    {"meta": {"kind": "bench" | "serve" | "ray", "title": ..., "command": ..., "date": ..., "commit": ...,
+    {"meta": {"kind": "bench" | "serve" | "ray" | "exporters", "title": ..., "command": ..., "date": ..., "commit": ...,
               "dirty": false, "quiet": true | false, "note": ..., "headline": false,
               "machine": {"cpu_model": ..., "isa": [...], "physical_cores": ..., "logical_cpus": ..., ...}},
      "result": <the JSON the benchmark wrote: bench.json, scripts/bench_serve.py's or scripts/bench_ray.py's>}
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from imdb_deploy.fileio import atomic_file  # noqa: E402
 
-KINDS = ("bench", "serve", "ray")
+KINDS = ("bench", "serve", "ray", "exporters")
 META_REQUIRED = ("kind", "title", "command", "date", "commit", "quiet", "machine")
 MACHINE_REQUIRED = ("cpu_model", "isa", "physical_cores", "logical_cpus")
 README_START = "<!-- RESULTS:START (scripts/make_docs.py writes this block from docs/results) -->"
@@ -134,6 +134,8 @@ def detect_kind(result) -> str | None:
     """Which script wrote a result: bench.json, scripts/bench_serve.py or scripts/bench_ray.py."""
     if not isinstance(result, dict):
         return None
+    if result.get("kind") == "exporters":
+        return "exporters"
     if isinstance(result.get("rows"), dict) and "model" in result:
         return "bench"
     if any(key in result for key in ("offline", "batched", "soak")):
@@ -330,7 +332,31 @@ def ray_table(result: dict) -> list[str]:
     return lines + table([*headers, "as local"], rows)
 
 
-TABLES = {"bench": bench_table, "serve": serve_table, "ray": ray_table}
+def exporters_table(result: dict) -> list[str]:
+    """scripts/bench_exporters.py: the default predict path on two exports of one model, interleaved rounds."""
+    lines = [
+        f"{result.get('samples')} reviews per round; best of {len(result['folders']['new']['rounds'])} interleaved "
+        f"rounds; labels equal on {_pct(result.get('label_agreement'))}.",
+        "",
+    ]
+    rows = []
+    for name, folder in result["folders"].items():
+        exporter = folder.get("exporter") or {}
+        fused = (folder.get("operators") or {}).get("optimized") or {}
+        rows.append(
+            [
+                name,
+                f"{exporter.get('name', '?')} (transformers {folder.get('versions', {}).get('transformers', '?')})",
+                folder.get("variant", ""),
+                _num(folder.get("reviews_per_second")),
+                ", ".join(f"{op} {n}" for op, n in fused.items()) or "not recorded",
+            ]
+        )
+    lines += table(["export", "exporter", "variant", "reviews/s", "fused operators (optimized)"], rows)
+    return lines + ["", f"Ratio new / baseline: {_num(result.get('ratio_new_to_baseline'), '.3f', 'x')}."]
+
+
+TABLES = {"bench": bench_table, "serve": serve_table, "ray": ray_table, "exporters": exporters_table}
 
 
 def benchmarks_markdown(results: list[tuple[str, dict]]) -> str:
