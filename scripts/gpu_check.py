@@ -312,8 +312,8 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from imdb_deploy.train_step import make_optimizer, training_step
     from imdb_deploy.tokenization import pad
+    from imdb_deploy.train_step import make_optimizer, training_step
 
     device, tokenizer = state["device"], state["tokenizer"]
     ids, labels = state["train"]
