@@ -42,8 +42,8 @@ from imdb_deploy.fileio import (
     write_json_atomic,
 )
 from imdb_deploy.metrics import format_metrics_table
-from imdb_deploy.train_step import make_optimizer, training_step
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES, TokenizationSettings, encode, pad
+from imdb_deploy.train_step import make_optimizer, training_step
 
 logger = logging.getLogger(__name__)
 
