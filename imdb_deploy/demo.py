@@ -27,7 +27,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from imdb_deploy.bench import BenchConfig, format_table, run_bench
+from imdb_deploy.convert import offline_base_model
+from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.errors import ConfigError
+from imdb_deploy.export_config import ExportConfig
+from imdb_deploy.fileio import atomic_file, write_json_atomic
+from imdb_deploy.metrics import classification_metrics
+from imdb_deploy.predict import PredictFileConfig, Predictor, predict_file
+from imdb_deploy.train import TrainConfig, train
 
 HUB_MODEL = "distilbert-base-uncased"
 # Names of the offline base model for --model.
@@ -102,7 +110,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     A plain TCP connection, so an unreachable Hub costs at most `timeout` seconds instead of the minute of
     retries a model download spends before it gives up.
     """
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: the CLI imports this module for DemoConfig
 
     if constants.HF_HUB_OFFLINE:
         return False
@@ -123,8 +131,6 @@ def choose_base_model(model: str | None, log: Callable[[str], None]) -> tuple[st
     Raises:
         ModelLoadError: the offline model is needed and its package is missing or altered.
     """
-    from imdb_deploy.convert import offline_base_model
-
     if model is not None and model.lower() not in OFFLINE_MODEL_ALIASES:
         return model, "--model"
     if model is None:
@@ -138,16 +144,12 @@ def choose_base_model(model: str | None, log: Callable[[str], None]) -> tuple[st
 
 
 def _write_reviews(path: Path, ids: list[str], texts: list[str]) -> None:
-    from imdb_deploy.fileio import atomic_file
-
     with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for review_id, text in zip(ids, texts, strict=True):
             handle.write(json.dumps({"id": review_id, "text": text}, ensure_ascii=False) + "\n")
 
 
 def _accuracy_of_predictions(path: Path, labels: dict[str, int], label_names) -> dict:
-    from imdb_deploy.metrics import classification_metrics
-
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     truth = [labels[row["id"]] for row in rows]
     predicted = [list(label_names).index(row["label"]) for row in rows]
@@ -170,13 +172,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
         ModelLoadError, HubUnreachableError, DataError, ConfigError: a stage cannot start.
         ParityError: an ONNX variant failed the parity gate (the ONNX folder is then not written).
     """
-    from imdb_deploy.bench import BenchConfig, format_table, run_bench
-    from imdb_deploy.data import load_split, stratified_sample
-    from imdb_deploy.export import ExportConfig, export
-    from imdb_deploy.fileio import write_json_atomic
-    from imdb_deploy.predict import PredictFileConfig, Predictor, predict_file
-    from imdb_deploy.train import TrainConfig, train
-
     log = log or (lambda message: None)
     started = time.perf_counter()
     out = Path(config.output_dir)
@@ -193,10 +188,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
     (paths["report"]).unlink(missing_ok=True)  # a report on disk always belongs to a finished run
     report: dict = {"config": asdict(config), "stages": {}, "artifacts": {k: str(v) for k, v in paths.items()}}
 
-    def stage(number: int, name: str, what: str) -> float:
-        log(f"[demo {number}/{len(STAGES)}] {name}: {what}")
-        return time.perf_counter()
-
     base_model, why = choose_base_model(config.model, log)
     report["base_model"] = {"model": base_model, "reason": why}
     log(f"base model: {base_model} ({why})")
@@ -205,9 +196,32 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
             f"note: {HUB_MODEL} has 4x the compute of the offline MiniLM-L6; without a GPU this demo takes "
             "about 4x longer (pass --model minilm for the fast offline model)"
         )
+    stages = report["stages"]
+    stages["train"], model_dir = _train_stage(config, base_model, paths, log, progress)
+    stages["export"], stages["verify"] = _export_stage(config, model_dir, paths, log)
+    stages["predict"] = _predict_stage(config, paths, log, progress)
+    stages["bench"] = _bench_stage(config, paths, log)
 
-    # 1. train
-    tick = stage(1, "train", f"fine-tuning on {config.data} ({config.max_train_samples or 'all'} reviews)")
+    report["accuracy"] = stages["predict"]["test_accuracy"]
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    report["cpu_count"] = os.cpu_count()
+    write_json_atomic(paths["report"], report)
+    return report
+
+
+def _stage(number: int, name: str, what: str, log: Callable[[str], None]) -> float:
+    """Announce stage `number` and return its start time."""
+    log(f"[demo {number}/{len(STAGES)}] {name}: {what}")
+    return time.perf_counter()
+
+
+def _since(tick: float) -> float:
+    return round(time.perf_counter() - tick, 1)
+
+
+def _train_stage(config: DemoConfig, base_model: str, paths: dict, log, progress: bool) -> tuple[dict, Path]:
+    """1. train: fine-tune the base model; its report entry and the model folder."""
+    tick = _stage(1, "train", f"fine-tuning on {config.data} ({config.max_train_samples or 'all'} reviews)", log)
     train_config = TrainConfig(
         model=base_model,
         data=config.data,
@@ -225,18 +239,24 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
     )
     model_dir = train(train_config, overwrite=True, progress=progress)
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    report["stages"]["train"] = {
-        "seconds": round(time.perf_counter() - tick, 1),
+    log(f"train: PyTorch test accuracy {metrics['test']['accuracy']:.4f} on {metrics['test']['samples']} reviews")
+    entry = {
+        "seconds": _since(tick),
         "train_samples": metrics["train_samples"],
         "train_seconds": round(metrics["train_seconds"], 1),
         "test_samples": metrics["test"]["samples"],
         "test_accuracy": metrics["test"]["accuracy"],
         "test_f1": metrics["test"]["f1"],
     }
-    log(f"train: PyTorch test accuracy {metrics['test']['accuracy']:.4f} on {metrics['test']['samples']} reviews")
+    return entry, model_dir
 
-    # 2 + 3. export with INT8, gated by the parity check before the folder is written
-    tick = stage(2, "export", "ONNX fp32 -> fused -> dynamic INT8; then the parity gate (verify)")
+
+def _export_stage(config: DemoConfig, model_dir: Path, paths: dict, log) -> tuple[dict, dict]:
+    """2 + 3. export with INT8, gated by the parity check before the folder is written: the export and
+    verify report entries."""
+    from imdb_deploy.export import export  # deferred: torch and onnxruntime (the CLI imports this module)
+
+    _stage(2, "export", "ONNX fp32 -> fused -> dynamic INT8; then the parity gate (verify)", log)
     export_config = ExportConfig(
         quantize=True,
         data=config.data,
@@ -248,12 +268,12 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
     export_report = export(model_dir, paths["onnx"], export_config, log=log)
     seconds = export_report.seconds
     parity = export_report.parity or {}
-    report["stages"]["export"] = {
+    exported = {
         "seconds": round(sum(v for k, v in seconds.items() if k != "verify"), 1),
         "variants": {name: v["bytes"] for name, v in export_report.variants.items()},
         "warnings": export_report.warnings,
     }
-    report["stages"]["verify"] = {
+    verified = {
         "seconds": seconds.get("verify"),
         "passed": export_report.verified,
         "samples": parity.get("samples"),
@@ -263,9 +283,12 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
             for name, v in parity.get("variants", {}).items()
         },
     }
+    return exported, verified
 
-    # 4. predict: the test reviews, as a file in and a file out, through the INT8 model
-    tick = stage(4, "predict", "scoring the test reviews with the INT8 ONNX model")
+
+def _predict_stage(config: DemoConfig, paths: dict, log, progress: bool) -> dict:
+    """4. predict: the test reviews, as a file in and a file out, through the export's default variant."""
+    tick = _stage(4, "predict", "scoring the test reviews with the INT8 ONNX model", log)
     test = stratified_sample(load_split(config.data, "test"), config.test_samples, config.seed)
     _write_reviews(paths["test_reviews"], test.ids, test.texts)
     predictor = Predictor(paths["onnx"], variant="auto")
@@ -278,19 +301,22 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
     predicted = _accuracy_of_predictions(
         paths["predictions"], dict(zip(test.ids, test.labels, strict=True)), predictor.label_names
     )
-    report["stages"]["predict"] = {
-        "seconds": round(time.perf_counter() - tick, 1),
+    log(f"predict: {summary.describe()}; {predictor.variant} test accuracy {predicted['accuracy']:.4f}")
+    return {
+        "seconds": _since(tick),
         "variant": predictor.variant,
         "reviews": summary.scored,
         "reviews_per_second": round(summary.rows_per_second, 1),
         "test_accuracy": predicted["accuracy"],
         "test_f1": predicted["f1"],
     }
-    log(f"predict: {summary.describe()}; {predictor.variant} test accuracy {predicted['accuracy']:.4f}")
-    del predictor
 
-    # 5. bench
-    tick = stage(5, "bench", f"PyTorch vs ONNX on {config.bench_samples} reviews ({', '.join(config.bench_rows)})")
+
+def _bench_stage(config: DemoConfig, paths: dict, log) -> dict:
+    """5. bench: the configured rows on a few test reviews."""
+    tick = _stage(
+        5, "bench", f"PyTorch vs ONNX on {config.bench_samples} reviews ({', '.join(config.bench_rows)})", log
+    )
     bench_config = BenchConfig(
         data=config.data,
         split="test",
@@ -303,8 +329,8 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
     )
     bench = run_bench(paths["onnx"], bench_config, log=log)
     log(format_table(bench))
-    report["stages"]["bench"] = {
-        "seconds": round(time.perf_counter() - tick, 1),
+    return {
+        "seconds": _since(tick),
         "samples": bench["data"]["samples"],
         "rows": {
             name: {k: row.get(k) for k in ("reviews_per_s", "speedup", "accuracy")}
@@ -312,12 +338,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
             if row["status"] == "ok"
         },
     }
-
-    report["accuracy"] = predicted["accuracy"]
-    report["total_seconds"] = round(time.perf_counter() - started, 1)
-    report["cpu_count"] = os.cpu_count()
-    write_json_atomic(paths["report"], report)
-    return report
 
 
 def summary(report: dict) -> str:

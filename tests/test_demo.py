@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import convert, demo
+from imdb_deploy import demo
 from imdb_deploy.cli import cli
 
 
@@ -65,7 +65,7 @@ def test_predictions_cover_the_test_reviews_in_order(demo_run):
 
 def test_offline_base_model_when_the_hub_is_out_of_reach(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(convert, "offline_base_model", lambda cache_dir=None: tmp_path)
+    monkeypatch.setattr(demo, "offline_base_model", lambda cache_dir=None: tmp_path)
     model, reason = demo.choose_base_model(None, log=lambda message: None)
     assert model == str(tmp_path) and "out of reach" in reason
     assert demo.choose_base_model("minilm", log=lambda message: None)[0] == str(tmp_path)
