@@ -193,6 +193,7 @@ def test_an_autoscaling_pool_grows_onto_every_worker_node(cluster, many_files, t
     assert {worker.node_id for worker in workers} <= scored_on, summary.nodes
     assert_same_rows(tmp_path / "out", expected)
 
+
 def _rows_on(node: str) -> tuple[int, int] | None:
     """(rows scored on `node`, rows scored in all) so far, from the running job's ledger; None before it exists."""
     ledgers = [entry for entry in ray.util.list_named_actors(all_namespaces=True) if "ledger" in entry["name"]]
