@@ -7,7 +7,9 @@ repository root of that version:
 It trains the tests' tiny random DistilBERT on the toy task (tests/conftest.py), exports it with optimum
 (fp32, fused, INT8) through the parity gate, and records what that stack answered for fixed reviews:
 expected.json holds PyTorch's and every ONNX variant's probabilities (float32, as lists), which
-tests/test_legacy.py compares with what the current code answers on the same files.
+tests/test_legacy.py compares with what the current code answers on the same files. Its `input_ids` (the
+old stack's token ids of the texts, unpadded) were added later, by the same stack (imdb-deploy at 8e5879f
+under transformers 4.57.6 / tokenizers 0.22.2): `encode(load_tokenizer(onnx), texts, load_settings(onnx))`.
 """
 
 from __future__ import annotations
