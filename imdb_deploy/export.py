@@ -66,6 +66,7 @@ from imdb_deploy.exporters import (
 )
 from imdb_deploy.fileio import DISK_FULL, atomic_dir, disk_nearly_full, refuse_overlap, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
+from imdb_deploy.model_folder import file_checksums
 from imdb_deploy.tokenization import TokenizationSettings
 
 
@@ -85,6 +86,9 @@ class ExportReport:
         exporter: which exporter wrote model.onnx, how, with which versions (exporters.describe_exporter).
         versions: library versions that produced the files.
         parity: the gate's results (verify.ParityReport.to_dict()), or None when it did not run.
+        checksums: {file: {"sha256", "bytes"}} of every file written beside this report, hashed before the
+            gate judges them: predict, serve and the Ray engine refuse a file that no longer matches
+            (model_folder.ExportFolder.check_files).
         warnings: things a person should know (e.g. INT8 runs on a slower path on a CPU without VNNI).
         seconds: wall time of each step.
     """
@@ -99,6 +103,7 @@ class ExportReport:
     exporter: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     parity: dict | None = None
+    checksums: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
@@ -355,6 +360,7 @@ def export(
             for name, path in onnx_variants(tmp).items()
         }
         report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]
+        report.checksums = file_checksums(tmp)  # the files as the gate will judge them
 
         if config.verify:
             from imdb_deploy.verify import VerifyConfig, check_parity
