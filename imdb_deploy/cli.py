@@ -413,7 +413,10 @@ def export(
     help="Write the parity JSON here instead of stdout.",
 )
 @click.option(
-    "--record", is_flag=True, help="Store the result in the folder's export_report.json (verified: passed or not)."
+    "--record",
+    is_flag=True,
+    help="Store the result in the folder's export_report.json (verified: passed or not), with the checksums of "
+    "the files it judged.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
 @user_errors

@@ -146,7 +146,29 @@ def test_the_ray_engine_refuses_a_swapped_graph_on_the_driver_and_in_each_actor(
     # What each actor does with the folder it was given (the shared path, or the shipped copy).
     with pytest.raises(ModelLoadError, match="model_quantized.onnx: changed since export"):
         _Scorer(str(onnx_copy), "int8", 1, {}, None)
-    assert not _Scorer(str(onnx_copy), "int8", 1, {}, None, allow_unverified=True).predictor.files.verified
+
+
+def test_a_real_ray_job_checks_the_shipped_copy_and_allow_unverified_says_so(onnx_copy, tmp_path):
+    """Each actor checks the copy of the folder it was shipped: an intact folder passes the check there, and a
+    changed one runs only with allow_unverified, which the summary reports."""
+    ray = pytest.importorskip("ray")
+    from imdb_deploy.predict_ray import RayPredictConfig, connect, predict_ray
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(5))
+    config = RayPredictConfig(actors=(1, 1), progress=False, ship_model=True)
+    os.environ.pop("RAY_ADDRESS", None)
+    started = connect(num_cpus=2, quiet=True)  # predict_ray joins it
+    try:
+        intact = predict_ray(onnx_copy, [source], tmp_path / "intact", config)
+        assert (intact.scored, intact.unverified) == (5, None) and "UNVERIFIED" not in intact.describe()
+        swap_in_a_same_size_graph(onnx_copy)
+        allowed = RayPredictConfig(actors=(1, 1), progress=False, ship_model=True, allow_unverified=True)
+        summary = predict_ray(onnx_copy, [source], tmp_path / "changed", allowed)
+    finally:
+        if started:
+            ray.shutdown()
+    assert summary.scored == 5 and "model_quantized.onnx: changed since export" in summary.unverified
+    assert "; model UNVERIFIED: " in summary.describe()
 
 
 def test_a_folder_exported_before_checksums_runs_marked_unverified():
