@@ -47,7 +47,7 @@ from imdb_deploy.inputs import (
     is_url,
     local_path,
 )
-from imdb_deploy.model_folder import ExportFolder
+from imdb_deploy.model_folder import ExportFolder, FileCheck
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 
@@ -566,6 +566,14 @@ def _count(summary: RayPredictSummary, report: tuple[dict, dict], written: list[
     summary.nodes = per_node(actors)
 
 
+def _open_model(model_dir: str | os.PathLike, config: RayPredictConfig) -> tuple[ExportFolder, str, FileCheck]:
+    """The opened folder, the variant the actors run, and the check of its files (raises on a changed file
+    unless config.allow_unverified)."""
+    folder = ExportFolder(model_dir)
+    variant, graph = folder.resolve_variant(config.variant)
+    return folder, variant, folder.check_files(graph, config.allow_unverified)
+
+
 def predict_ray(
     model_dir: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -615,9 +623,7 @@ def predict_ray(
             if path is not None:
                 refuse_overlap(target, {"the input": path}, "--output")
         refuse_overlap(target, {"the model folder": model_dir}, "--output")
-    folder = ExportFolder(model_dir)
-    variant, graph = folder.resolve_variant(config.variant)
-    checked = folder.check_files(graph, config.allow_unverified)  # a changed file is refused before Ray starts
+    folder, variant, checked = _open_model(model_dir, config)  # a changed file is refused before Ray starts
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")

@@ -143,6 +143,8 @@ def test_the_ray_engine_refuses_a_swapped_graph_on_the_driver_and_in_each_actor(
     with pytest.raises(ModelLoadError, match="model_quantized.onnx: changed since export"):
         predict_ray(onnx_copy, [source], tmp_path / "out")  # before Ray starts
     assert not (tmp_path / "out").exists()
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "--engine", "ray", "-o", tmp_path / "o", "-q"]))
+    assert "model_quantized.onnx: changed since export" in line and "--allow-unverified" in line
     # What each actor does with the folder it was given (the shared path, or the shipped copy).
     with pytest.raises(ModelLoadError, match="model_quantized.onnx: changed since export"):
         _Scorer(str(onnx_copy), "int8", 1, {}, None)
@@ -171,7 +173,7 @@ def test_a_real_ray_job_checks_the_shipped_copy_and_allow_unverified_says_so(onn
     assert "; model UNVERIFIED: " in summary.describe()
 
 
-def test_a_folder_exported_before_checksums_runs_marked_unverified():
+def test_a_folder_exported_before_checksums_runs_marked_unverified(tmp_path):
     """A legacy folder (no checksums in its report) loads, as it did; it is never reported as verified."""
     from imdb_deploy.serve import parity_verdict
 
@@ -180,6 +182,10 @@ def test_a_folder_exported_before_checksums_runs_marked_unverified():
     assert f"run `imdb-deploy verify {LEGACY_ONNX} --record`" in predictor.files.reason
     verdict = parity_verdict(predictor, LEGACY_ONNX)
     assert verdict["verified"] is False and verdict["gate_passed"] is True and verdict["files"] == "unrecorded"
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    result = run_cli(["predict", source, "-m", LEGACY_ONNX, "--variant", "fp32", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "; model UNVERIFIED: " in result.stderr and "records no checksums" in result.stderr
 
 
 def test_verify_record_rewrites_the_checksums_of_the_files_it_judged(onnx_copy, tiny_classifier_dir, toy_data_dir):
