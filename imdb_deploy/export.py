@@ -86,9 +86,9 @@ class ExportReport:
         exporter: which exporter wrote model.onnx, how, with which versions (exporters.describe_exporter).
         versions: library versions that produced the files.
         parity: the gate's results (verify.ParityReport.to_dict()), or None when it did not run.
-        checksums: {file: {"sha256", "bytes"}} of every file written beside this report, hashed before the
-            gate judges them: predict, serve and the Ray engine refuse a file that no longer matches
-            (model_folder.ExportFolder.check_files).
+        checksums: {file: {"sha256", "bytes"}} of every file written beside this report, hashed last (the
+            files the gate judged, as it judged them): predict, serve and the Ray engine refuse a file that no
+            longer matches (model_folder.ExportFolder.check_files).
         warnings: things a person should know (e.g. INT8 runs on a slower path on a CPU without VNNI).
         seconds: wall time of each step.
     """
@@ -360,7 +360,6 @@ def export(
             for name, path in onnx_variants(tmp).items()
         }
         report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]
-        report.checksums = file_checksums(tmp)  # the files as the gate will judge them
 
         if config.verify:
             from imdb_deploy.verify import VerifyConfig, check_parity
@@ -383,5 +382,6 @@ def export(
             report.verified = True
         else:
             report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
+        report.checksums = file_checksums(tmp)  # every file of the folder, last: what the gate judged, unchanged
         write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
     return report
