@@ -327,8 +327,12 @@ def load_settings(model_ref: str | os.PathLike, tokenizer=None) -> TokenizationS
     return TokenizationSettings(max_length=min(int(limit), 512), truncation="head", label_names=LABEL_NAMES)
 
 
-def load_tokenizer(model_ref: str | os.PathLike):
+def load_tokenizer(model_ref: str | os.PathLike, code_checked: bool = False):
     """The fast tokenizer of a model folder or Hub id; never runs code from the folder.
+
+    Args:
+        model_ref: the folder or Hub id.
+        code_checked: refuse_custom_code already ran on this folder (model_folder.ExportFolder runs it once).
 
     Raises:
         ModelLoadError: the folder asks for custom code, or has no usable tokenizer files.
@@ -336,7 +340,8 @@ def load_tokenizer(model_ref: str | os.PathLike):
     """
     from transformers import AutoTokenizer
 
-    refuse_custom_code(model_ref)
+    if not code_checked:
+        refuse_custom_code(model_ref)
     folder = Path(str(model_ref)).expanduser()
     if is_local_reference(model_ref) and folder.is_dir() and not any((folder / f).is_file() for f in VOCABULARY_FILES):
         # transformers 5 builds an empty tokenizer (special tokens only) from a folder without these files, and

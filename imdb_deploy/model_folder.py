@@ -153,7 +153,7 @@ class ExportFolder:
 
     @cached_property
     def tokenizer(self):
-        return load_tokenizer(self.path)
+        return load_tokenizer(self.path, code_checked=True)  # refused at open if it asks for code
 
     @cached_property
     def settings(self):

@@ -62,9 +62,13 @@ def test_predictors_of_one_opened_folder_share_its_tokenizer_and_report(tiny_onn
         AutoTokenizer, "from_pretrained", lambda *a, **k: loads.append(a) or real_from_pretrained(*a, **k)
     )
     monkeypatch.setattr(model_folder, "read_json", lambda path: reads.append(Path(path).name) or real_read_json(path))
+    checks = []
+    real_refuse = model_folder.refuse_custom_code
+    monkeypatch.setattr(model_folder, "refuse_custom_code", lambda path: checks.append(path) or real_refuse(path))
+    monkeypatch.setattr(artifacts, "refuse_custom_code", lambda path: checks.append(path) or real_refuse(path))
     folder = ExportFolder(tiny_onnx_dir)
     predictors = [Predictor(folder, variant=name) for name in ("fp32", "optimized", "int8")]
-    assert len(loads) == 1 and reads == ["export_report.json"]
+    assert len(loads) == 1 and reads == ["export_report.json"] and checks == [tiny_onnx_dir]
     assert all(p.folder is folder and p.tokenizer is folder.tokenizer for p in predictors)
     assert {p.settings for p in predictors} == {folder.settings} and folder.label_names == ("negative", "positive")
     assert folder.variants == {name: tiny_onnx_dir / file for name, file in folder.variants.items()}
