@@ -186,11 +186,14 @@ class ExportFolder:
             return self._refuse_or_allow("unreadable", self.report_problem, allow_unverified, ())
         recorded = self.report.get("checksums")
         if not isinstance(recorded, dict) or not recorded:
-            where = f"{EXPORT_REPORT} records no checksums" if self.report else f"no {EXPORT_REPORT}"
-            reason = (
-                f"{self.path}: {where} (exported before imdb-deploy recorded them), so its files cannot be tied "
-                f"to the gate's verdict; run `imdb-deploy verify {self.path} --record` to record them"
-            )
+            if not self.report:
+                reason = f"{self.path}: no {EXPORT_REPORT}, so no gate's verdict and no checksums; re-export it"
+            else:
+                reason = (
+                    f"{self.path}: {EXPORT_REPORT} records no checksums (exported before imdb-deploy recorded "
+                    "them), so its files cannot be tied to the gate's verdict; run "
+                    f"`imdb-deploy verify {self.path} --record` to record them"
+                )
             return FileCheck("unrecorded", reason)
         needed = self._needed(graph, recorded)
         for name in needed:

@@ -246,3 +246,16 @@ def test_random_bytes_in_the_export_report_are_refused_at_load_and_never_a_500(o
     assert parity["verified"] is False and parity["reason"].startswith(f"{report}: not UTF-8 text")
     report.write_text("[1, 2]")  # valid JSON, not an object
     assert "expected a JSON object, got list" in one_line_error(run_cli(["serve", onnx_copy, "--port", "0"]))
+
+
+def test_a_folder_without_a_report_loads_unverified_with_the_fix(onnx_copy):
+    from imdb_deploy.serve import parity_verdict
+
+    (onnx_copy / "export_report.json").unlink()
+    predictor = Predictor(onnx_copy)
+    assert predictor.files.status == "unrecorded" and predictor.files.reason.endswith("re-export it")
+    assert parity_verdict(predictor, onnx_copy) == {
+        "verified": False,
+        "reason": "no export_report.json in the model folder",
+        "files": "unrecorded",
+    }
