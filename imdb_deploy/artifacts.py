@@ -120,9 +120,15 @@ def hub_errors(ref: str | os.PathLike, what: str, hint: str = _LOCAL_HINT):
 def read_json(path: Path) -> dict:
     """Read a JSON artifact, naming the file when it is broken."""
     try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path}: not valid JSON ({exc}); re-create it with the stage that wrote it") from exc
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}), so not a JSON file; re-create it with the "
+            "stage that wrote it"
+        ) from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = exc if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise ModelLoadError(f"{path}: not valid JSON ({detail}); re-create it with the stage that wrote it") from exc
 
 
 def load_train_config(model_dir: str | os.PathLike) -> dict:
@@ -321,8 +327,12 @@ def load_settings(model_ref: str | os.PathLike, tokenizer=None) -> TokenizationS
     return TokenizationSettings(max_length=min(int(limit), 512), truncation="head", label_names=LABEL_NAMES)
 
 
-def load_tokenizer(model_ref: str | os.PathLike):
+def load_tokenizer(model_ref: str | os.PathLike, code_checked: bool = False):
     """The fast tokenizer of a model folder or Hub id; never runs code from the folder.
+
+    Args:
+        model_ref: the folder or Hub id.
+        code_checked: refuse_custom_code already ran on this folder (model_folder.ExportFolder runs it once).
 
     Raises:
         ModelLoadError: the folder asks for custom code, or has no usable tokenizer files.
@@ -330,7 +340,8 @@ def load_tokenizer(model_ref: str | os.PathLike):
     """
     from transformers import AutoTokenizer
 
-    refuse_custom_code(model_ref)
+    if not code_checked:
+        refuse_custom_code(model_ref)
     folder = Path(str(model_ref)).expanduser()
     if is_local_reference(model_ref) and folder.is_dir() and not any((folder / f).is_file() for f in VOCABULARY_FILES):
         # transformers 5 builds an empty tokenizer (special tokens only) from a folder without these files, and
@@ -421,7 +432,11 @@ def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu
     if not folder.is_dir():
         raise ModelLoadError(f"ONNX folder {str(onnx_dir)!r}: no such folder; create it with `imdb-deploy export`")
     refuse_custom_code(folder)
-    present = onnx_variants(folder)
+    return pick_onnx_variant(folder, onnx_variants(folder), variant, gpu)
+
+
+def pick_onnx_variant(folder: Path, present: dict[str, Path], variant: str, gpu: bool) -> tuple[str, Path]:
+    """resolve_onnx_variant's choice among the variants `present` in `folder` (onnx_variants), read once."""
     if not present:
         raise ModelLoadError(
             f"{folder}: no ONNX model in it (expected one of {', '.join(dict.fromkeys(ONNX_VARIANTS.values()))}); "

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ import numpy as np
 from imdb_deploy.architectures import ARCHITECTURES, parse_architecture, save_random_classifier, useful_macs
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
+from imdb_deploy.model_folder import ExportFolder
 from imdb_deploy.openvino_runtime import DEFAULT_CALIBRATION_SAMPLES
 
 BASELINE = "pytorch-fp32"
@@ -171,6 +173,11 @@ class ModelUnderTest:
     torch_dir: Path
     onnx_dir: Path
     trained: bool
+
+    @cached_property
+    def folder(self) -> ExportFolder:
+        """The ONNX folder, opened once for every row (tokenizer, settings, report)."""
+        return ExportFolder(self.onnx_dir)
 
 
 def resolve_model(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]) -> ModelUnderTest:
@@ -321,14 +328,14 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
     from imdb_deploy.predict import Predictor
 
     if row.batching == "predict":
-        predictor = Predictor(target.onnx_dir, variant=row.variant, provider=row.device, threads=config.threads)
+        predictor = Predictor(target.folder, variant=row.variant, provider=row.device, threads=config.threads)
 
         def logits(texts: list[str]) -> np.ndarray:
             return predictor.logits(texts)
 
     else:
         predictor = Predictor(
-            target.onnx_dir,
+            target.folder,
             variant=row.variant,
             provider=row.device,
             threads=config.threads,
@@ -493,7 +500,6 @@ def run_bench(model: str | os.PathLike, config: BenchConfig | None = None, log: 
 def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]) -> dict:
     from transformers import AutoConfig
 
-    from imdb_deploy.artifacts import load_export_report, load_settings, load_tokenizer
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax
     from imdb_deploy.tokenization import encode
@@ -501,14 +507,14 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
     target = resolve_model(model, config, work, log)
     data = stratified_sample(load_split(config.data, config.split), config.samples, config.seed)
     labels = np.asarray(data.labels, dtype=np.int64)
-    tokenizer = load_tokenizer(target.onnx_dir)
-    settings = load_settings(target.onnx_dir, tokenizer)
+    tokenizer = target.folder.tokenizer
+    settings = target.folder.settings
     lengths = [len(ids) for ids in encode(tokenizer, data.texts, settings)]
     model_config = AutoConfig.from_pretrained(target.onnx_dir, trust_remote_code=False)  # load_tokenizer checked it
     work_done = useful_macs(model_config, lengths)
     # The exported graphs may run the last layer for [CLS] only: less work done for the same answer. Speed
     # is compared on the useful work (the full model's); shares of the peak use the work each row really does.
-    export_settings = load_export_report(target.onnx_dir).get("settings", {})
+    export_settings = target.folder.report.get("settings") or {}
     onnx_work = useful_macs(model_config, lengths, bool(export_settings.get("cls_only_last_layer")))
     work_by_runtime = {"onnx": onnx_work["total"], "openvino": onnx_work["total"], "pytorch": work_done["total"]}
     machine = machine_info(config.cpu_ghz)

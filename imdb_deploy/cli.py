@@ -413,7 +413,10 @@ def export(
     help="Write the parity JSON here instead of stdout.",
 )
 @click.option(
-    "--record", is_flag=True, help="Store the result in the folder's export_report.json (verified: passed or not)."
+    "--record",
+    is_flag=True,
+    help="Store the result in the folder's export_report.json (verified: passed or not), with the checksums of "
+    "the files it judged.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
 @user_errors
@@ -538,6 +541,12 @@ def verify(
     help="ray: send the model's files to the workers through Ray, or load MODEL from the same path on each worker.",
 )
 @click.option("--overwrite", is_flag=True, help="ray: replace an existing output folder once the new one is complete.")
+@_flag(
+    Predictor,
+    "--allow-unverified",
+    help="Run model files that differ from the checksums export_report.json recorded (or a folder whose report "
+    "cannot be read); the summary says UNVERIFIED. Off: such a folder is refused.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the one-line summary stays).")
 @user_errors
 def predict(
@@ -557,6 +566,7 @@ def predict(
     cpus_per_actor: int,
     ship_model: bool,
     overwrite: bool,
+    allow_unverified: bool,
     quiet: bool,
     **options,
 ) -> None:
@@ -586,7 +596,7 @@ def predict(
             overwrite,
             batch_size,
             max_tokens,
-            options,
+            {**options, "allow_unverified": allow_unverified},
         )
         return
     for name, value in (("--address", address), ("--actors", actors), ("--overwrite", overwrite or None)):
@@ -597,7 +607,13 @@ def predict(
     config = PredictFileConfig(progress=False if quiet else None, **options)
     sizes = {k: v for k, v in (("batch_size", batch_size), ("max_tokens", max_tokens)) if v is not None}
     predictor = Predictor(
-        model_dir, variant=variant, provider=provider, threads=threads, io_binding=io_binding, **sizes
+        model_dir,
+        variant=variant,
+        provider=provider,
+        threads=threads,
+        io_binding=io_binding,
+        allow_unverified=allow_unverified,
+        **sizes,
     )
     output_path = output if output is None or "://" in output else Path(output)  # URLs stay strings
     summary = predict_file(predictor, list(inputs), output=output_path, errors=errors_path, config=config)
@@ -698,6 +714,12 @@ def _predict_ray(
 @_option(ServeConfig, "--max-client-batch-size", type=click.IntRange(min=1), help="Most texts per request.")
 @_option(ServeConfig, "--max-body-bytes", type=click.IntRange(min=1), help="Largest request body.")
 @_option(ServeConfig, "--access-log/--no-access-log", help="One log line per request.")
+@_flag(
+    ServeConfig,
+    "--allow-unverified",
+    help="Serve model files that differ from the checksums export_report.json recorded (or a folder whose report "
+    "cannot be read); /info says verified: false and why. Off: such a folder is refused at start-up.",
+)
 @user_errors
 def serve(onnx_dir: Path, **options) -> None:
     """Serve an exported model over HTTP: POST /predict, /health, /info, /metrics, /docs.

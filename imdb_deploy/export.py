@@ -50,7 +50,7 @@ from imdb_deploy.artifacts import (
     resolve_onnx_variant,
     write_train_config,
 )
-from imdb_deploy.errors import ModelLoadError, OutputError
+from imdb_deploy.errors import ModelLoadError, OutputError, ParityError
 from imdb_deploy.export_config import (
     ExportConfig,
 )
@@ -64,8 +64,9 @@ from imdb_deploy.exporters import (
     quantize,
     resolve_exporter,
 )
-from imdb_deploy.fileio import DISK_FULL, atomic_dir, disk_nearly_full, refuse_overlap, write_json_atomic
+from imdb_deploy.fileio import atomic_dir, out_of_space, refuse_overlap, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
+from imdb_deploy.model_folder import file_checksums
 from imdb_deploy.tokenization import TokenizationSettings
 
 
@@ -85,6 +86,9 @@ class ExportReport:
         exporter: which exporter wrote model.onnx, how, with which versions (exporters.describe_exporter).
         versions: library versions that produced the files.
         parity: the gate's results (verify.ParityReport.to_dict()), or None when it did not run.
+        checksums: {file: {"sha256", "bytes"}} of every file written beside this report, hashed last (the
+            files the gate judged, as it judged them): predict, serve and the Ray engine refuse a file that no
+            longer matches (model_folder.ExportFolder.check_files).
         warnings: things a person should know (e.g. INT8 runs on a slower path on a CPU without VNNI).
         seconds: wall time of each step.
     """
@@ -99,6 +103,7 @@ class ExportReport:
     exporter: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     parity: dict | None = None
+    checksums: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
@@ -197,7 +202,7 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: s
         opset = export_fp32(model, folder, exporter, config.opset, device=config.device)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         # A full disk is not the model's fault: torch.onnx and onnx report it as OSError or RuntimeError.
-        if (isinstance(exc, OSError) and exc.errno in DISK_FULL) or disk_nearly_full(folder):
+        if out_of_space(exc, folder):
             raise OutputError(
                 f"{folder.parent}: ran out of disk space while writing the ONNX model ({_first_line(exc)}); "
                 "free some space or export elsewhere with --output. Nothing was written"
@@ -236,8 +241,8 @@ def _full_disk_is_not_the_model(out_dir: Path) -> Iterator[None]:
     OutputError about the disk, not a complaint about the model."""
     try:
         yield
-    except (RuntimeError, ValueError, OSError, ModelLoadError) as exc:
-        if not isinstance(exc, OutputError) and disk_nearly_full(out_dir):
+    except Exception as exc:  # tokenizers and safetensors raise plain Exceptions ("... (os error 28)")
+        if not isinstance(exc, OutputError | ParityError) and out_of_space(exc, out_dir):
             raise OutputError(
                 f"{out_dir}: ran out of disk space while exporting ({_first_line(exc)}); free some space or "
                 "export elsewhere with --output. Nothing was written"
@@ -377,5 +382,6 @@ def export(
             report.verified = True
         else:
             report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
+        report.checksums = file_checksums(tmp)  # every file of the folder, last: what the gate judged, unchanged
         write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
     return report

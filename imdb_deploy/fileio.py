@@ -84,6 +84,32 @@ def disk_nearly_full(path: str | os.PathLike, margin: int = 1 << 20) -> bool:
         return False
 
 
+# How libraries that do not raise OSError word a full disk: tokenizers and safetensors (Rust) append
+# "(os error N)" to their message; torch.save's RuntimeError says nothing of the cause (disk_nearly_full then).
+_OUT_OF_SPACE_WORDS = (
+    *(f"os error {code})" for code in sorted(DISK_FULL)),
+    "No space left on device",
+    "quota exceeded",
+)
+
+
+def out_of_space(exc: BaseException, path: str | os.PathLike) -> bool:
+    """True when `exc` (from any library) means the disk or quota holding `path` is full."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    text = str(exc)
+    return any(words in text for words in _OUT_OF_SPACE_WORDS) or disk_nearly_full(path)
+
+
+def honour_umask(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the mode `0666 & ~umask`: safetensors writes its files 0600 whatever
+    the umask, and a model folder is an output like any other."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 def _temp_name(path: Path) -> str:
     return f".{path.name}.{_TEMP_TAG}{os.getpid()}-"
 

@@ -14,17 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import (
-    VARIANT_BATCHING,
-    load_settings,
-    load_tokenizer,
-    open_onnx_session,
-    resolve_onnx_variant,
-)
+from imdb_deploy.artifacts import VARIANT_BATCHING, open_onnx_session
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import refuse_overlap
@@ -44,6 +37,7 @@ from imdb_deploy.inputs import (
     review_problem,
 )
 from imdb_deploy.machine import physical_cores
+from imdb_deploy.model_folder import ExportFolder, open_folder
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
@@ -75,7 +69,8 @@ class Predictor:
     """An exported ONNX model, its tokenizer and tokenization settings, ready to score reviews.
 
     Args:
-        model_dir: folder written by `imdb-deploy export` (ONNX files, tokenizer, train_config.json).
+        model_dir: folder written by `imdb-deploy export` (ONNX files, tokenizer, train_config.json), or that
+            folder already opened (model_folder.ExportFolder: several Predictors then share one tokenizer).
         variant: "auto" (INT8 on CPU when present, one review per call: batch-invariant), or one of
             artifacts.ONNX_VARIANTS ("int8-batched" is faster on short reviews but batch-dependent).
         provider: "cpu", or "cuda" with onnxruntime-gpu installed.
@@ -86,13 +81,19 @@ class Predictor:
             review's answer is still computed the same way whatever runs beside it.
         batch_size: most reviews in one onnxruntime call (variants that run one review per call ignore it).
         max_tokens: most padded tokens (reviews x longest review) in one call; None for no cap.
+        allow_unverified: load files that differ from the checksums export_report.json recorded (or a
+            report that cannot be read) instead of refusing them; `files` then says so.
 
     Attributes:
+        folder: the opened model_folder.ExportFolder.
+        files: the model_folder.FileCheck of the files loaded: `files.verified` is True only when each is the
+            file the export recorded (status "unrecorded" for a folder exported before checksums were).
         batching: the variant's artifacts.VariantBatching: one review per call or batched, and whether it
             is batch-invariant (what `verify` checks and a server shows in /info).
 
     Raises:
-        ModelLoadError: the folder, the variant, onnxruntime or the CUDA provider is missing.
+        ModelLoadError: the folder, the variant, onnxruntime or the CUDA provider is missing; a file changed
+            since export (without allow_unverified).
         ConfigError: batch_size, max_tokens or threads is out of range.
 
     Example:
@@ -102,13 +103,14 @@ class Predictor:
 
     def __init__(
         self,
-        model_dir: str | os.PathLike,
+        model_dir: str | os.PathLike | ExportFolder,
         variant: str = "auto",
         provider: str = "cpu",
         threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         io_binding: bool | None = None,
+        allow_unverified: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r}: use 1 or more")
@@ -116,8 +118,10 @@ class Predictor:
             raise ConfigError(f"max_tokens={max_tokens!r}: use 1 or more (or None for no cap)")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads={threads!r}: use 1 or more (or None for all physical cores)")
-        self.model_dir = Path(str(model_dir))
-        self.variant, self.model_path = resolve_onnx_variant(self.model_dir, variant, gpu=provider == "cuda")
+        self.folder = open_folder(model_dir)
+        self.model_dir = self.folder.path
+        self.variant, self.model_path = self.folder.resolve_variant(variant, gpu=provider == "cuda")
+        self.files = self.folder.check_files(self.model_path, allow_unverified)
         self.batching = VARIANT_BATCHING[self.variant]
         self.provider = provider
         self.batch_size = batch_size
@@ -130,8 +134,8 @@ class Predictor:
         session_threads = 1 if self.workers > 1 else threads
         self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
         self._pool = None
-        self.tokenizer = load_tokenizer(self.model_dir)
-        self.settings = load_settings(self.model_dir, self.tokenizer)
+        self.tokenizer = self.folder.tokenizer
+        self.settings = self.folder.settings
         self.label_names = tuple(self.settings.label_names)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._input_names = [node.name for node in self.session.get_inputs()]
@@ -348,7 +352,11 @@ class PredictFileConfig:
 
 @dataclass
 class PredictSummary:
-    """What `predict_file` did. input_rows == scored + errors, always; blank lines are not rows."""
+    """What `predict_file` did. input_rows == scored + errors, always; blank lines are not rows.
+
+    `unverified` is why the model's files are not tied to the gate's verdict (Predictor.files), None when
+    they are.
+    """
 
     files: int = 0
     input_rows: int = 0
@@ -357,6 +365,7 @@ class PredictSummary:
     blank_lines: int = 0
     seconds: float = 0.0
     input_format: str = ""
+    unverified: str | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -372,6 +381,8 @@ class PredictSummary:
         )
         if self.blank_lines:
             text += f"; {count_noun(self.blank_lines, 'blank line')} ignored"
+        if self.unverified:
+            text += f"; model UNVERIFIED: {self.unverified}"
         return text
 
 
@@ -421,6 +432,8 @@ def predict_file(
     if errors is not None and config.on_error != "skip":
         raise ConfigError("an errors file only applies with on_error='skip' (--on-error skip)")
     summary = PredictSummary()
+    checked = getattr(predictor, "files", None)  # a stand-in without a file check has nothing to say
+    summary.unverified = checked.reason if checked is not None and not checked.verified else None
     start = time.perf_counter()
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     files = expand_inputs(sources)

@@ -47,6 +47,7 @@ from imdb_deploy.inputs import (
     is_url,
     local_path,
 )
+from imdb_deploy.model_folder import ExportFolder, FileCheck
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 
@@ -77,6 +78,8 @@ class RayPredictConfig:
         progress: Ray Data's progress bars on stderr; None shows them only when stderr is a terminal.
         lean_start: a Ray started here runs without dashboard, metrics collection and usage stats
             (ray_cluster.start_options); False keeps Ray's defaults. No effect when joining a cluster.
+        allow_unverified: as Predictor: run model files that differ from the recorded checksums (the
+            driver and every actor check them), and say so in the summary.
     """
 
     address: str | None = None
@@ -94,6 +97,7 @@ class RayPredictConfig:
     overwrite: bool = False
     progress: bool | None = None
     lean_start: bool = True
+    allow_unverified: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("input_format", INPUT_FORMATS), ("on_error", ON_ERROR)):
@@ -145,6 +149,7 @@ class RayPredictSummary:
     write_seconds: float = 0.0
     shards: int = 0
     ray_stats: str = ""
+    unverified: str | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -159,6 +164,7 @@ class RayPredictSummary:
             f"({self.seconds:.1f} s, Ray start {self.startup_seconds:.1f} s); "
             f"{count_noun(len(self.actors), 'actor')} scored {per_actor or 0} rows"
             f"{self._per_node()}"
+            f"{f'; model UNVERIFIED: {self.unverified}' if self.unverified else ''}"
         )
 
     def _per_node(self) -> str:
@@ -258,7 +264,7 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
 class _Scorer:
     """One Predictor per Ray actor; scores the good rows of each batch and passes bad rows through."""
 
-    def __init__(self, model, variant, threads, sizes, ledger) -> None:
+    def __init__(self, model, variant, threads, sizes, ledger, allow_unverified=False) -> None:
         import socket
         import tempfile
 
@@ -272,7 +278,8 @@ class _Scorer:
             for name, data in files.items():
                 Path(self._folder.name, name).write_bytes(data)
             model = self._folder.name
-        self.predictor = Predictor(model, variant=variant, threads=threads, **sizes)
+        # The actor checks the files it loads (a shipped copy, or the shared path) against the recorded checksums.
+        self.predictor = Predictor(model, variant=variant, threads=threads, allow_unverified=allow_unverified, **sizes)
         self.ledger = ledger
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.where = here()
@@ -528,6 +535,7 @@ def _score(rows, config: RayPredictConfig, model_arg, variant: str, ledger):
             "threads": config.cpus_per_actor,
             "sizes": sizes,
             "ledger": ledger,
+            "allow_unverified": config.allow_unverified,
         },
     )
 
@@ -556,6 +564,14 @@ def _count(summary: RayPredictSummary, report: tuple[dict, dict], written: list[
     summary.shards = sum(1 for r in written if r["scored"])
     summary.actors = actors
     summary.nodes = per_node(actors)
+
+
+def _open_model(model_dir: str | os.PathLike, config: RayPredictConfig) -> tuple[ExportFolder, str, FileCheck]:
+    """The opened folder, the variant the actors run, and the check of its files (raises on a changed file
+    unless config.allow_unverified)."""
+    folder = ExportFolder(model_dir)
+    variant, graph = folder.resolve_variant(config.variant)
+    return folder, variant, folder.check_files(graph, config.allow_unverified)
 
 
 def predict_ray(
@@ -589,8 +605,6 @@ def predict_ray(
 
     import fsspec
 
-    from imdb_deploy.artifacts import load_settings, load_tokenizer, resolve_onnx_variant
-
     config = config or RayPredictConfig()
     start = time.perf_counter()
     files = expand_inputs(inputs)
@@ -609,19 +623,20 @@ def predict_ray(
             if path is not None:
                 refuse_overlap(target, {"the input": path}, "--output")
         refuse_overlap(target, {"the model folder": model_dir}, "--output")
-    variant, _ = resolve_onnx_variant(model_dir, config.variant)
+    folder, variant, checked = _open_model(model_dir, config)  # a changed file is refused before Ray starts
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")
     job = uuid.uuid4().hex[:8]
     tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
-    model = Path(str(model_dir))
-    labels = list(load_settings(model, load_tokenizer(model)).label_names)
+    model = folder.path
+    labels = list(folder.label_names)
 
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     connecting = time.perf_counter()
     started = connect(config.address, quiet=not progress, lean=config.lean_start)
     summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - connecting)
+    summary.unverified = None if checked.verified else checked.reason
 
     import ray
 

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
 from imdb_deploy.inputs import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.machine import STACK, versions
+from imdb_deploy.model_folder import ExportFolder
 from imdb_deploy.serve_config import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -436,34 +437,19 @@ class Batcher:
 # --- the app ----------------------------------------------------------------------------------------------
 
 
-def parity_verdict(onnx_dir: str | os.PathLike, variant: str) -> dict:
-    """The parity gate's verdict for the served variant, from the folder's export_report.json."""
-    from imdb_deploy.artifacts import load_export_report
+def parity_verdict(predictor, onnx_dir: str | os.PathLike) -> dict:
+    """The parity gate's verdict for the served variant, tied to the files the predictor loaded.
 
-    report = load_export_report(onnx_dir)
-    if not report:
-        return {"verified": False, "reason": "no export_report.json in the model folder"}
-    parity = report.get("parity")
-    if not parity:
-        return {"verified": bool(report.get("verified")), "reason": "exported without the parity gate (--no-verify)"}
-    checked = parity.get("variants", {}).get(variant)
-    out = {
-        "verified": bool(report.get("verified")),
-        "gate_passed": parity.get("passed"),
-        "data": parity.get("data"),
-        "split": parity.get("split"),
-        "samples": parity.get("samples"),
-        "pytorch_accuracy": parity.get("pytorch_accuracy"),
-    }
-    if checked:
-        out["variant"] = {
-            key: checked.get(key)
-            for key in ("accuracy", "accuracy_change", "agreement", "max_prob_diff", "flip_count", "passed")
-        }
-    else:
-        out["variant"] = None
-        out["reason"] = f"the gate did not check the {variant} variant"
-    return out
+    A Predictor carries its opened folder and the check of its files (model_folder.ExportFolder.verdict); a
+    stand-in without them gets the folder's report read here, its files unchecked.
+    """
+    folder = getattr(predictor, "folder", None)
+    if not isinstance(folder, ExportFolder):
+        try:
+            folder = ExportFolder(onnx_dir)
+        except ModelLoadError as exc:
+            return {"verified": False, "reason": str(exc)}
+    return folder.verdict(predictor.variant, getattr(predictor, "files", None))
 
 
 def _request_models():
@@ -499,6 +485,7 @@ class _Service:
         self.predictor = predictor
         self.config = config
         self.onnx_dir = onnx_dir
+        self.verdict = parity_verdict(predictor, onnx_dir)  # read at start-up: /info never re-reads the folder
         self.metrics = ServeMetrics()
         self.batcher: Batcher | None = None
         self.in_flight = 0
@@ -578,7 +565,7 @@ class _Service:
                 "max_review_bytes": self.config.max_review_bytes,
                 "retry_after_s": self.config.retry_after_s,
             },
-            "parity": parity_verdict(self.onnx_dir, p.variant),
+            "parity": self.verdict,
         }
 
 
@@ -720,7 +707,11 @@ def load_predictor(onnx_dir: str | os.PathLike, config: ServeConfig):
     """
     from imdb_deploy.predict import Predictor
 
-    predictor = Predictor(onnx_dir, variant=config.variant, threads=config.threads)
+    predictor = Predictor(
+        onnx_dir, variant=config.variant, threads=config.threads, allow_unverified=config.allow_unverified
+    )
+    if not predictor.files.verified:
+        logger.warning("serving UNVERIFIED model files: %s", predictor.files.reason)
     try:
         predictor.predict(["A warm-up review."])
     except ImdbDeployError:

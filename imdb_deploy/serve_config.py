@@ -42,6 +42,9 @@ class ServeConfig:
         retry_after_s: the Retry-After header of a 429 or 503, in whole seconds.
         health_timeout_s: how long /health waits for its probe review to be scored before answering 503.
         access_log: one uvicorn log line per request on stderr.
+        allow_unverified: serve files that differ from the checksums export_report.json recorded (or a folder
+            whose report cannot be read); /info then says `verified: false` and why. Off: such a folder is
+            refused at start-up.
     """
 
     host: str = "127.0.0.1"
@@ -58,6 +61,7 @@ class ServeConfig:
     retry_after_s: int = 1
     health_timeout_s: float = 10.0
     access_log: bool = True
+    allow_unverified: bool = False
 
     def __post_init__(self) -> None:
         if not self.host:

@@ -15,6 +15,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,9 +32,11 @@ from imdb_deploy.artifacts import (
     write_train_config,
 )
 from imdb_deploy.data import ReviewSplit, is_single_file, load_split, stratified_sample, train_validation_split
-from imdb_deploy.errors import ConfigError, DataError
+from imdb_deploy.errors import ConfigError, DataError, ImdbDeployError, OutputError
 from imdb_deploy.evaluation import metrics_from_logits
 from imdb_deploy.fileio import (
+    honour_umask,
+    out_of_space,
     refuse_overlap,
     refuse_replacing,
     remove_at_exit,
@@ -394,7 +398,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
                 if state["step"] % config.checkpoint_every == 0 and state["step"] != (epoch + 1) * steps_per_epoch:
                     state["train_seconds"] += time.perf_counter() - tick
                     tick = time.perf_counter()
-                    _save_checkpoint(accelerator, out, state, best_weights)
+                    _save_checkpoint(accelerator, out, state, best_weights, out == target)
         state["train_seconds"] += time.perf_counter() - tick
 
         record = {"epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1), "step": state["step"]}
@@ -407,7 +411,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
                 }
         state["epochs"].append(record)
         bar.epoch_done(record)
-        _save_checkpoint(accelerator, out, state, best_weights)
+        _save_checkpoint(accelerator, out, state, best_weights, out == target)
     bar.close()
 
     # The best epoch by validation accuracy (or the last, without validation) is reported on test and saved.
@@ -417,7 +421,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     test_metrics = _evaluate(accelerator, model, eval_loaders["test"])
     if main:
         metrics = _run_metrics(config, state, test_metrics, splits, accelerator, device)
-        _finish(out, final, tokenizer, config, settings, metrics, splits)
+        _finish(out, final, tokenizer, config, settings, metrics, splits, out == target)
         if out != target:  # --overwrite: the complete new folder replaces the old one only now
             replace_dir(out, target)
         remove_leftovers(target.parent)
@@ -551,20 +555,43 @@ def _fresh_state() -> dict:
     return {"step": 0, "epochs": [], "best": None, "train_seconds": 0.0}
 
 
-def _save_checkpoint(accelerator, out: Path, state: dict, best_weights: dict | None) -> None:
+@contextmanager
+def _saving(out: Path, what: str, partial: Path, resumable: bool) -> Iterator[None]:
+    """A full disk while saving `what` becomes one line, and `partial` (what was half-written) is removed,
+    so a failed run does not leave the disk full. torch, safetensors and tokenizers each word it their own way.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ImdbDeployError) or not out_of_space(exc, out):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        again = "run the same command again with --resume (the last complete checkpoint is kept)"
+        raise OutputError(
+            f"{out}: ran out of disk space while saving {what} ({detail}); free some space, then "
+            f"{again if resumable else 'train again'}. The partial {what} was removed"
+        ) from exc
+
+
+def _save_checkpoint(accelerator, out: Path, state: dict, best_weights: dict | None, resumable: bool = True) -> None:
     """Save a resumable checkpoint at the current step and delete the older ones.
 
     accelerate saves model, optimizer, scheduler and RNG states; state.json is written last and marks the
-    checkpoint complete. The best epoch's weights so far travel along as best.pt.
+    checkpoint complete. The best epoch's weights so far travel along as best.pt. On a full disk the
+    partial checkpoint is removed (with the whole work folder of an --overwrite run, which cannot be resumed).
     """
     import torch
 
     folder = out / CHECKPOINTS / f"step-{state['step']}"
-    accelerator.save_state(str(folder))
+    with _saving(out, f"checkpoint {folder.name}", folder if resumable else out, resumable):
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            honour_umask(folder)  # safetensors writes model.safetensors 0600
+            if best_weights is not None:
+                torch.save(best_weights, folder / "best.pt")
+            write_json_atomic(folder / "state.json", state)
     if accelerator.is_main_process:
-        if best_weights is not None:
-            torch.save(best_weights, folder / "best.pt")
-        write_json_atomic(folder / "state.json", state)
         for old in (out / CHECKPOINTS).glob("step-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
@@ -616,18 +643,21 @@ def _finish(
     settings: TokenizationSettings,
     metrics: dict,
     splits: dict[str, ReviewSplit],
+    resumable: bool = True,
 ) -> None:
     """Write the finished model folder; train_config.json goes last, so a folder with it is complete."""
     import torch
 
     staging = out / ".finishing"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with torch.no_grad():
-        model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    write_json_atomic(staging / METRICS, metrics)
-    _write_model_card(staging, config, metrics)
+    with _saving(out, "model", staging if resumable else out, resumable):
+        staging.mkdir(parents=True)
+        with torch.no_grad():
+            model.save_pretrained(staging, safe_serialization=True)
+        honour_umask(staging)  # safetensors writes model.safetensors 0600
+        tokenizer.save_pretrained(staging)
+        write_json_atomic(staging / METRICS, metrics)
+        _write_model_card(staging, config, metrics)
     for item in staging.iterdir():
         os.replace(item, out / item.name)
     staging.rmdir()

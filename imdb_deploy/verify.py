@@ -26,11 +26,18 @@ import numpy as np
 from imdb_deploy.artifacts import (
     EXPORT_REPORT,
     ONNX_VARIANTS,
-    load_export_report,
     onnx_variants,
     read_json,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError, ParityError
+from imdb_deploy.model_folder import (
+    GRAPH_SUFFIXES,
+    ExportFolder,
+    checksummed_names,
+    file_checksums,
+    graph_companions,
+    open_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -491,13 +498,13 @@ def compare(
     )
 
 
-def source_model(onnx_dir: str | os.PathLike) -> str:
+def source_model(onnx_dir: str | os.PathLike | ExportFolder) -> str:
     """The PyTorch model an export came from, as recorded in its export_report.json.
 
     Raises:
         ModelLoadError: the folder has no report or the report names no source.
     """
-    source = load_export_report(onnx_dir).get("source_model")
+    source = open_folder(onnx_dir).report.get("source_model")
     if not source:
         raise ModelLoadError(
             f"{onnx_dir}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
@@ -523,8 +530,18 @@ def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
     if not path.is_file():
         raise ModelLoadError(f"{onnx_dir}: no {EXPORT_REPORT} to record the result in; re-export the folder")
     payload = read_json(path)
+    if not isinstance(payload, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(payload).__name__}; re-export the folder")
+    present = onnx_variants(onnx_dir)
     payload["parity"] = report.to_dict()
-    payload["verified"] = report.passed and set(report.variants) == set(onnx_variants(onnx_dir))
+    payload["verified"] = report.passed and set(report.variants) == set(present)
+    # The files the gate judged: the graphs of the variants it ran (and their weights beside them), and every
+    # other file but the graphs of variants it did not run, whose recorded checksums stay as they were.
+    judged = {present[name].name for name in report.variants if name in present}
+    judged |= {p.name for name in judged for p in graph_companions(Path(str(onnx_dir)) / name)}
+    names = [name for name in checksummed_names(onnx_dir) if name in judged or not name.endswith(GRAPH_SUFFIXES)]
+    recorded = payload.get("checksums") if isinstance(payload.get("checksums"), dict) else {}
+    payload["checksums"] = {**recorded, **file_checksums(onnx_dir, names)}
     return write_json_atomic(path, payload)
 
 
@@ -549,23 +566,23 @@ def check_parity(
         ModelLoadError, HubUnreachableError: a model cannot be loaded.
         DataError: the data cannot be read.
     """
-    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier, refuse_custom_code
+    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.evaluation import softmax, torch_logits
     from imdb_deploy.predict import Predictor
 
     config = config or VerifyConfig()
     log = log or (lambda message: None)
-    refuse_custom_code(onnx_dir)  # before any work: the ONNX folder's own config and tokenizer are read later
-    present = onnx_variants(onnx_dir)
+    folder = ExportFolder(onnx_dir)  # refuses custom code before any work; read once for every variant
+    present = folder.variants
     if not present:
         raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")
     wanted = config.variants or tuple(present)
     missing = [name for name in wanted if name not in present]
     if missing:
         raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
-    model_ref = str(model) if model is not None else source_model(onnx_dir)
-    thresholds = config.resolve_thresholds(load_export_report(onnx_dir).get("settings", {}).get("optimize"))
+    model_ref = str(model) if model is not None else source_model(folder)
+    thresholds = config.resolve_thresholds((folder.report.get("settings") or {}).get("optimize"))
 
     tokenizer = load_tokenizer(model_ref)
     settings = load_settings(model_ref, tokenizer)
@@ -598,7 +615,8 @@ def check_parity(
         reviews = len(data) if rows is None else len(rows)
         log(f"parity: {name} ({present[name].name}) on {reviews} reviews ...")
         started = time.perf_counter()
-        predictor = Predictor(onnx_dir, variant=name, provider=config.provider)
+        # The gate judges the files as they are: a changed file is what it is there to re-judge.
+        predictor = Predictor(folder, variant=name, provider=config.provider, allow_unverified=True)
         if predictor.settings != settings:
             report.problems.append(
                 f"{name}: the ONNX folder tokenizes with {predictor.settings.to_dict()} but the PyTorch model "

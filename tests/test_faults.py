@@ -66,7 +66,8 @@ def onnx_dir(tiny_onnx_dir):
 
 @pytest.fixture
 def onnx_copy(onnx_dir, tmp_path):
-    """A private copy of the tiny exported folder, to damage."""
+    """A private copy of the tiny exported folder, to damage (a damaged file no longer matches its recorded
+    checksum: a test of what comes after that check passes --allow-unverified)."""
     folder = tmp_path / "onnx-copy"
     shutil.copytree(onnx_dir, folder)
     return folder
@@ -524,7 +525,7 @@ def test_model_folder_without_tokenizer_files_is_one_line(onnx_copy, tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         (onnx_copy / name).unlink(missing_ok=True)
     source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
-    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q", "--allow-unverified"]))
     assert line.startswith(f"Error: Tokenizer {str(onnx_copy)!r} could not be loaded")
     assert line.endswith(
         "the folder needs its tokenizer files (tokenizer.json, or vocab.txt with tokenizer_config.json): copy them "
@@ -546,7 +547,7 @@ def test_wrong_types_in_train_config_are_one_line(onnx_copy, tmp_path, field, va
     path = onnx_copy / "train_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
     source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
-    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q", "--allow-unverified"]))
     assert line.startswith(f"Error: {path}: {message}")
 
 
@@ -599,7 +600,7 @@ def test_label_names_contradicting_config_id2label_are_refused(onnx_copy, tmp_pa
     path = onnx_copy / "train_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "label_names": ["positive", "negative"]}))
     source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
-    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q"]))
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-q", "--allow-unverified"]))
     assert line == (
         f"Error: {path}: label_names ['positive', 'negative'] contradict config.json's id2label "
         "['negative', 'positive'] (label id i must have the same name in both); correct label_names, or "
