@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
 from imdb_deploy.errors import ImdbDeployError
@@ -22,13 +21,14 @@ from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export_config import (
     DEVICES,
     EXPORTERS,
+    OPENVINO_MODES,
     OPTIMIZATION_LEVELS,
     QUANTIZATION_TARGETS,
     QUANTIZE_SOURCES,
     ExportConfig,
 )
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
-from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
+from imdb_deploy.predict import ENGINES, VARIANTS, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
@@ -342,6 +342,25 @@ def _gate_options(config, samples_field: str, exact_field: str):
     type=click.Choice(QUANTIZE_SOURCES),
     help="Quantize the fused graph (faster) or the plain one.",
 )
+@_option(
+    ExportConfig,
+    "--openvino",
+    type=click.Choice(OPENVINO_MODES),
+    help="Write the OpenVINO variants (openvino-int8, openvino-fp32): auto with --quantize where the openvino "
+    "extra is installed and the gate runs.",
+)
+@_option(
+    ExportConfig,
+    "--calibration-data",
+    help="Data whose TRAINING split calibrates openvino-int8 (ids recorded) [default: --data].",
+)
+@_option(ExportConfig, "--calibration-samples", type=click.IntRange(min=2), help="Training reviews to calibrate on.")
+@_option(
+    ExportConfig,
+    "--timing-samples",
+    type=click.IntRange(min=2),
+    help="Reviews each gated variant is timed on to choose the default variant on this CPU.",
+)
 @_gate_options(ExportConfig, "verify_samples", "verify_exact_samples")
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
 @_flag(ExportConfig, "--overwrite", "Replace an existing output folder once the new one passed.")
@@ -393,7 +412,7 @@ def export(
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(list(ONNX_VARIANTS)),
+    type=click.Choice(list(VARIANTS)),
     help="Variant to check (repeatable) [default: every one in the folder].",
 )
 @_option(VerifyConfig, "--provider", type=click.Choice(DEVICES))
@@ -415,6 +434,12 @@ def export(
 @click.option(
     "--record", is_flag=True, help="Store the result in the folder's export_report.json (verified: passed or not)."
 )
+@click.option(
+    "--retime",
+    is_flag=True,
+    help="Instead of the gate: time the variants that passed the recorded gate on this CPU and store the new "
+    "default_variant (after moving the folder to another CPU).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
 @user_errors
 def verify(
@@ -424,6 +449,7 @@ def verify(
     variants: tuple[str, ...],
     output: Path | None,
     record: bool,
+    retime: bool,
     quiet: bool,
     **options,
 ) -> None:
@@ -439,6 +465,13 @@ def verify(
         refuse_overlap(output, {"the ONNX folder": onnx_dir, "the --model folder": model}, "--output")
 
     config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
+    if retime:
+        from imdb_deploy.export import retime as run_retime
+
+        choice = run_retime(onnx_dir, config, log=None if quiet else echo_err)
+        emit_json(choice, output)
+        echo_err(f"default variant: {choice['winner']} ({choice['reason']}); recorded in {onnx_dir}")
+        return
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
         echo_err(report.summary())
@@ -497,10 +530,10 @@ def verify(
 @_option(
     Predictor,
     "--variant",
-    type=click.Choice(["auto", *ONNX_VARIANTS]),
-    help="ONNX variant to run; auto takes int8 on CPU (dynamic INT8, one review per call: batch-invariant), "
-    "fp16/optimized/fp32 on CUDA. int8-batched is BATCH-DEPENDENT (a review's score depends on the reviews "
-    "batched with it) and faster on short reviews.",
+    type=click.Choice(["auto", *VARIANTS]),
+    help="Variant to run; auto takes the folder's measured default_variant on CPU (else int8: dynamic INT8, one "
+    "review per call: batch-invariant), fp16/optimized/fp32 on CUDA. openvino-* run on OpenVINO. int8-batched "
+    "is BATCH-DEPENDENT (a review's score depends on the reviews batched with it) and faster on short reviews.",
 )
 @_option(Predictor, "--provider", type=click.Choice(DEVICES))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
@@ -668,8 +701,8 @@ def _predict_ray(
 @_option(
     ServeConfig,
     "--variant",
-    type=click.Choice(["auto", *ONNX_VARIANTS]),
-    help="ONNX variant to serve; auto takes int8 on the CPU (one review per call: batch-invariant).",
+    type=click.Choice(["auto", *VARIANTS]),
+    help="Variant to serve; auto takes the folder's measured default_variant on the CPU (else int8).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @_option(

@@ -7,6 +7,9 @@ grouped so that a batch pads only to its own longest review and holds at most `m
 A variant whose answers would depend on the batch (dynamic INT8, which picks its activation scales per
 call) runs one review per onnxruntime call instead (artifacts.VARIANT_BATCHING): the same review gets the
 same probabilities whatever else is scored with it. `Predictor.batching` says which a variant does.
+
+The openvino-* variants run on OpenVINO instead (openvino_runtime.PerReviewRunner, one review per infer
+request), and "auto" runs the default that export chose by measurement on this CPU (runtime_choice).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.artifacts import (
+    ONNX_VARIANTS,
     VARIANT_BATCHING,
     load_settings,
     load_tokenizer,
+    onnx_variants,
     open_onnx_session,
+    refuse_custom_code,
     resolve_onnx_variant,
 )
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
@@ -44,6 +50,15 @@ from imdb_deploy.inputs import (
     review_problem,
 )
 from imdb_deploy.machine import physical_cores
+from imdb_deploy.openvino_runtime import (
+    OPENVINO_BATCHING,
+    OPENVINO_VARIANTS,
+    PerReviewRunner,
+    openvino_variants,
+    resolve_openvino_variant,
+    unavailable_reason,
+)
+from imdb_deploy.runtime_choice import recorded_default
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
@@ -54,6 +69,37 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
 # `predict --engine`: local streams in this process (predict_file); ray runs predict_ray.predict_ray.
 ENGINES = ("local", "ray")
+# Every variant a Predictor runs: onnxruntime's, then OpenVINO's.
+VARIANTS = (*ONNX_VARIANTS, *OPENVINO_VARIANTS)
+
+
+def resolve_variant(model_dir: str | os.PathLike, variant: str = "auto", gpu: bool = False) -> tuple[str, Path]:
+    """The variant a Predictor runs from an exported folder, and its file.
+
+    "auto" on the CPU takes the folder's measured `default_variant` (runtime_choice.recorded_default, which
+    warns when the folder moved to a CPU with other ISA flags) and otherwise onnxruntime's default
+    (artifacts.resolve_onnx_variant); an openvino-* name takes that IR.
+
+    Raises:
+        ModelLoadError: the folder, the variant or its runtime is missing.
+    """
+    if variant in OPENVINO_VARIANTS:
+        if gpu:
+            raise ModelLoadError(f"variant {variant!r} runs on OpenVINO's CPU plugin; use --provider cpu")
+        if not Path(str(model_dir)).is_dir():
+            raise ModelLoadError(f"ONNX folder {str(model_dir)!r}: no such folder; create it with `imdb-deploy export`")
+        refuse_custom_code(model_dir)
+        return variant, resolve_openvino_variant(model_dir, variant)
+    name, path = resolve_onnx_variant(model_dir, variant, gpu)
+    if variant == "auto" and not gpu:
+        available = list(onnx_variants(model_dir))
+        on_openvino = openvino_variants(model_dir)
+        if on_openvino and unavailable_reason() is None:
+            available += list(on_openvino)
+        chosen = recorded_default(model_dir, available)
+        if chosen and chosen != name:
+            return resolve_variant(model_dir, chosen)
+    return name, path
 
 
 @dataclass(frozen=True)
@@ -76,8 +122,9 @@ class Predictor:
 
     Args:
         model_dir: folder written by `imdb-deploy export` (ONNX files, tokenizer, train_config.json).
-        variant: "auto" (INT8 on CPU when present, one review per call: batch-invariant), or one of
-            artifacts.ONNX_VARIANTS ("int8-batched" is faster on short reviews but batch-dependent).
+        variant: "auto" (on the CPU the folder's measured default_variant, else INT8 when present, one review
+            per call: batch-invariant), or one of VARIANTS ("int8-batched" is faster on short reviews but
+            batch-dependent; "openvino-int8" and "openvino-fp32" run on OpenVINO, one review per request).
         provider: "cpu", or "cuda" with onnxruntime-gpu installed.
         threads: cores to use; None uses all physical cores. A batched variant gives them to onnxruntime's
             intra-op pool; a per-review variant (the default INT8) runs that many reviews at once, each on
@@ -86,6 +133,8 @@ class Predictor:
             review's answer is still computed the same way whatever runs beside it.
         batch_size: most reviews in one onnxruntime call (variants that run one review per call ignore it).
         max_tokens: most padded tokens (reviews x longest review) in one call; None for no cap.
+        precision: openvino-* variants: INFERENCE_PRECISION_HINT, None for the CPU plugin's choice (bf16 on
+            CPUs with AVX512-BF16 or AMX, f32 elsewhere), "f32" to force full precision; onnxruntime ignores it.
 
     Attributes:
         batching: the variant's artifacts.VariantBatching: one review per call or batched, and whether it
@@ -109,6 +158,7 @@ class Predictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         io_binding: bool | None = None,
+        precision: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r}: use 1 or more")
@@ -117,8 +167,8 @@ class Predictor:
         if threads is not None and threads < 1:
             raise ConfigError(f"threads={threads!r}: use 1 or more (or None for all physical cores)")
         self.model_dir = Path(str(model_dir))
-        self.variant, self.model_path = resolve_onnx_variant(self.model_dir, variant, gpu=provider == "cuda")
-        self.batching = VARIANT_BATCHING[self.variant]
+        self.variant, self.model_path = resolve_variant(self.model_dir, variant, gpu=provider == "cuda")
+        self.batching = OPENVINO_BATCHING.get(self.variant) or VARIANT_BATCHING[self.variant]
         self.provider = provider
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -127,13 +177,24 @@ class Predictor:
         self.workers = 1
         if self.batching.per_review and provider == "cpu" and not self.io_binding:
             self.workers = threads or physical_cores()
-        session_threads = 1 if self.workers > 1 else threads
-        self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
+        self._openvino = None
+        if self.variant in OPENVINO_VARIANTS:
+            self._openvino = PerReviewRunner(self.model_path, self.workers, precision)
+            self.session = None
+            self.runtime = self._openvino.describe()
+        else:
+            session_threads = 1 if self.workers > 1 else threads
+            self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
+            self.runtime = {"runtime": "onnxruntime"}
         self._pool = None
         self.tokenizer = load_tokenizer(self.model_dir)
         self.settings = load_settings(self.model_dir, self.tokenizer)
         self.label_names = tuple(self.settings.label_names)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if self._openvino is not None:
+            self._input_names, self._output_name = self._openvino.input_names, "logits"
+            self._check_width(self._openvino.outputs)
+            return
         self._input_names = [node.name for node in self.session.get_inputs()]
         unknown = set(self._input_names) - {"input_ids", "attention_mask", "token_type_ids"}
         if "input_ids" not in self._input_names or unknown:
@@ -143,15 +204,17 @@ class Predictor:
             )
         outputs = self.session.get_outputs()
         self._output_name = "logits" if any(out.name == "logits" for out in outputs) else outputs[0].name
-        width = next(out for out in outputs if out.name == self._output_name).shape[-1]
+        self._check_width(next(out for out in outputs if out.name == self._output_name).shape[-1])
+        # One flat buffer per input, reshaped to (batch, longest) for each call: no allocation per batch.
+        self._buffer_rows = batch_size
+        self._buffers = self._allocate(batch_size)
+
+    def _check_width(self, width) -> None:
         if isinstance(width, int) and width != len(self.label_names):
             raise ModelLoadError(
                 f"{self.model_path}: the model has {width} outputs but train_config.json names "
                 f"{len(self.label_names)} labels ({', '.join(self.label_names)}); re-export the trained folder"
             )
-        # One flat buffer per input, reshaped to (batch, longest) for each call: no allocation per batch.
-        self._buffer_rows = batch_size
-        self._buffers = self._allocate(batch_size)
 
     def __repr__(self) -> str:
         return (
@@ -200,6 +263,8 @@ class Predictor:
         Thread-safe: each call pads into arrays of its own (not the shared buffers), so several threads may
         score at once (serve runs `workers` batches in flight on one Predictor).
         """
+        if self._openvino is not None:  # OpenVINO's own queue keeps `workers` requests in flight
+            return self._openvino.run(reviews)
         if self.workers == 1 or len(reviews) == 1:
             return np.concatenate([self._run_review(ids) for ids in reviews])
         if self._pool is None:
@@ -250,6 +315,7 @@ class Predictor:
             "batch_size": None if self.batching.per_review else self.batch_size,
             "max_tokens": None if self.batching.per_review else self.max_tokens,
             "max_length": self.settings.max_length,
+            **self.runtime,
         }
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:

@@ -420,9 +420,14 @@ def _id_type(files: Sequence[str], config: RayPredictConfig):
 def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
     """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
     from imdb_deploy.artifacts import ONNX_VARIANTS
+    from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS
 
     # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
-    skip = set(ONNX_VARIANTS.values()) - {ONNX_VARIANTS[variant]}
+    # An OpenVINO IR is its .xml and .bin.
+    files = {**ONNX_VARIANTS, **OPENVINO_VARIANTS}
+    ir = {Path(f).with_suffix(".bin").name for f in OPENVINO_VARIANTS.values()}
+    keep = {files[variant], Path(files[variant]).with_suffix(".bin").name}
+    skip = (set(files.values()) | ir) - keep
     return {
         path.name: path.read_bytes()
         for path in sorted(predictor_dir.iterdir())
@@ -589,7 +594,8 @@ def predict_ray(
 
     import fsspec
 
-    from imdb_deploy.artifacts import load_settings, load_tokenizer, resolve_onnx_variant
+    from imdb_deploy.artifacts import load_settings, load_tokenizer
+    from imdb_deploy.predict import resolve_variant
 
     config = config or RayPredictConfig()
     start = time.perf_counter()
@@ -609,7 +615,7 @@ def predict_ray(
             if path is not None:
                 refuse_overlap(target, {"the input": path}, "--output")
         refuse_overlap(target, {"the model folder": model_dir}, "--output")
-    variant, _ = resolve_onnx_variant(model_dir, config.variant)
+    variant, _ = resolve_variant(model_dir, config.variant)  # the folder's measured default for "auto"
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")

@@ -1,15 +1,26 @@
 """openvino_runtime on the tiny exported model: the same labels and (within a stated tolerance) the same
 probabilities as onnxruntime fp32 from the same token ids; nncf static INT8 really quantizes, is written
 completely, records its training-split calibration, and is batch-invariant at f32; the bench rows are skipped
-with the reason when the extra is missing."""
+with the reason when the extra is missing. The openvino-* variants behind Predictor: written and gated by
+export, one review per request (exactly batch-invariant, in order), the default chosen by measurement,
+recorded, used by "auto", warned about on another CPU and chosen again by `verify --retime`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+import warnings
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import toy_reviews
 
 from imdb_deploy import openvino_runtime as ovr
+from imdb_deploy import runtime_choice, verify
+from imdb_deploy.artifacts import EXPORT_REPORT
+from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.predict import Predictor
@@ -95,3 +106,189 @@ def test_bad_graphs_and_settings_name_the_fix(tiny_onnx_dir):
         ovr.OpenVINOModel(tiny_onnx_dir, hint="FAST")
     with pytest.raises(ConfigError, match="calibration_texts is empty"):
         ovr.quantize_static(tiny_onnx_dir, [])
+
+
+# --- the openvino-* variants behind Predictor, written and gated by export, chosen by measurement ----------
+
+
+@pytest.fixture(scope="module")
+def ov_dir(tmp_path_factory, tiny_classifier_dir, toy_data_dir):
+    """The tiny classifier exported with --quantize and the gate on the toy data: the OpenVINO IRs are written,
+    gated and timed like every variant (16 calibration reviews, 8 timed)."""
+    from imdb_deploy.export import ExportConfig, export
+
+    folder = tmp_path_factory.mktemp("ov") / "onnx"
+    config = ExportConfig(
+        quantize=True, data=str(toy_data_dir), verify_samples=None, calibration_samples=16, timing_samples=8
+    )
+    export(tiny_classifier_dir, folder, config)
+    return folder
+
+
+def _report(folder):
+    return json.loads((folder / EXPORT_REPORT).read_text())
+
+
+def test_export_writes_gates_and_records_the_openvino_variants(ov_dir):
+    report = _report(ov_dir)
+    assert {"openvino_int8.xml", "openvino_int8.bin", "openvino_fp32.xml", "openvino_fp32.bin"} <= {
+        p.name for p in ov_dir.iterdir()
+    }
+    assert report["verified"] is True
+    for name in ovr.OPENVINO_VARIANTS:
+        variant = report["variants"][name]
+        assert variant["runtime"] == "openvino" and variant["per_review"] and variant["batch_invariant"]
+        assert variant["bytes"] == ovr.graph_bytes(ov_dir / variant["file"])
+        gated = report["parity"]["variants"][name]
+        assert gated["passed"] and gated["reviews"] == 100  # the whole sample, like every lossy variant
+        # One review per infer request: the gate's run and one call per review agree exactly.
+        assert gated["invariance"]["claimed"] and gated["invariance"]["max_prob_diff"] == 0.0
+        assert gated["runtime"]["runtime"] == "openvino"
+    precision = report["parity"]["variants"]["openvino-fp32"]["runtime"]["inference_precision"]
+    lossy = verify.DEFAULT_INT8 if precision in ovr.LOSSY_PRECISIONS else verify.DEFAULT_EXACT
+    assert report["parity"]["variants"]["openvino-fp32"]["thresholds"] == dataclasses.asdict(lossy)
+    assert report["parity"]["variants"]["openvino-int8"]["thresholds"] == dataclasses.asdict(verify.DEFAULT_INT8)
+    calibration = report["settings"]["openvino"]["openvino-int8"]
+    assert calibration["calibration_samples"] == len(calibration["calibration_ids"]) == 16
+    assert all(review.startswith("train.parquet:") for review in calibration["calibration_ids"])  # never the test split
+
+
+def test_default_variant_is_chosen_by_measurement_and_recorded(ov_dir):
+    report = _report(ov_dir)
+    choice = report["runtime_choice"]
+    assert report["default_variant"] == choice["winner"]
+    assert set(choice["timings"]) == set(report["parity"]["variants"])  # every variant that passed, timed
+    assert all(row["reviews"] == 8 and row["reviews_per_second"] > 0 for row in choice["timings"].values())
+    assert choice["baseline"] == "int8" and set(choice["eligible"]) == set(ovr.OPENVINO_VARIANTS)
+    assert choice["excluded"] == {"int8-batched": "batch-dependent: never a default"}
+    assert choice["cpu"] == runtime_choice.isa_record() and choice["rule"] == runtime_choice.RULE
+    speeds = {name: row["reviews_per_second"] for name, row in choice["timings"].items()}
+    expected = runtime_choice.choose("int8", choice["timings"], list(ovr.OPENVINO_VARIANTS))["winner"]
+    assert choice["winner"] == expected
+    if choice["winner"] != "int8":
+        assert speeds[choice["winner"]] >= runtime_choice.MIN_GAIN * speeds["int8"]
+
+
+def test_the_rule_keeps_onnxruntime_unless_the_gain_is_clear():
+    timings = {"int8": {"reviews_per_second": 10.0}, "openvino-int8": {"reviews_per_second": 10.9}}
+    assert runtime_choice.choose("int8", timings, ["openvino-int8"])["winner"] == "int8"  # 1.09x: not enough
+    timings["openvino-int8"]["reviews_per_second"] = 11.0
+    assert runtime_choice.choose("int8", timings, ["openvino-int8"]) == {
+        "baseline": "int8",
+        "winner": "openvino-int8",
+        "gain": 1.1,
+        "reason": "1.10x >= 1.1x",
+    }
+    assert runtime_choice.choose("int8", timings, [])["winner"] == "int8"  # nothing else gated
+
+
+def test_predictor_runs_openvino_with_the_same_labels_in_order_and_batch_invariant(ov_dir, texts):
+    reference = Predictor(ov_dir, variant="fp32").predict_proba(texts)
+    exact = Predictor(ov_dir, variant="openvino-fp32", precision="f32")
+    assert exact.runtime["inference_precision"] == "f32" and exact.describe()["runtime"] == "openvino"
+    probabilities = exact.predict_proba(texts)
+    np.testing.assert_allclose(probabilities, reference, atol=F32_TOLERANCE)
+    assert (probabilities.argmax(1) == reference.argmax(1)).all()
+    # Batch-invariant by construction: each review alone gives exactly the bits it gets among the others,
+    # and the results come back in input order.
+    alone = np.concatenate([exact.predict_proba([text]) for text in texts])
+    assert np.array_equal(alone, probabilities)
+    assert np.array_equal(exact.predict_proba(texts[::-1]), probabilities[::-1])
+
+    quantized = Predictor(ov_dir, variant="openvino-int8", threads=2)
+    assert quantized.batching.per_review and quantized.workers == 2 and quantized.runtime["streams"] == 2
+    int8 = quantized.predict_proba(texts)
+    clear = np.abs(reference[:, 1] - 0.5) > 0.05
+    assert (int8.argmax(1)[clear] == reference.argmax(1)[clear]).all()
+    assert np.array_equal(np.concatenate([quantized.predict_proba([text]) for text in texts]), int8)
+    predictions = quantized.predict(texts[:2])
+    assert [p.label for p in predictions] == [quantized.label_names[k] for k in int8[:2].argmax(1)]
+
+
+def test_auto_runs_the_recorded_default_and_warns_on_another_cpu(ov_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(ov_dir, folder)
+    report = _report(folder)
+    report["default_variant"] = "openvino-int8"
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same CPU: no warning
+        assert Predictor(folder).variant == "openvino-int8"
+
+    report["runtime_choice"]["cpu"]["isa"] = ["avx2", "fma"]  # measured on an AVX2-only CPU
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    with pytest.warns(runtime_choice.ISAMismatchWarning, match=r"measured on a CPU with avx2, fma.*--retime"):
+        assert Predictor(folder).variant == "openvino-int8"
+    assert Predictor(folder, variant="int8").variant == "int8"  # --variant overrides
+
+    del report["runtime_choice"]  # a folder exported before the choice: onnxruntime's default, as before
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    assert Predictor(folder).variant == "int8"
+
+
+def test_a_recorded_openvino_default_without_the_extra_falls_back_with_a_warning(ov_dir, tmp_path, monkeypatch):
+    import imdb_deploy.predict as predict_module
+
+    folder = tmp_path / "copy"
+    shutil.copytree(ov_dir, folder)
+    report = _report(folder)
+    report["default_variant"] = "openvino-fp32"
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    monkeypatch.setattr(predict_module, "unavailable_reason", lambda: "openvino is not installed")
+    with pytest.warns(runtime_choice.ISAMismatchWarning, match="'openvino-fp32' cannot run here"):
+        assert Predictor(folder).variant == "int8"
+    monkeypatch.setattr(ovr, "unavailable_reason", lambda: "openvino is not installed: pip install")
+    with pytest.raises(ModelLoadError, match="runs on OpenVINO, but openvino is not installed"):
+        Predictor(folder, variant="openvino-int8")
+
+
+def test_verify_retime_chooses_again_on_this_cpu(ov_dir, toy_data_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(ov_dir, folder)
+    report = _report(folder)
+    report["runtime_choice"]["cpu"]["isa"] = ["avx2"]
+    report["runtime_choice"]["timings"] = {}
+    report["default_variant"] = "openvino-fp32"
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    args = ["verify", str(folder), "--retime", "--data", str(toy_data_dir), "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    choice = json.loads(result.stdout)
+    assert f"default variant: {choice['winner']}" in result.stderr
+    stored = _report(folder)
+    assert stored["runtime_choice"] == choice and stored["default_variant"] == choice["winner"]
+    assert choice["cpu"]["isa"] == runtime_choice.isa_record()["isa"]
+    assert set(choice["timings"]) == set(report["parity"]["variants"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Predictor(folder)  # chosen here: no warning any more
+
+    report["parity"]["passed"] = False
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "no passed parity gate recorded" in result.stderr
+
+
+def test_export_writes_openvino_only_where_asked(monkeypatch):
+    import imdb_deploy.export as export_module
+    from imdb_deploy.export import ExportConfig
+
+    assert export_module._wants_openvino(ExportConfig(quantize=True))
+    assert not export_module._wants_openvino(ExportConfig(quantize=False))  # auto: an INT8 export's companion
+    assert not export_module._wants_openvino(ExportConfig(quantize=True, verify=False))  # nothing would gate it
+    assert not export_module._wants_openvino(ExportConfig(quantize=True, openvino="off"))
+    monkeypatch.setattr(export_module, "unavailable_reason", lambda: "openvino is not installed: pip install x")
+    assert not export_module._wants_openvino(ExportConfig(quantize=True))  # the folder stays as it was
+    with pytest.raises(ModelLoadError, match="--openvino on: openvino is not installed"):
+        export_module._wants_openvino(ExportConfig(openvino="on"))
+
+
+def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
+    from imdb_deploy.predict_ray import _pack_model
+
+    files = set(_pack_model(ov_dir, "openvino-int8"))
+    assert {"openvino_int8.xml", "openvino_int8.bin", "tokenizer.json", "train_config.json"} <= files
+    assert not files & {"model.onnx", "model_quantized.onnx", "openvino_fp32.xml", "openvino_fp32.bin"}
+    assert {"model_quantized.onnx"} <= set(_pack_model(ov_dir, "int8")) and not {"openvino_int8.bin"} & set(
+        _pack_model(ov_dir, "int8")
+    )
