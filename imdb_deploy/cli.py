@@ -802,7 +802,8 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
       imdb-deploy bench --model runs/distilbert-imdb --data data/imdb --samples 256
       imdb-deploy bench --model distilbert-base --tokenizer models/bert-base-uncased --data data/imdb --max-length 512
     """
-    from imdb_deploy.bench import format_table, run_bench
+    from imdb_deploy.bench import run_bench
+    from imdb_deploy.bench_report import format_table
 
     refuse_overlap(output, {"the --model folder": model, "the --onnx folder": onnx_dir}, "--output")
 

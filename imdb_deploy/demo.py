@@ -170,7 +170,8 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] | None = None, progr
         ModelLoadError, HubUnreachableError, DataError, ConfigError: a stage cannot start.
         ParityError: an ONNX variant failed the parity gate (the ONNX folder is then not written).
     """
-    from imdb_deploy.bench import BenchConfig, format_table, run_bench
+    from imdb_deploy.bench import BenchConfig, run_bench
+    from imdb_deploy.bench_report import format_table
     from imdb_deploy.data import load_split, stratified_sample
     from imdb_deploy.export import ExportConfig, export
     from imdb_deploy.fileio import write_json_atomic

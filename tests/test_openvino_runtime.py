@@ -292,3 +292,24 @@ def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
     assert {"model_quantized.onnx"} <= set(_pack_model(ov_dir, "int8")) and not {"openvino_int8.bin"} & set(
         _pack_model(ov_dir, "int8")
     )
+
+
+def test_bench_shows_the_default_beside_each_runtimes_best_row(ov_dir, toy_data_dir):
+    from imdb_deploy import bench, bench_report
+
+    rows = ("predict", "predict-openvino-int8", "predict-openvino-fp32", "onnx-int8")
+    config = bench.BenchConfig(data=str(toy_data_dir), samples=8, rows=rows, repeats=1, latency_samples=1)
+    report = bench.run_bench(ov_dir, config)
+    assert all(report["rows"][name]["status"] == "ok" for name in rows)
+    assert report["rows"]["predict"]["variant"] == _report(ov_dir)["default_variant"]  # the measured default
+    assert report["rows"]["predict-openvino-int8"]["engine"] == "openvino"
+    assert report["rows"]["predict-openvino-int8"]["precision"] == "int8"
+    assert report["rows"]["predict-openvino-int8"]["model_bytes"] == ovr.graph_bytes(ov_dir / ovr.INT8_IR)
+    chosen = report["default"]
+    assert chosen["default"]["row"] == "predict" and chosen["default"]["vs_default"] == 1.0
+    best = chosen["best_by_runtime"]
+    assert set(best) == {"onnxruntime", "openvino"}
+    speeds = {name: row["reviews_per_s"] for name, row in report["rows"].items()}
+    assert best["openvino"]["row"] == max(("predict-openvino-int8", "predict-openvino-fp32"), key=speeds.get)
+    assert best["openvino"]["share_of_peak"] == report["rows"][best["openvino"]["row"]]["share_of_peak"]
+    assert f"default variant {chosen['default']['variant']}" in bench_report.format_table(report)
