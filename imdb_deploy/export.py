@@ -454,7 +454,7 @@ def choose_default(
         onnx_dir: the exported folder.
         parity: the gate's results (ParityReport.to_dict()).
         data, split: where the gate's reviews came from; `timing_samples` of them are timed (seed 42).
-        timing_samples: reviews per timed pass (seconds, not minutes, at distilbert-base/512 on 2 cores).
+        timing_samples: reviews per timed pass (ExportConfig.timing_samples).
         log: receives progress lines for people.
 
     Returns:
@@ -465,7 +465,8 @@ def choose_default(
     predictors: dict[str, Predictor] = {}
 
     def open_predictor(name: str) -> Predictor:
-        predictors[name] = Predictor(onnx_dir, variant=name)
+        if name not in predictors:
+            predictors[name] = Predictor(onnx_dir, variant=name)
         return predictors[name]
 
     encoded = open_predictor(baseline).encode(reviews.texts)

@@ -46,7 +46,7 @@ CHOICE_FLAGS = (
     "asimddp",
 )
 # Reviews of the gate's sample timed per variant, and timed passes (the best counts).
-DEFAULT_TIMING_SAMPLES = 32
+DEFAULT_TIMING_SAMPLES = 16
 DEFAULT_TIMING_ROUNDS = 2
 
 
@@ -114,34 +114,36 @@ def time_variants(
         open_predictor: a variant's name -> its predict.Predictor (anything with `logits_from_ids`).
         variants: the names to time.
         encoded: token ids of the reviews (a sample of the gate's).
-        rounds: timed passes after one untimed warm-up call; the fastest counts.
+        rounds: timed passes after one untimed warm-up call, interleaved across the variants; the fastest counts.
         log: receives progress lines for people.
 
     Returns:
         Per variant: reviews, tokens, best and median seconds, reviews per second (of the best pass).
     """
     log = log or (lambda message: None)
-    table = {}
     tokens = sum(len(ids) for ids in encoded)
-    for name in variants:
-        predictor = open_predictor(name)
+    predictors = {name: open_predictor(name) for name in variants}
+    for predictor in predictors.values():
         predictor.logits_from_ids(list(encoded[:2]))  # thread pools, kernels, lazy allocations
-        seconds = []
-        for _ in range(max(1, rounds)):
+    # Rounds interleave the variants, so a neighbour's load on a shared machine falls on all of them alike.
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(max(1, rounds)):
+        for name, predictor in predictors.items():
             started = time.perf_counter()
             predictor.logits_from_ids(list(encoded))
-            seconds.append(time.perf_counter() - started)
-        best = min(seconds)
+            seconds[name].append(time.perf_counter() - started)
+    table = {}
+    for name, predictor in predictors.items():
+        best = min(seconds[name])
         table[name] = {
             "reviews": len(encoded),
             "tokens": tokens,
             "seconds": round(best, 4),
-            "median_seconds": round(statistics.median(seconds), 4),
+            "median_seconds": round(statistics.median(seconds[name]), 4),
             "reviews_per_second": round(len(encoded) / best, 2) if best > 0 else None,
             **getattr(predictor, "runtime", {}),
         }
         log(f"timing: {name} {table[name]['reviews_per_second']} reviews/s")
-        del predictor
     return table
 
 
