@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -30,6 +31,7 @@ from imdb_deploy.export_config import (
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, VARIANTS, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
+from imdb_deploy.runtime_choice import ISAMismatchWarning
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
@@ -128,6 +130,18 @@ def emit_json(payload: dict, output: Path | None) -> None:
 @click.version_option(__version__, "-V", "--version", prog_name="imdb-deploy")
 def cli() -> None:
     """Fine-tune DistilBERT on IMDb, export it to ONNX with a parity gate, and predict fast."""
+    warnings.showwarning = _show_warning
+
+
+_PLAIN_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (e.g. a folder measured on another CPU) are one line for people on stderr; others as usual."""
+    if issubclass(category, ISAMismatchWarning):
+        echo_err(f"warning: {message}")
+    else:
+        _PLAIN_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def main() -> None:

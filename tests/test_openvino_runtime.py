@@ -313,3 +313,19 @@ def test_bench_shows_the_default_beside_each_runtimes_best_row(ov_dir, toy_data_
     assert best["openvino"]["row"] == max(("predict-openvino-int8", "predict-openvino-fp32"), key=speeds.get)
     assert best["openvino"]["share_of_peak"] == report["rows"][best["openvino"]["row"]]["share_of_peak"]
     assert f"default variant {chosen['default']['variant']}" in bench_report.format_table(report)
+
+
+def test_predict_cli_says_in_one_line_that_the_folder_was_measured_on_another_cpu(ov_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(ov_dir, folder)
+    report = _report(folder)
+    report["runtime_choice"]["cpu"]["isa"] = ["avx2", "fma"]
+    (folder / EXPORT_REPORT).write_text(json.dumps(report))
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("a great film\nbad and dull\n")
+    result = CliRunner().invoke(cli, ["predict", str(reviews), "-m", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and warning[0].endswith("--retime` to choose again")
+    assert "Traceback" not in result.stderr and "ISAMismatchWarning" not in result.stderr
