@@ -4,8 +4,9 @@
 
 Each op's time is put in a bucket a person reads: the INT8 matmuls (attention output, feed-forward), the
 attention (onnxruntime's QAttention also holds the QKV projection), OpenVINO's fused subgraphs, LayerNorm, GELU,
-quantize/dequantize steps (for dynamic INT8 the per-call DynamicQuantizeLinear), and the rest. A short run is enough: the buckets' shares hardly move from one
-review to the next at a fixed length, and a few reviews keep the raw profile small.
+quantize/dequantize steps (for dynamic INT8 the per-call DynamicQuantizeLinear), and the rest. A short run is
+enough: the buckets' shares hardly move from one review to the next at a fixed length, and a few reviews keep
+the raw profile small.
 
 Examples:
     .venv/bin/python research/profile_runtimes.py --onnx runs/base-onnx --data imdb --reviews 4 \
