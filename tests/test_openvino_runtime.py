@@ -329,3 +329,33 @@ def test_predict_cli_says_in_one_line_that_the_folder_was_measured_on_another_cp
     warning = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warning) == 1 and warning[0].endswith("--retime` to choose again")
     assert "Traceback" not in result.stderr and "ISAMismatchWarning" not in result.stderr
+
+
+def test_serve_answers_concurrent_clients_from_openvino_exactly_as_offline(ov_dir, texts):
+    import asyncio
+
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from test_serve import running
+
+    from imdb_deploy.serve import ServeConfig, create_app
+
+    predictor = Predictor(ov_dir, variant="openvino-int8", threads=2)
+    expected = predictor.predict_proba(texts)
+    app = create_app(predictor, ServeConfig(access_log=False), ov_dir)
+    bodies = [{"inputs": texts[i : i + 3]} for i in range(0, 24, 3)]
+
+    async def post_all(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            return await asyncio.gather(*(client.post("/predict", json=body) for body in bodies))
+
+    with running(app) as base_url:
+        responses = asyncio.run(post_all(base_url))
+        info = httpx.get(f"{base_url}/info", timeout=10).json()
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    answers = [answer for r in responses for answer in r.json()]
+    got = np.array([[a["probabilities"][name] for name in predictor.label_names] for a in answers])
+    # One review per infer request whatever the server batched together: the offline bits, in order.
+    np.testing.assert_array_equal(got, expected[:24].astype(np.float64))
+    assert info["variant"] == "openvino-int8" and info["batch_invariant"] is True
+    assert info["predictor"]["runtime"] == "openvino" and info["parity"]["variant"]["passed"] is True
