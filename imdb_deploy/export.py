@@ -52,7 +52,7 @@ from imdb_deploy.artifacts import (
     write_train_config,
 )
 from imdb_deploy.data import load_split, stratified_sample
-from imdb_deploy.errors import ModelLoadError, OutputError
+from imdb_deploy.errors import DataError, ModelLoadError, OutputError
 from imdb_deploy.export_config import (
     ExportConfig,
 )
@@ -271,6 +271,29 @@ def _wants_openvino(config: ExportConfig) -> bool:
     return config.quantize and config.verify and reason is None
 
 
+def _calibration(config: ExportConfig, report: ExportReport, log: Callable[[str], None]):
+    """The training reviews that calibrate openvino-int8, or None (with a warning) when --openvino auto finds no
+    training split: the export then goes on as without the extra.
+
+    Raises:
+        DataError: --openvino on, and the training split cannot be read (naming --calibration-data).
+    """
+    source = config.calibration_data or config.data
+    try:
+        return calibration_reviews(source, config.calibration_samples)
+    except DataError as exc:
+        if config.openvino == "on":
+            raise DataError(
+                f"{exc}; openvino-int8 calibrates on training reviews: name them with --calibration-data"
+            ) from exc
+        report.warnings.append(
+            f"the OpenVINO variants were not written: no training reviews to calibrate openvino-int8 on ({exc}); "
+            "name some with --calibration-data"
+        )
+        log(f"note: {report.warnings[-1]}")
+        return None
+
+
 def _describe_choice(choice: dict) -> str:
     """One line per timed variant and the verdict, for people."""
     lines = [f"default variant: {choice['winner']} ({choice['reason']}; measured on {choice['sample']})"]
@@ -366,9 +389,9 @@ def export(
 
         # OpenVINO's variants, written before the gate so that it checks them like every other one.
         openvino_record = None
-        if _wants_openvino(config):
+        calibration = _calibration(config, report, log) if _wants_openvino(config) else None
+        if calibration is not None:
             started = time.perf_counter()
-            calibration = calibration_reviews(config.calibration_data or config.data, config.calibration_samples)
             openvino_record = write_openvino_variants(tmp, calibration, log)
             report.seconds["openvino"] = round(time.perf_counter() - started, 2)
 

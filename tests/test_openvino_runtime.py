@@ -359,3 +359,19 @@ def test_serve_answers_concurrent_clients_from_openvino_exactly_as_offline(ov_di
     np.testing.assert_array_equal(got, expected[:24].astype(np.float64))
     assert info["variant"] == "openvino-int8" and info["batch_invariant"] is True
     assert info["predictor"]["runtime"] == "openvino" and info["parity"]["variant"]["passed"] is True
+
+
+def test_no_training_split_skips_openvino_with_a_note_unless_it_was_asked_for(toy_data_dir):
+    import imdb_deploy.export as export_module
+    from imdb_deploy.errors import DataError
+    from imdb_deploy.export import ExportConfig, ExportReport
+
+    only_test = f"test={toy_data_dir / 'test.parquet'}"
+    report, notes = ExportReport(output="x", source_model="y"), []
+    assert export_module._calibration(ExportConfig(quantize=True, data=only_test), report, notes.append) is None
+    assert len(report.warnings) == 1 and notes == [f"note: {report.warnings[0]}"]
+    assert "OpenVINO variants were not written" in report.warnings[0] and "--calibration-data" in report.warnings[0]
+    with pytest.raises(DataError, match="names no 'train' file.*name them with --calibration-data"):
+        export_module._calibration(ExportConfig(openvino="on", data=only_test), report, notes.append)
+    config = ExportConfig(quantize=True, data=only_test, calibration_data=str(toy_data_dir), calibration_samples=4)
+    assert len(export_module._calibration(config, report, notes.append)) == 4  # --calibration-data takes over
