@@ -375,3 +375,11 @@ def test_no_training_split_skips_openvino_with_a_note_unless_it_was_asked_for(to
         export_module._calibration(ExportConfig(openvino="on", data=only_test), report, notes.append)
     config = ExportConfig(quantize=True, data=only_test, calibration_data=str(toy_data_dir), calibration_samples=4)
     assert len(export_module._calibration(config, report, notes.append)) == 4  # --calibration-data takes over
+
+
+def test_the_gate_without_the_extra_skips_openvino_and_leaves_the_folder_unverified(ov_dir, toy_data_dir, monkeypatch):
+    monkeypatch.setattr(verify, "unavailable_reason", lambda: "openvino is not installed: pip install x")
+    config = verify.VerifyConfig(data=str(toy_data_dir), samples=20, variants=("fp32", "openvino-int8"))
+    report = verify.check_parity(ov_dir, config=config)
+    assert set(report.variants) == {"fp32"} and report.passed
+    assert report.skipped == {"openvino-int8": "openvino is not installed: pip install x"}
