@@ -411,7 +411,7 @@ def export(
     for name, variant in report.variants.items():
         invariance = "batch-invariant" if variant["batch_invariant"] else "BATCH-DEPENDENT"
         default = "  (default)" if name == report.default_variant else ""
-        echo_err(f"  {name:<12} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
+        echo_err(f"  {name:<13} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
     if quiet:
         for warning in report.warnings:
             echo_err(f"warning: {warning}")

@@ -329,6 +329,7 @@ def export(
             folder or the data; it cannot be written (read-only, disk full). Nothing is replaced then.
     """
     config = config or ExportConfig()
+    progress = log is not None  # nncf's bars too: none with --quiet
     log = log or (lambda message: None)
     model_ref = str(model_dir)
     out_dir = Path(out_dir)
@@ -392,7 +393,7 @@ def export(
         calibration = _calibration(config, report, log) if _wants_openvino(config) else None
         if calibration is not None:
             started = time.perf_counter()
-            openvino_record = write_openvino_variants(tmp, calibration, log)
+            openvino_record = write_openvino_variants(tmp, calibration, log, progress)
             report.seconds["openvino"] = round(time.perf_counter() - started, 2)
 
         # The folder must describe its own tokenization: copy train_config.json, or record the settings a

@@ -30,6 +30,7 @@ same shape, the same kernels and one thread, whatever else is in flight (the gat
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -253,6 +254,7 @@ def quantize_static(
     output: str | os.PathLike | None = None,
     source: str = "fp32",
     calibration_source: str = "",
+    progress: bool = True,
 ):
     """nncf static INT8 of an exported graph, calibrated on the given (training) reviews.
 
@@ -265,6 +267,7 @@ def quantize_static(
             keeps it in memory only.
         source: the ONNX variant to quantize, one of ONNX_SOURCES.
         calibration_source: where the reviews came from, for the record.
+        progress: show nncf's progress bars (on stderr); False discards them.
 
     Returns:
         (model, record): the quantized `openvino.Model`, and what was done (source graph, calibration size and
@@ -294,7 +297,7 @@ def quantize_static(
     model = ov.Core().read_model(str(path))
     nncf.set_log_level(logging.ERROR)
     # nncf draws rich progress bars on stdout, which is for data: send them to stderr.
-    with redirect_stdout(sys.stderr):
+    with redirect_stdout(sys.stderr if progress else io.StringIO()):
         quantized = nncf.quantize(
             model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
         )
@@ -529,6 +532,7 @@ def write_variants(
     folder: str | os.PathLike,
     calibration,
     log=None,
+    progress: bool = True,
 ) -> dict:
     """Write the openvino-fp32 and openvino-int8 IRs into an exported folder (export calls it before the gate).
 
@@ -536,6 +540,7 @@ def write_variants(
         folder: the folder being exported (model.onnx, tokenizer and train_config.json already in it).
         calibration: a data.ReviewSplit of TRAINING reviews; nncf calibrates the INT8 scales on them.
         log: receives progress lines for people.
+        progress: show nncf's progress bars (on stderr).
 
     Returns:
         The record for export_report.json: per IR its file and bytes; for INT8 the calibration (source,
@@ -556,7 +561,9 @@ def write_variants(
     save_ir(model, folder / FP32_IR)
     log(f"quantizing {source.name} to static INT8 with nncf on {len(calibration)} training reviews ...")
     source_name = f"{calibration.source} [{calibration.name}]"
-    _, record = quantize_static(folder, calibration.texts, folder / INT8_IR, calibration_source=source_name)
+    _, record = quantize_static(
+        folder, calibration.texts, folder / INT8_IR, calibration_source=source_name, progress=progress
+    )
     record.update(file=INT8_IR, calibration_ids=list(calibration.ids))
     return {
         "openvino-fp32": {"file": FP32_IR, "bytes": graph_bytes(folder / FP32_IR), "source": source.name},

@@ -383,3 +383,15 @@ def test_the_gate_without_the_extra_skips_openvino_and_leaves_the_folder_unverif
     report = verify.check_parity(ov_dir, config=config)
     assert set(report.variants) == {"fp32"} and report.passed
     assert report.skipped == {"openvino-int8": "openvino is not installed: pip install x"}
+
+
+def test_export_quiet_shows_no_nncf_progress_bars(tiny_classifier_dir, toy_data_dir, tmp_path):
+    out = tmp_path / "onnx"
+    args = ["export", str(tiny_classifier_dir), "-o", str(out), "--quantize", "--openvino", "on", "--no-verify"]
+    result = CliRunner().invoke(cli, [*args, "--data", str(toy_data_dir), "--calibration-samples", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "Statistics collection" not in result.output and result.stdout == ""
+    assert "  openvino-int8 openvino_int8.xml" in result.stderr
+    report = _report(out)
+    assert report["runtime_choice"] is None and report["default_variant"] == "int8"  # no gate: no measured choice
+    assert report["settings"]["openvino"]["openvino-int8"]["calibration_samples"] == 4
