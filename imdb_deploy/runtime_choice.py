@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from imdb_deploy.artifacts import load_export_report
-from imdb_deploy.machine import cpu_flags, cpu_model, physical_cores
+from imdb_deploy.machine import ISA_FLAGS, cpu_flags, cpu_model, physical_cores
 
 # A challenger must beat onnxruntime's default by 10%: the timing is a few seconds on a sample of the gate's
 # reviews, and two runs of the same variant on a shared 2-core machine differed by up to 5%.
@@ -30,20 +30,6 @@ MIN_GAIN = 1.10
 RULE = (
     "onnxruntime's default unless another runtime's variant passed the gate, is batch-invariant and ran "
     f"at least {MIN_GAIN:.2f}x as fast on this CPU; then the fastest such variant"
-)
-# The flags that decide which kernels the runtimes pick (INT8 dot products, bf16, AMX), widest first.
-CHOICE_FLAGS = (
-    "amx_int8",
-    "amx_bf16",
-    "amx_tile",
-    "avx512_bf16",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512bw",
-    "avx512f",
-    "avx2",
-    "fma",
-    "asimddp",
 )
 # Reviews of the gate's sample timed per variant, and timed passes (the best counts).
 DEFAULT_TIMING_SAMPLES = 16
@@ -55,12 +41,12 @@ class ISAMismatchWarning(UserWarning):
 
 
 def isa_record() -> dict:
-    """This CPU as the choice records it: model, physical cores, and the CHOICE_FLAGS it has."""
+    """This CPU as the choice records it: model, physical cores, and the machine.ISA_FLAGS it has."""
     flags = cpu_flags()
     return {
         "cpu_model": cpu_model(),
         "physical_cores": physical_cores(),
-        "isa": [flag for flag in CHOICE_FLAGS if flag in flags],
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
     }
 
 
@@ -85,7 +71,7 @@ def recorded_default(onnx_dir: str | os.PathLike, available: Sequence[str]) -> s
     if recorded is not None and sorted(recorded) != sorted(here):
         warnings.warn(
             f"{onnx_dir}: its default variant {variant!r} was measured on a CPU with {', '.join(recorded) or 'none'} "
-            f"of {', '.join(CHOICE_FLAGS)}; this one has {', '.join(here) or 'none'}. Another variant may be "
+            f"of {', '.join(ISA_FLAGS)}; this one has {', '.join(here) or 'none'}. Another variant may be "
             f"faster here: run `imdb-deploy verify {onnx_dir} --retime` to choose again",
             ISAMismatchWarning,
             stacklevel=3,
