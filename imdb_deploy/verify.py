@@ -385,17 +385,17 @@ class ParityReport:
         lines = [
             f"parity on {self.samples} reviews of {self.data} [{self.split}]: "
             f"PyTorch accuracy {self.pytorch_accuracy:.4f} ({self.pytorch_seconds:.1f}s)",
-            f"  {'variant':<12} {'reviews':>7} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} "
+            f"  {'variant':<13} {'reviews':>7} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} "
             f"{'mean|dp|':>9} {'flips':>5} {'sec':>6}  {'batch invariance (max|dp|, flips)':<38} gate",
         ]
         for name, v in self.variants.items():
             lines.append(
-                f"  {name:<12} {v.reviews:>7d} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p "
+                f"  {name:<13} {v.reviews:>7d} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p "
                 f"{100 * v.agreement:>7.2f}% {v.max_prob_diff:>9.2e} {v.mean_prob_diff:>9.2e} {v.flip_count:>5d} "
                 f"{v.seconds:>6.1f}  {_describe_invariance(v.invariance):<38} {'pass' if v.passed else 'FAIL'}"
             )
         for name, why in self.skipped.items():
-            lines.append(f"  {name:<12} skipped: {why}")
+            lines.append(f"  {name:<13} skipped: {why}")
         for name, v in self.variants.items():
             for flip in v.flips:
                 lines.append(
