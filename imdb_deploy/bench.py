@@ -10,6 +10,10 @@ Every row scores the same seeded sample of labelled reviews, end to end from tex
   INT8 one review per call: batch-invariant).
 - `predict-int8-batched`: the same INT8 file in length-sorted batches capped by a token budget (the
   opt-in `int8-batched` variant: faster on short reviews, but batch-dependent).
+- `predict-openvino-int8`, `predict-openvino-fp32`: the folder's OpenVINO variants as predict runs them (one review
+  per infer request: batch-invariant); skipped where the folder has no IR (`export --quantize` writes them where
+  the extra is installed). With `--model` an exported folder, `predict` runs its measured `default_variant`, and
+  the report's `default` puts it beside each runtime's own fastest row (bench_report.default_and_best).
 - `openvino-fp32`, `openvino-int8`: the exported fp32 graph through OpenVINO (imdb_deploy.openvino_runtime) at
   the precision its CPU plugin picks (bf16 on CPUs that have it), and nncf static INT8 calibrated on training
   reviews, both in predict's batches; skipped (with the reason) where the `openvino` extra is not installed.
@@ -28,7 +32,6 @@ distilbert-base-uncased's exact compute, random weights) for timing where no tra
 from __future__ import annotations
 
 import gc
-import math
 import os
 import statistics
 import tempfile
@@ -41,10 +44,16 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.architectures import ARCHITECTURES, parse_architecture, save_random_classifier, useful_macs
+from imdb_deploy.bench_report import default_and_best, fastest_row, write_chart
 from imdb_deploy.errors import ConfigError, ModelLoadError
 from imdb_deploy.machine import PeakMemory, cpu_peak, machine_info, physical_cores
 from imdb_deploy.model_folder import ExportFolder
-from imdb_deploy.openvino_runtime import DEFAULT_CALIBRATION_SAMPLES
+from imdb_deploy.openvino_runtime import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    OPENVINO_VARIANTS,
+    graph_bytes,
+    openvino_variants,
+)
 
 BASELINE = "pytorch-fp32"
 
@@ -90,6 +99,8 @@ ROWS: tuple[Row, ...] = (
         "predict",
         precision="int8",
     ),
+    Row("predict-openvino-int8", "predict path, openvino-int8", "onnx", "openvino-int8", "predict", precision="int8"),
+    Row("predict-openvino-fp32", "predict path, openvino-fp32", "onnx", "openvino-fp32", "predict"),
     Row("openvino-fp32", "OpenVINO, precision it picks", "openvino", "fp32", "predict"),
     Row("openvino-int8", "OpenVINO static INT8 (nncf)", "openvino", "int8", "predict", precision="int8"),
     Row("pytorch-fp16-cuda", "PyTorch fp16 CUDA", "pytorch", "fp16", "input-order", "cuda", "fp16"),
@@ -290,6 +301,7 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
         info = {**model.info, "variant": row.variant, "batch_size": model.batch_size, "max_tokens": model.max_tokens}
         if row.variant == "fp32":  # what the plugin picked (bf16 on CPUs with it): no fp32 peak applies then
             info["precision"] = model.info["inference_precision"].replace("f32", "fp32")
+        info["engine"] = "openvino"
         return _Runner(model.logits, {**info, "settings": model.settings.to_dict()}, lambda: None)
     if row.runtime == "pytorch":
         import torch
@@ -316,6 +328,7 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
             torch.set_num_threads(previous_threads)
 
         info = {
+            "engine": "pytorch",
             "file": str(target.torch_dir),
             "model_bytes": _weights_bytes(target.torch_dir),
             "threads": torch.get_num_threads(),
@@ -351,25 +364,38 @@ def _open_row(row: Row, target: ModelUnderTest, config: BenchConfig) -> _Runner:
                 out[start : start + config.batch_size] = predictor.run_batch(encoded[start : start + config.batch_size])
             return out
 
-    options = predictor.session.get_session_options()
     path = predictor.model_path
-    data_file = path.with_name(path.name + "_data")
-    info = {
-        "file": str(path),
-        "variant": predictor.variant,
-        "model_bytes": path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0),
+    if predictor.session is None:  # an openvino-* variant: one single-threaded stream per worker
+        threads, providers = predictor.workers, ["OpenVINO CPU"]
+    else:
         # Cores in use: intra-op threads (0 means onnxruntime's default, one per physical core) times the
         # reviews a per-review variant scores at once (Predictor.workers).
-        "threads": (options.intra_op_num_threads or physical_cores()) * predictor.workers,
+        threads = (predictor.session.get_session_options().intra_op_num_threads or physical_cores()) * predictor.workers
+        providers = predictor.session.get_providers()
+    info = {
+        "engine": predictor.runtime["runtime"],
+        "file": str(path),
+        "variant": predictor.variant,
+        "precision": _precision(predictor),
+        "model_bytes": graph_bytes(path),
+        "threads": threads,
         "workers": predictor.workers,
         "batch_size": predictor.batch_size,
         "max_tokens": predictor.max_tokens,
         "per_review": predictor.batching.per_review,
         "batch_invariant": predictor.batching.batch_invariant,
-        "providers": predictor.session.get_providers(),
+        "providers": providers,
         "settings": predictor.settings.to_dict(),
     }
     return _Runner(logits, info, lambda: None)
+
+
+def _precision(predictor) -> str:
+    """Which of the CPU's peaks a Predictor's variant is held to: int8, fp32, or what OpenVINO compiled (bf16)."""
+    if predictor.variant.startswith("int8") or predictor.variant == "openvino-int8":
+        return "int8"
+    compiled = predictor.runtime.get("inference_precision", "f32")
+    return {"f32": "fp32"}.get(compiled, compiled) if predictor.variant == "openvino-fp32" else "fp32"
 
 
 def _percentiles_ms(seconds: list[float]) -> dict:
@@ -536,6 +562,11 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
             "precision": row.precision,
         }
         why = row_unavailable(row)
+        if not why and row.variant in OPENVINO_VARIANTS and row.variant not in openvino_variants(target.onnx_dir):
+            why = (
+                f"{target.onnx_dir} has no {OPENVINO_VARIANTS[row.variant]}: export it with --quantize where the "
+                "openvino extra is installed, and pass that folder as --model"
+            )
         if why:
             rows[row.name] = {**base, "status": "skipped", "reason": why}
             log(f"bench: {row.name} skipped: {why}")
@@ -557,7 +588,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
 
     baseline = rows.get(BASELINE) if BASELINE in probabilities else None
     _compare_with_baseline(rows, probabilities, labels, data.ids, target.trained)
-    summary = _fastest(rows, work_by_runtime, peak["int8"]["macs_per_s"], len(data), baseline)
+    summary = fastest_row(rows, work_by_runtime, peak["int8"]["macs_per_s"], len(data), baseline)
     return {
         "schema": 1,
         "model": {
@@ -591,6 +622,7 @@ def _run(model: str, config: BenchConfig, work: Path, log: Callable[[str], None]
         "baseline": BASELINE if baseline else None,
         "rows": rows,
         "fastest": summary,
+        "default": default_and_best(rows),
     }
 
 
@@ -626,133 +658,3 @@ def _compare_with_baseline(rows: dict, probabilities: dict, labels, ids, trained
                 "within_gate": parity.passed if trained else None,
                 "failures": parity.failures if trained else [],
             }
-
-
-def _fastest(rows: dict, work_by_runtime: dict, int8_peak: float | None, reviews: int, baseline: dict | None):
-    """The fastest row, its share of the INT8 peak, and the ceiling: its graph with every multiply-add at
-    that peak and nothing else costing time. None when no row ran."""
-    ran = {name: row for name, row in rows.items() if row["status"] == "ok"}
-    if not ran:
-        return None
-    fastest = max(ran, key=lambda name: ran[name]["reviews_per_s"])
-    row = ran[fastest]
-    least_work = work_by_runtime[row["runtime"]]
-    return {
-        "row": fastest,
-        "reviews_per_s": row["reviews_per_s"],
-        "speedup": row.get("speedup"),
-        "useful_macs_per_s": row["useful_macs_per_s"],
-        "executed_macs_per_s": row["executed_macs_per_s"],
-        "int8_peak_macs_per_s": int8_peak,
-        "share_of_int8_peak": row["executed_macs_per_s"] / int8_peak if int8_peak else None,
-        "reviews_per_s_at_int8_peak": int8_peak * reviews / least_work if int8_peak else None,
-        "speedup_at_int8_peak": (
-            int8_peak * reviews / least_work / baseline["reviews_per_s"] if int8_peak and baseline else None
-        ),
-        "explanation": (
-            "multiply-adds per second the fastest row's graph really does (onnx_macs.total, or useful_macs.total "
-            "for PyTorch, x reviews/s / reviews) over the INT8 peak of these cores (peak.formula with peak.int8)"
-        ),
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Output for people
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value, spec: str, blank: str = "-") -> str:
-    return blank if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
-def format_table(report: dict) -> str:
-    """The table printed on stderr: one line per row, then the machine and the share of the INT8 peak."""
-    data = report["data"]
-    lines = [
-        f"bench: {report['model']['spec']} ({report['model']['weights']} weights), {data['samples']} reviews of "
-        f"{data['source']} [{data['split']}], max length {data['settings']['max_length']}, "
-        f"{data['mean_tokens']:.0f} tokens on average",
-        f"  {'row':<22} {'reviews/s':>9} {'x base':>7} {'accuracy':>8} {'agree':>6} {'short p50/p95 ms':>17} "
-        f"{'long p50/p95 ms':>17} {'MB file':>8} {'MB peak':>8} {'thr':>3}",
-    ]
-    for name, row in report["rows"].items():
-        if row["status"] != "ok":
-            lines.append(f"  {name:<22} skipped: {row['reason']}")
-            continue
-        short, long = row["latency_batch1"]["short"], row["latency_batch1"]["long"]
-        agree = row.get("vs_baseline", {}).get("agreement")
-        lines.append(
-            f"  {name:<22} {row['reviews_per_s']:>9.2f} {_fmt(row.get('speedup'), '.2f'):>7} "
-            f"{_fmt(row['accuracy'], '.4f'):>8} {_fmt(agree, '.3f'):>6} "
-            f"{_fmt(short['p50_ms'], '.0f'):>8}/{_fmt(short['p95_ms'], '.0f'):<8} "
-            f"{_fmt(long['p50_ms'], '.0f'):>8}/{_fmt(long['p95_ms'], '.0f'):<8} "
-            f"{row['model_bytes'] / 1e6:>8.1f} {_fmt(row['peak_rss_mb'], '.0f'):>8} {_fmt(row['threads'], 'd'):>3}"
-        )
-    machine = report["machine"]
-    lines.append(
-        f"  machine: {machine['cpu_model']}, {machine['physical_cores']} cores at {_fmt(machine['clock_ghz'], '.2f')} "
-        f"GHz, ISA {'+'.join(machine['isa']) or '?'}; onnxruntime {machine['versions'].get('onnxruntime')}, "
-        f"torch {machine['versions'].get('torch')}"
-    )
-    fastest = report["fastest"]
-    if fastest and fastest["share_of_int8_peak"] is not None:
-        lines.append(
-            f"  fastest row {fastest['row']}: {fastest['executed_macs_per_s'] / 1e9:.1f} G multiply-adds/s done "
-            f"({fastest['useful_macs_per_s'] / 1e9:.1f} G/s of the full model's work) = "
-            f"{100 * fastest['share_of_int8_peak']:.0f}% of the INT8 peak "
-            f"({fastest['int8_peak_macs_per_s'] / 1e9:.0f} G/s: {report['peak']['int8']['isa']}); at that peak: "
-            f"{fastest['reviews_per_s_at_int8_peak']:.1f} reviews/s"
-            + (f" = {fastest['speedup_at_int8_peak']:.1f}x the baseline" if fastest["speedup_at_int8_peak"] else "")
-        )
-    if report["model"]["weights"] == "random":
-        lines.append("  accuracy: blank, the weights are random (an architecture spec times speed only)")
-    return "\n".join(lines)
-
-
-def write_chart(report: dict, path: str | os.PathLike) -> Path:
-    """A PNG with two panels: throughput (with the speed-up over the baseline) and accuracy, per row."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from imdb_deploy.fileio import atomic_file
-
-    ran = [(name, row) for name, row in report["rows"].items() if row["status"] == "ok"]
-    names = [name for name, _ in ran][::-1]  # first row on top
-    rows = [row for _, row in ran][::-1]
-    figure = Figure(figsize=(11, 1.2 + 0.55 * max(1, len(ran))), dpi=110)
-    FigureCanvasAgg(figure)
-    speed, accuracy = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
-    throughput = [row["reviews_per_s"] for row in rows]
-    colors = ["#c44e52" if row["precision"] == "int8" else "#4c72b0" for row in rows]
-    speed.barh(names, throughput, color=colors)
-    for y, row in enumerate(rows):
-        label = f" {row['reviews_per_s']:.1f}" + (f"  ({row['speedup']:.1f}x)" if row.get("speedup") else "")
-        speed.text(row["reviews_per_s"], y, label, va="center", fontsize=9)
-    speed.set_xlim(0, max(throughput, default=1) * 1.35)
-    speed.set_xlabel("reviews / second (higher is better)")
-    speed.set_title("throughput (red: INT8)")
-    scores = [row["accuracy"] for row in rows]
-    if any(score is not None for score in scores):
-        accuracy.barh(names, [score or 0 for score in scores], color=colors)
-        known = [s for s in scores if s is not None]
-        low = max(0.0, min(known) - 0.05)
-        accuracy.set_xlim(low, min(1.0, max(known) + 0.03))
-        for y, score in enumerate(scores):
-            accuracy.text(score or low, y, f" {score:.4f}" if score is not None else " n/a", va="center", fontsize=9)
-    else:
-        accuracy.text(
-            0.5, 0.5, "accuracy: n/a\n(random weights)", ha="center", va="center", transform=accuracy.transAxes
-        )
-    accuracy.set_xlabel(f"accuracy on the {report['data']['samples']} reviews")
-    accuracy.set_title("accuracy")
-    machine, data = report["machine"], report["data"]
-    figure.suptitle(
-        f"{report['model']['spec']} ({report['model']['weights']} weights): {data['samples']} reviews, max length "
-        f"{data['settings']['max_length']}; {machine['cpu_model']}, {machine['physical_cores']} cores",
-        fontsize=10,
-    )
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path

@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from imdb_deploy import __version__
-from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.bench import ROW_NAMES, BenchConfig
 from imdb_deploy.demo import DemoConfig
 from imdb_deploy.errors import ImdbDeployError
@@ -22,14 +22,16 @@ from imdb_deploy.evaluation import EvaluateConfig
 from imdb_deploy.export_config import (
     DEVICES,
     EXPORTERS,
+    OPENVINO_MODES,
     OPTIMIZATION_LEVELS,
     QUANTIZATION_TARGETS,
     QUANTIZE_SOURCES,
     ExportConfig,
 )
 from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
-from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
+from imdb_deploy.predict import ENGINES, VARIANTS, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
+from imdb_deploy.runtime_choice import ISAMismatchWarning
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
@@ -128,6 +130,18 @@ def emit_json(payload: dict, output: Path | None) -> None:
 @click.version_option(__version__, "-V", "--version", prog_name="imdb-deploy")
 def cli() -> None:
     """Fine-tune DistilBERT on IMDb, export it to ONNX with a parity gate, and predict fast."""
+    warnings.showwarning = _show_warning
+
+
+_PLAIN_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (e.g. a folder measured on another CPU) are one line for people on stderr; others as usual."""
+    if issubclass(category, ISAMismatchWarning):
+        echo_err(f"warning: {message}")
+    else:
+        _PLAIN_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def main() -> None:
@@ -342,6 +356,25 @@ def _gate_options(config, samples_field: str, exact_field: str):
     type=click.Choice(QUANTIZE_SOURCES),
     help="Quantize the fused graph (faster) or the plain one.",
 )
+@_option(
+    ExportConfig,
+    "--openvino",
+    type=click.Choice(OPENVINO_MODES),
+    help="Write the OpenVINO variants (openvino-int8, openvino-fp32): auto with --quantize where the openvino "
+    "extra is installed and the gate runs.",
+)
+@_option(
+    ExportConfig,
+    "--calibration-data",
+    help="Data whose TRAINING split calibrates openvino-int8 (ids recorded) [default: --data].",
+)
+@_option(ExportConfig, "--calibration-samples", type=click.IntRange(min=2), help="Training reviews to calibrate on.")
+@_option(
+    ExportConfig,
+    "--timing-samples",
+    type=click.IntRange(min=2),
+    help="Reviews each gated variant is timed on to choose the default variant on this CPU.",
+)
 @_gate_options(ExportConfig, "verify_samples", "verify_exact_samples")
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate; the folder is marked unverified.")
 @_flag(ExportConfig, "--overwrite", "Replace an existing output folder once the new one passed.")
@@ -378,7 +411,7 @@ def export(
     for name, variant in report.variants.items():
         invariance = "batch-invariant" if variant["batch_invariant"] else "BATCH-DEPENDENT"
         default = "  (default)" if name == report.default_variant else ""
-        echo_err(f"  {name:<12} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
+        echo_err(f"  {name:<13} {variant['file']:<22} {variant['bytes'] / 2**20:8.1f} MiB  {invariance}{default}")
     if quiet:
         for warning in report.warnings:
             echo_err(f"warning: {warning}")
@@ -393,7 +426,7 @@ def export(
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(list(ONNX_VARIANTS)),
+    type=click.Choice(list(VARIANTS)),
     help="Variant to check (repeatable) [default: every one in the folder].",
 )
 @_option(VerifyConfig, "--provider", type=click.Choice(DEVICES))
@@ -418,6 +451,12 @@ def export(
     help="Store the result in the folder's export_report.json (verified: passed or not), with the checksums of "
     "the files it judged.",
 )
+@click.option(
+    "--retime",
+    is_flag=True,
+    help="Instead of the gate: time the variants that passed the recorded gate on this CPU and store the new "
+    "default_variant (after moving the folder to another CPU).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or table.")
 @user_errors
 def verify(
@@ -427,6 +466,7 @@ def verify(
     variants: tuple[str, ...],
     output: Path | None,
     record: bool,
+    retime: bool,
     quiet: bool,
     **options,
 ) -> None:
@@ -442,6 +482,13 @@ def verify(
         refuse_overlap(output, {"the ONNX folder": onnx_dir, "the --model folder": model}, "--output")
 
     config = VerifyConfig(threshold_overrides=thresholds, variants=variants or None, **options)
+    if retime:
+        from imdb_deploy.export import retime as run_retime
+
+        choice = run_retime(onnx_dir, config, log=None if quiet else echo_err)
+        emit_json(choice, output)
+        echo_err(f"default variant: {choice['winner']} ({choice['reason']}); recorded in {onnx_dir}")
+        return
     report = check_parity(onnx_dir, model=model, config=config, log=None if quiet else echo_err)
     if not quiet:
         echo_err(report.summary())
@@ -500,10 +547,10 @@ def verify(
 @_option(
     Predictor,
     "--variant",
-    type=click.Choice(["auto", *ONNX_VARIANTS]),
-    help="ONNX variant to run; auto takes int8 on CPU (dynamic INT8, one review per call: batch-invariant), "
-    "fp16/optimized/fp32 on CUDA. int8-batched is BATCH-DEPENDENT (a review's score depends on the reviews "
-    "batched with it) and faster on short reviews.",
+    type=click.Choice(["auto", *VARIANTS]),
+    help="Variant to run; auto takes the folder's measured default_variant on CPU (else int8: dynamic INT8, one "
+    "review per call: batch-invariant), fp16/optimized/fp32 on CUDA. openvino-* run on OpenVINO. int8-batched "
+    "is BATCH-DEPENDENT (a review's score depends on the reviews batched with it) and faster on short reviews.",
 )
 @_option(Predictor, "--provider", type=click.Choice(DEVICES))
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
@@ -684,8 +731,8 @@ def _predict_ray(
 @_option(
     ServeConfig,
     "--variant",
-    type=click.Choice(["auto", *ONNX_VARIANTS]),
-    help="ONNX variant to serve; auto takes int8 on the CPU (one review per call: batch-invariant).",
+    type=click.Choice(["auto", *VARIANTS]),
+    help="Variant to serve; auto takes the folder's measured default_variant on the CPU (else int8).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads [default: physical cores].")
 @_option(
@@ -791,7 +838,8 @@ def bench(model: str, rows: str | None, output: Path, onnx_dir: Path | None, qui
       imdb-deploy bench --model runs/distilbert-imdb --data data/imdb --samples 256
       imdb-deploy bench --model distilbert-base --tokenizer models/bert-base-uncased --data data/imdb --max-length 512
     """
-    from imdb_deploy.bench import format_table, run_bench
+    from imdb_deploy.bench import run_bench
+    from imdb_deploy.bench_report import format_table
 
     refuse_overlap(output, {"the --model folder": model, "the --onnx folder": onnx_dir}, "--output")
 

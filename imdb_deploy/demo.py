@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from imdb_deploy.bench import BenchConfig, format_table, run_bench
+from imdb_deploy.bench import BenchConfig, run_bench
+from imdb_deploy.bench_report import format_table
 from imdb_deploy.convert import offline_base_model
 from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.errors import ConfigError

@@ -40,6 +40,7 @@ from imdb_deploy.artifacts import (
     TRAIN_CONFIG_FIELDS,
     VARIANT_BATCHING,
     is_local_reference,
+    load_export_report,
     load_settings,
     load_tokenizer,
     load_torch_classifier,
@@ -50,7 +51,8 @@ from imdb_deploy.artifacts import (
     resolve_onnx_variant,
     write_train_config,
 )
-from imdb_deploy.errors import ModelLoadError, OutputError, ParityError
+from imdb_deploy.data import load_split, stratified_sample
+from imdb_deploy.errors import DataError, ModelLoadError, OutputError, ParityError
 from imdb_deploy.export_config import (
     ExportConfig,
 )
@@ -67,6 +69,10 @@ from imdb_deploy.exporters import (
 from imdb_deploy.fileio import atomic_dir, out_of_space, refuse_overlap, write_json_atomic
 from imdb_deploy.machine import cpu_flags, versions
 from imdb_deploy.model_folder import file_checksums
+from imdb_deploy.openvino_runtime import OPENVINO_BATCHING, OPENVINO_VARIANTS, calibration_reviews, unavailable_reason
+from imdb_deploy.openvino_runtime import write_variants as write_openvino_variants
+from imdb_deploy.predict import Predictor
+from imdb_deploy.runtime_choice import DEFAULT_TIMING_SAMPLES, measure
 from imdb_deploy.tokenization import TokenizationSettings
 
 
@@ -80,7 +86,10 @@ class ExportReport:
         verified: True only when the parity gate ran and passed.
         variants: per ONNX variant, its file, size in bytes, and batching (artifacts.VariantBatching:
             one review per call or batched, batch-invariant or not, why).
-        default_variant: what predict and serve run on a CPU ("auto"); batch-invariant.
+        default_variant: what predict and serve run on a CPU ("auto"); batch-invariant. After the gate, the
+            winner of `runtime_choice` (measured on this CPU), else onnxruntime's default.
+        runtime_choice: the timing table, the rule, the CPU's ISA and the winner (runtime_choice.record), or
+            None when the gate did not run.
         settings: the ExportConfig, plus the opset actually written and the quantization settings used.
         cpu: the CPU the export ran on and the INT8 target chosen for it.
         exporter: which exporter wrote model.onnx, how, with which versions (exporters.describe_exporter).
@@ -98,6 +107,7 @@ class ExportReport:
     verified: bool = False
     variants: dict = field(default_factory=dict)
     default_variant: str | None = None
+    runtime_choice: dict | None = None
     settings: dict = field(default_factory=dict)
     cpu: dict = field(default_factory=dict)
     exporter: dict = field(default_factory=dict)
@@ -250,6 +260,53 @@ def _full_disk_is_not_the_model(out_dir: Path) -> Iterator[None]:
         raise
 
 
+def _wants_openvino(config: ExportConfig) -> bool:
+    """Whether this export writes the OpenVINO variants (ExportConfig.openvino).
+
+    Raises:
+        ModelLoadError: openvino="on" and the extra is missing.
+    """
+    if config.openvino == "off" or config.device != "cpu":
+        return False
+    reason = unavailable_reason()
+    if config.openvino == "on":
+        if reason:
+            raise ModelLoadError(f"--openvino on: {reason}")
+        return True
+    return config.quantize and config.verify and reason is None
+
+
+def _calibration(config: ExportConfig, report: ExportReport, log: Callable[[str], None]):
+    """The training reviews that calibrate openvino-int8, or None (with a warning) when --openvino auto finds no
+    training split: the export then goes on as without the extra.
+
+    Raises:
+        DataError: --openvino on, and the training split cannot be read (naming --calibration-data).
+    """
+    source = config.calibration_data or config.data
+    try:
+        return calibration_reviews(source, config.calibration_samples)
+    except DataError as exc:
+        if config.openvino == "on":
+            raise DataError(
+                f"{exc}; openvino-int8 calibrates on training reviews: name them with --calibration-data"
+            ) from exc
+        report.warnings.append(
+            f"the OpenVINO variants were not written: no training reviews to calibrate openvino-int8 on ({exc}); "
+            "name some with --calibration-data"
+        )
+        log(f"note: {report.warnings[-1]}")
+        return None
+
+
+def _describe_choice(choice: dict) -> str:
+    """One line per timed variant and the verdict, for people."""
+    lines = [f"default variant: {choice['winner']} ({choice['reason']}; measured on {choice['sample']})"]
+    for name, row in choice["timings"].items():
+        lines.append(f"  {name:<14} {row['reviews_per_second']:>9} reviews/s")
+    return "\n".join(lines)
+
+
 def export(
     model_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -277,6 +334,7 @@ def export(
             folder or the data; it cannot be written (read-only, disk full). Nothing is replaced then.
     """
     config = config or ExportConfig()
+    progress = log is not None  # nncf's bars too: none with --quiet
     log = log or (lambda message: None)
     model_ref = str(model_dir)
     out_dir = Path(out_dir)
@@ -335,6 +393,14 @@ def export(
             report.seconds["quantize"] = round(time.perf_counter() - started, 2)
             quantization_record = {**quantization.to_dict(), "source": quantize_source.name}
 
+        # OpenVINO's variants, written before the gate so that it checks them like every other one.
+        openvino_record = None
+        calibration = _calibration(config, report, log) if _wants_openvino(config) else None
+        if calibration is not None:
+            started = time.perf_counter()
+            openvino_record = write_openvino_variants(tmp, calibration, log, progress)
+            report.seconds["openvino"] = round(time.perf_counter() - started, 2)
+
         # The folder must describe its own tokenization: copy train_config.json, or record the settings a
         # model without one is read with (head truncation at its limit), so predict tokenizes the same way.
         recorded = load_train_config(model_ref) if local else {}
@@ -348,6 +414,7 @@ def export(
             **asdict(config),
             "opset_written": opset,
             "quantization": quantization_record,
+            "openvino": openvino_record,
         }
         report.exporter = describe_exporter(exporter, opset)
         report.variants = {
@@ -359,6 +426,14 @@ def export(
             }
             for name, path in onnx_variants(tmp).items()
         }
+        for name in openvino_record or {}:
+            path = tmp / OPENVINO_VARIANTS[name]
+            report.variants[name] = {
+                "file": path.name,
+                "bytes": path.stat().st_size + path.with_suffix(".bin").stat().st_size,
+                "runtime": "openvino",
+                **OPENVINO_BATCHING[name].to_dict(),
+            }
         report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]
 
         if config.verify:
@@ -380,8 +455,85 @@ def export(
             log(parity.summary())
             parity.raise_for_failure()  # inside atomic_dir: a failed gate leaves no output folder
             report.verified = True
+            if config.device == "cpu":
+                started = time.perf_counter()
+                report.runtime_choice = choose_default(
+                    tmp, report.parity, config.data, config.split, config.timing_samples, log
+                )
+                report.default_variant = report.runtime_choice["winner"]
+                report.seconds["timing"] = round(time.perf_counter() - started, 2)
+                log(_describe_choice(report.runtime_choice))
         else:
             report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
         report.checksums = file_checksums(tmp)  # every file of the folder, last: what the gate judged, unchanged
         write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
     return report
+
+
+def choose_default(
+    onnx_dir: str | os.PathLike,
+    parity: dict,
+    data: str,
+    split: str,
+    timing_samples: int = DEFAULT_TIMING_SAMPLES,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Time the variants that passed the gate on a few of the gate's reviews and choose the default.
+
+    Args:
+        onnx_dir: the exported folder.
+        parity: the gate's results (ParityReport.to_dict()).
+        data, split: where the gate's reviews came from; `timing_samples` of them are timed (seed 42).
+        timing_samples: reviews per timed pass (ExportConfig.timing_samples).
+        log: receives progress lines for people.
+
+    Returns:
+        The `runtime_choice` record (runtime_choice.record); its "winner" is the default_variant.
+    """
+    baseline, _ = resolve_onnx_variant(onnx_dir, "auto")
+    reviews = stratified_sample(load_split(data, split), timing_samples, 42)
+    predictors: dict[str, Predictor] = {}
+
+    def open_predictor(name: str) -> Predictor:
+        if name not in predictors:
+            predictors[name] = Predictor(onnx_dir, variant=name)
+        return predictors[name]
+
+    encoded = open_predictor(baseline).encode(reviews.texts)
+    sample = f"{len(reviews)} reviews of {reviews.source} [{split}] (seed 42)"
+    log = log or (lambda message: None)
+    log(f"timing the gated variants on {sample} ...")
+    return measure(parity, baseline, tuple(OPENVINO_VARIANTS), open_predictor, encoded, sample, log=log)
+
+
+def retime(onnx_dir: str | os.PathLike, config=None, log: Callable[[str], None] | None = None) -> dict:
+    """`verify --retime`: choose the default variant again on this CPU and store it in export_report.json.
+
+    The gate is not run again: the variants that passed the recorded one are timed (an openvino-fp32 that this
+    CPU compiles at another precision than the gated one is left out until `verify --record` gates it here).
+
+    Args:
+        onnx_dir: the exported folder.
+        config: a verify.VerifyConfig whose data and split hold the gate's reviews; None: the recorded ones.
+        log: receives progress lines for people.
+
+    Returns:
+        The new `runtime_choice` record.
+
+    Raises:
+        ModelLoadError: the folder has no passed gate recorded to choose among.
+    """
+    path = Path(str(onnx_dir)) / EXPORT_REPORT
+    payload = load_export_report(onnx_dir)
+    parity = payload.get("parity") or {}
+    if not parity.get("passed"):
+        raise ModelLoadError(
+            f"{path}: no passed parity gate recorded to choose a default among; run `imdb-deploy verify "
+            f"{onnx_dir} --record` first"
+        )
+    data, split = (config.data, config.split) if config is not None else (parity.get("data"), parity.get("split"))
+    choice = choose_default(onnx_dir, parity, data, split, log=log)
+    payload["runtime_choice"] = choice
+    payload["default_variant"] = choice["winner"]
+    write_json_atomic(path, payload)
+    return choice

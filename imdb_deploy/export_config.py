@@ -17,6 +17,9 @@ GPU_ONLY_LEVELS = ("O4",)
 QUANTIZATION_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 QUANTIZE_SOURCES = ("optimized", "fp32")
 DEVICES = ("cpu", "cuda")
+# When export writes the OpenVINO variants (openvino_runtime.write_variants): auto with --quantize where the
+# openvino extra imports and the gate runs; on always (an error without the extra); off never.
+OPENVINO_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -54,6 +57,19 @@ class ExportConfig:
             exact_samples); None: all of them.
         threshold_overrides: "VARIANT.FIELD=VALUE" changes to the gate's default thresholds
             (verify.default_thresholds), e.g. "int8.min_agreement=0.97".
+        openvino: write the OpenVINO variants (openvino-int8: nncf static INT8; openvino-fp32: the fp32 graph at
+            the precision the CPU picks), one of OPENVINO_MODES. "auto" writes them with --quantize where the
+            openvino extra imports and the gate runs, since the gate and the timing decide whether they are used.
+        calibration_data: the data source whose TRAINING split calibrates openvino-int8's static scales; None:
+            `data`'s training split (never the split the gate scores). The reviews' ids are recorded.
+        calibration_samples: training reviews to calibrate on (nncf's own default subset size is 300). nncf
+            scores them twice (SmoothQuant, then the min/max statistics): at distilbert-base/512 on 2 shared
+            cores 32 reviews took 41 s, so 300 take about 6 minutes; fewer calibrate faster, and the gate
+            still judges the result.
+        timing_samples: reviews of the gate's split each gated variant is timed on to choose the default
+            (runtime_choice), two interleaved passes each. 16 keeps it to seconds for the INT8 variants and about
+            half a minute in all at distilbert-base/512 on 2 cores (the fp32 graphs run about 3 reviews/s there),
+            while a challenger needs a 10% lead (runtime_choice.MIN_GAIN) to win.
         overwrite: replace an existing output folder (only once the new one is complete and verified).
     """
 
@@ -73,6 +89,10 @@ class ExportConfig:
     verify_samples: int | None = 1000
     verify_exact_samples: int | None = 2000
     threshold_overrides: tuple[str, ...] = ()
+    openvino: str = "auto"
+    calibration_data: str | None = None
+    calibration_samples: int = 300
+    timing_samples: int = 16
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -101,6 +121,13 @@ class ExportConfig:
             )
         if self.quantize_from not in QUANTIZE_SOURCES:
             raise ConfigError(f"quantize_from={self.quantize_from!r}: use one of {', '.join(QUANTIZE_SOURCES)}")
+        if self.openvino not in OPENVINO_MODES:
+            raise ConfigError(f"openvino={self.openvino!r}: use one of {', '.join(OPENVINO_MODES)}")
+        if self.openvino == "on" and self.device == "cuda":
+            raise ConfigError("openvino='on' writes CPU-only variants; export for --device cpu")
+        for name in ("calibration_samples", "timing_samples"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use at least 2")
         for name in ("verify_samples", "verify_exact_samples"):
             value = getattr(self, name)
             if value is not None and value < 2:

@@ -23,8 +23,21 @@ STACK = ("imdb-deploy", "torch", "transformers", "optimum", "optimum-onnx", "onn
 # A distribution that provides the same module under another name (the GPU build of onnxruntime).
 _ALTERNATIVES = {"onnxruntime": ("onnxruntime-gpu",)}
 
-# Flags named in a report's short "isa" list, widest first.
-ISA_FLAGS = ("avx512_vnni", "avx_vnni", "avx512bw", "avx512f", "avx2", "fma")
+# Flags named in a report's short "isa" list, widest first: the ones that decide which kernels the runtimes pick
+# (AMX and AVX512-BF16 tiles and dot products, VNNI INT8 dot products, the vector widths; ARM's dot product).
+# A folder's measured default variant records them (runtime_choice) and warns when they differ at load.
+ISA_FLAGS = (
+    "amx_int8",
+    "amx_bf16",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512bw",
+    "avx512f",
+    "avx2",
+    "fma",
+    "asimddp",
+)
 
 # Useful INT8 multiply-adds per cycle per core, from the widest integer dot-product path the ISA offers,
 # first match wins. Without VNNI (AVX2, AVX512BW), ONNX Runtime's MLAS kernels multiply u8 activations by

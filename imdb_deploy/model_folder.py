@@ -33,6 +33,13 @@ from imdb_deploy.artifacts import (
     refuse_custom_code,
 )
 from imdb_deploy.errors import ModelLoadError
+from imdb_deploy.openvino_runtime import (
+    OPENVINO_VARIANTS,
+    openvino_variants,
+    resolve_openvino_variant,
+    unavailable_reason,
+)
+from imdb_deploy.runtime_choice import recorded_default
 
 # Files a runtime reads besides its graph: each must be covered by the recorded checksums when present.
 TOKENIZER_FILES = (*VOCABULARY_FILES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
@@ -164,8 +171,29 @@ class ExportFolder:
         return tuple(self.settings.label_names)
 
     def resolve_variant(self, variant: str = "auto", gpu: bool = False) -> tuple[str, Path]:
-        """(name, file) of a variant; "auto" as artifacts.resolve_onnx_variant picks it."""
-        return pick_onnx_variant(self.path, self.variants, variant, gpu)
+        """(name, file) of the variant a Predictor runs.
+
+        "auto" on the CPU takes the folder's measured `default_variant` (runtime_choice.recorded_default, which
+        warns when the folder moved to a CPU with other ISA flags) and otherwise onnxruntime's default
+        (artifacts.pick_onnx_variant); an openvino-* name takes that IR.
+
+        Raises:
+            ModelLoadError: the variant or its runtime is missing.
+        """
+        if variant in OPENVINO_VARIANTS:
+            if gpu:
+                raise ModelLoadError(f"variant {variant!r} runs on OpenVINO's CPU plugin; use --provider cpu")
+            return variant, resolve_openvino_variant(self.path, variant)
+        name, path = pick_onnx_variant(self.path, self.variants, variant, gpu)
+        if variant == "auto" and not gpu:
+            available = list(self.variants)
+            on_openvino = openvino_variants(self.path)
+            if on_openvino and unavailable_reason() is None:
+                available += list(on_openvino)
+            chosen = recorded_default(self.path, self.report, available)
+            if chosen and chosen != name:
+                return self.resolve_variant(chosen)
+        return name, path
 
     def check_files(self, graph: str | os.PathLike, allow_unverified: bool = False) -> FileCheck:
         """Hash the files a runtime of `graph` loads and compare them with the recorded checksums.

@@ -1,5 +1,11 @@
 """OpenVINO as a second CPU runtime for an exported ONNX folder (the optional `openvino` extra: openvino + nncf).
 
+- The variants `openvino-int8` (nncf static INT8, `openvino_int8.xml/.bin`) and `openvino-fp32` (the fp32 graph
+  as IR, `openvino_fp32.xml/.bin`, compiled at the precision the CPU plugin picks) that `export --quantize`
+  writes and gates where the extra is installed (`write_variants`), and `predict.Predictor` runs through
+  `PerReviewRunner`: one review per infer request (shape 1 x its own length: no padding, no neighbours, so a
+  review's answer cannot depend on its batch), as many requests in flight as cores (`ov.AsyncInferQueue`
+  over THROUGHPUT streams of one thread each), results put back in input order.
 - `OpenVINOModel` reads a graph of a folder written by `imdb-deploy export`, compiles it for the CPU with the
   given threads and performance hint, and scores reviews in the same length-sorted, token-capped batches as
   `predict.Predictor` (tokenization.length_sorted_batches and tokenization.pad), with the folder's tokenizer and
@@ -15,29 +21,55 @@ rule for com.microsoft.QAttention): its INT8 comes from nncf instead. It runs th
 fused one (distilbert-base, 512 tokens, 2 cores with AMX: 18.75 vs 11.60 reviews/s; research/README.md), so
 bench compiles `model.onnx`. What is not INT8 runs at the precision the CPU plugin picks
 (INFERENCE_PRECISION_HINT): bf16 on CPUs with AVX512-BF16 or AMX, f32 elsewhere; `precision="f32"` forces full
-precision. `info` records what it picked. Only f32 is batch-invariant: bf16 and static INT8 moved a review's
-probability by up to 1.5e-3 between batchings (fixed scales, but the float parts round differently per batch
-shape, and a value crossing a rounding boundary moves a whole quantization step).
+precision. `info` records what it picked. Batched (OpenVINOModel, bench's rows), only f32 is batch-invariant:
+bf16 and static INT8 moved a review's probability by up to 1.5e-3 between batchings (fixed scales, but the
+float parts round differently per batch shape, and a value crossing a rounding boundary moves a whole
+quantization step). That is why the Predictor variants run one review per request: a review then always has the
+same shape, the same kernels and one thread, whatever else is in flight (the gate checks it: 0 difference).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import ONNX_VARIANTS, load_settings, load_tokenizer
+from imdb_deploy.artifacts import ONNX_VARIANTS, VariantBatching, load_settings, load_tokenizer
+from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.errors import ConfigError, ModelLoadError
+from imdb_deploy.fileio import atomic_file
+from imdb_deploy.machine import physical_cores
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # The ONNX variants OpenVINO can read (model_quantized.onnx holds onnxruntime-only QAttention ops).
 ONNX_SOURCES = ("fp32", "optimized")
 # Static INT8 written by quantize_static, inside the exported folder or wherever the caller says.
 INT8_IR = "openvino_int8.xml"
+# The fp32 graph as OpenVINO IR (model.onnx converted once at export, weights kept in f32).
+FP32_IR = "openvino_fp32.xml"
+# The variants Predictor runs through OpenVINO, beside artifacts.ONNX_VARIANTS, and the file of each.
+OPENVINO_VARIANTS = {"openvino-int8": INT8_IR, "openvino-fp32": FP32_IR}
+# Both run one review per infer request: a review's answer depends on that review alone (verify checks it).
+OPENVINO_BATCHING = {
+    "openvino-int8": VariantBatching(
+        True, True, "OpenVINO static INT8 (nncf) run one review per infer request: no padding, no neighbours"
+    ),
+    "openvino-fp32": VariantBatching(
+        True,
+        True,
+        "OpenVINO fp32 graph at the precision the CPU picks (bf16 with AVX512-BF16/AMX), one review per request",
+    ),
+}
+# Precisions that change the math (gated like INT8, verify.default_thresholds' "openvino-bf16" entry).
+LOSSY_PRECISIONS = ("bf16", "f16")
 # ov::hint::PerformanceMode. LATENCY: one stream using every thread, which is how Predictor runs (one synchronous
 # call per batch); THROUGHPUT: several streams that only pay off with parallel requests.
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
@@ -222,6 +254,7 @@ def quantize_static(
     output: str | os.PathLike | None = None,
     source: str = "fp32",
     calibration_source: str = "",
+    progress: bool = True,
 ):
     """nncf static INT8 of an exported graph, calibrated on the given (training) reviews.
 
@@ -234,6 +267,7 @@ def quantize_static(
             keeps it in memory only.
         source: the ONNX variant to quantize, one of ONNX_SOURCES.
         calibration_source: where the reviews came from, for the record.
+        progress: show nncf's progress bars (on stderr); False discards them.
 
     Returns:
         (model, record): the quantized `openvino.Model`, and what was done (source graph, calibration size and
@@ -252,8 +286,6 @@ def quantize_static(
         import nncf
     except ImportError as exc:
         raise ModelLoadError(f"nncf is not installed: {_INSTALL_HINT}") from exc
-    import logging
-
     folder = Path(str(model_dir))
     path = resolve_graph(folder, source)
     tokenizer = load_tokenizer(folder)
@@ -265,7 +297,7 @@ def quantize_static(
     model = ov.Core().read_model(str(path))
     nncf.set_log_level(logging.ERROR)
     # nncf draws rich progress bars on stdout, which is for data: send them to stderr.
-    with redirect_stdout(sys.stderr):
+    with redirect_stdout(sys.stderr if progress else io.StringIO()):
         quantized = nncf.quantize(
             model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
         )
@@ -278,17 +310,22 @@ def quantize_static(
         "openvino": ov.__version__,
     }
     if output is not None:
-        from imdb_deploy.fileio import atomic_file
-
-        output = Path(output)
-        # The .bin is renamed into place first, the .xml (what a reader looks for) last.
-        with atomic_file(output) as xml_tmp, atomic_file(output.with_suffix(".bin")) as bin_tmp:
-            scratch = xml_tmp.with_name(xml_tmp.name + ".xml")
-            ov.save_model(quantized, str(scratch), compress_to_fp16=False)
-            os.replace(scratch.with_suffix(".bin"), bin_tmp)
-            os.replace(scratch, xml_tmp)
+        save_ir(quantized, output)
         record.update(file=str(output), bytes=graph_bytes(output))
     return quantized, record
+
+
+def save_ir(model, output: str | os.PathLike) -> Path:
+    """Save an `openvino.Model` as IR (.xml, its .bin beside it, weights as they are), completely or not at all."""
+    ov = _openvino()
+    output = Path(output)
+    # The .bin is renamed into place first, the .xml (what a reader looks for) last.
+    with atomic_file(output) as xml_tmp, atomic_file(output.with_suffix(".bin")) as bin_tmp:
+        scratch = xml_tmp.with_name(xml_tmp.name + ".xml")
+        ov.save_model(model, str(scratch), compress_to_fp16=False)
+        os.replace(scratch.with_suffix(".bin"), bin_tmp)
+        os.replace(scratch, xml_tmp)
+    return output
 
 
 def calibration_reviews(data: str, samples: int, seed: int = 42):
@@ -297,8 +334,6 @@ def calibration_reviews(data: str, samples: int, seed: int = 42):
     Raises:
         DataError, HubUnreachableError: the training split cannot be read.
     """
-    from imdb_deploy.data import load_split, stratified_sample
-
     return stratified_sample(load_split(data, "train"), samples, seed)
 
 
@@ -331,8 +366,6 @@ def open_model(
         return OpenVINOModel(onnx_dir, "fp32", **options)
     if variant != "int8":
         raise ConfigError(f"variant={variant!r}: use fp32 or int8")
-    import tempfile
-
     reviews = calibration_reviews(data, calibration_samples, seed)
     with tempfile.TemporaryDirectory(prefix="imdb-deploy-openvino-") as scratch:
         folder = Path(save_dir) if save_dir else Path(scratch)
@@ -344,3 +377,195 @@ def open_model(
         model.info["file"] = record["file"] = INT8_IR
     model.info["quantization"] = record
     return model
+
+
+# --- the openvino-* variants of an exported folder ------------------------------------------------------
+
+
+def openvino_variants(onnx_dir: str | os.PathLike) -> dict[str, Path]:
+    """The OpenVINO variants present in an exported folder (their .xml and .bin both there), by name."""
+    folder = Path(str(onnx_dir))
+    present = {}
+    for name, file in OPENVINO_VARIANTS.items():
+        path = folder / file
+        if path.is_file() and path.with_suffix(".bin").is_file():
+            present[name] = path
+    return present
+
+
+def resolve_openvino_variant(onnx_dir: str | os.PathLike, variant: str) -> Path:
+    """The IR of an openvino-* variant in an exported folder.
+
+    Raises:
+        ModelLoadError: the extra is missing, or the folder has no such IR (naming how to write it).
+    """
+    reason = unavailable_reason()
+    if reason:
+        raise ModelLoadError(f"variant {variant!r} runs on OpenVINO, but {reason}")
+    folder = Path(str(onnx_dir))
+    present = openvino_variants(folder)
+    if variant not in present:
+        raise ModelLoadError(
+            f"{folder}: has no {variant} model ({OPENVINO_VARIANTS[variant]} and its .bin); write it with "
+            "`imdb-deploy export MODEL_DIR --quantize` where the openvino extra is installed"
+        )
+    return present[variant]
+
+
+class PerReviewRunner:
+    """An OpenVINO IR scoring one review per infer request, `streams` requests in flight.
+
+    The model is compiled with PERFORMANCE_HINT THROUGHPUT and NUM_STREAMS = INFERENCE_NUM_THREADS = `streams`:
+    one thread per stream, so each review runs on one core with the same kernels whichever stream takes it, and
+    `streams` reviews run at once (the same reasoning as predict's per-review onnxruntime path). Thread-safe:
+    several callers may score at once (serve does); each gets its own rows back, in order.
+
+    Args:
+        path: the .xml file.
+        streams: reviews in flight; None: the physical cores.
+        precision: INFERENCE_PRECISION_HINT, one of PRECISIONS (None: the CPU plugin's choice).
+
+    Raises:
+        ModelLoadError: openvino is missing, or the IR cannot be read or compiled.
+        ConfigError: a setting is out of range.
+    """
+
+    def __init__(self, path: str | os.PathLike, streams: int | None = None, precision: str | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision={precision!r}: use None (the CPU's choice), f32 or bf16")
+        if streams is not None and streams < 1:
+            raise ConfigError(f"threads={streams!r}: use 1 or more (or None for all physical cores)")
+        ov = _openvino()
+        self.path = Path(path)
+        self.streams = streams or physical_cores()
+        core = ov.Core()
+        properties = {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": self.streams,
+            "INFERENCE_NUM_THREADS": self.streams,
+        }
+        if precision:
+            properties["INFERENCE_PRECISION_HINT"] = precision
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", properties)
+        except RuntimeError as exc:
+            lines = str(exc).strip().splitlines()
+            raise ModelLoadError(
+                f"{self.path}: OpenVINO could not read or compile it ({lines[-1] if lines else type(exc).__name__}); "
+                "re-create the folder with `imdb-deploy export`"
+            ) from exc
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        if "input_ids" not in self.input_names or set(self.input_names) - {"input_ids", "attention_mask"}:
+            raise ModelLoadError(
+                f"{self.path}: unexpected inputs {self.input_names} (expected input_ids and attention_mask); "
+                "re-create the folder with `imdb-deploy export`"
+            )
+        self.outputs = int(self.compiled.outputs[0].get_partial_shape()[-1].get_length())
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+        self.openvino_version = ov.__version__
+        self._queue = ov.AsyncInferQueue(self.compiled, self.streams)
+        self._queue.set_callback(self._finished)
+        self._submit = threading.Lock()
+
+    @staticmethod
+    def _finished(request, userdata) -> None:
+        out, row, call = userdata
+        try:
+            out[row] = request.get_output_tensor(0).data[0]
+        except Exception as exc:  # reported to the caller, who waits for every row
+            call.error = exc
+        call.row_done()
+
+    def run(self, reviews: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits of each review (token ids, unpadded), in order: one infer request per review.
+
+        Raises:
+            ModelLoadError: OpenVINO failed on a review.
+        """
+        out = np.empty((len(reviews), self.outputs), dtype=np.float32)
+        if not reviews:
+            return out
+        call = _Call(len(reviews))
+        with self._submit:  # one caller hands its reviews to the queue at a time; they run in parallel
+            for row, ids in enumerate(reviews):
+                tokens = np.asarray([ids], dtype=np.int64)
+                feed = {"input_ids": tokens}
+                if "attention_mask" in self.input_names:
+                    feed["attention_mask"] = np.ones_like(tokens)
+                self._queue.start_async(feed, (out, row, call))
+        call.wait()
+        if call.error is not None:
+            raise ModelLoadError(f"{self.path}: OpenVINO failed on a review ({call.error})") from call.error
+        return out
+
+    def describe(self) -> dict:
+        """What the CPU plugin compiled: precision, streams, threads, OpenVINO version."""
+        return {
+            "runtime": "openvino",
+            "inference_precision": self.precision,
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
+            "openvino": self.openvino_version,
+        }
+
+
+class _Call:
+    """The rows one `PerReviewRunner.run` still waits for."""
+
+    def __init__(self, rows: int) -> None:
+        self.pending = rows
+        self.error: Exception | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def row_done(self) -> None:
+        with self._lock:
+            self.pending -= 1
+            if self.pending == 0:
+                self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+
+def write_variants(
+    folder: str | os.PathLike,
+    calibration,
+    log=None,
+    progress: bool = True,
+) -> dict:
+    """Write the openvino-fp32 and openvino-int8 IRs into an exported folder (export calls it before the gate).
+
+    Args:
+        folder: the folder being exported (model.onnx, tokenizer and train_config.json already in it).
+        calibration: a data.ReviewSplit of TRAINING reviews; nncf calibrates the INT8 scales on them.
+        log: receives progress lines for people.
+        progress: show nncf's progress bars (on stderr).
+
+    Returns:
+        The record for export_report.json: per IR its file and bytes; for INT8 the calibration (source,
+        count and the ids of the reviews).
+
+    Raises:
+        ModelLoadError: the extra is missing, or OpenVINO cannot read model.onnx.
+    """
+    ov = _openvino()
+    log = log or (lambda message: None)
+    folder = Path(str(folder))
+    source = resolve_graph(folder, "fp32")
+    log(f"converting {source.name} to OpenVINO IR ({FP32_IR}) ...")
+    try:
+        model = ov.Core().read_model(str(source))
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{source}: OpenVINO could not read it ({str(exc).strip()[-200:]})") from exc
+    save_ir(model, folder / FP32_IR)
+    log(f"quantizing {source.name} to static INT8 with nncf on {len(calibration)} training reviews ...")
+    source_name = f"{calibration.source} [{calibration.name}]"
+    _, record = quantize_static(
+        folder, calibration.texts, folder / INT8_IR, calibration_source=source_name, progress=progress
+    )
+    record.update(file=INT8_IR, calibration_ids=list(calibration.ids))
+    return {
+        "openvino-fp32": {"file": FP32_IR, "bytes": graph_bytes(folder / FP32_IR), "source": source.name},
+        "openvino-int8": record,
+    }

@@ -7,6 +7,9 @@ grouped so that a batch pads only to its own longest review and holds at most `m
 A variant whose answers would depend on the batch (dynamic INT8, which picks its activation scales per
 call) runs one review per onnxruntime call instead (artifacts.VARIANT_BATCHING): the same review gets the
 same probabilities whatever else is scored with it. `Predictor.batching` says which a variant does.
+
+The openvino-* variants run on OpenVINO instead (openvino_runtime.PerReviewRunner, one review per infer
+request), and "auto" runs the default that export chose by measurement on this CPU (runtime_choice).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imdb_deploy.artifacts import VARIANT_BATCHING, open_onnx_session
+from imdb_deploy.artifacts import ONNX_VARIANTS, VARIANT_BATCHING, open_onnx_session
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import refuse_overlap
@@ -38,6 +41,7 @@ from imdb_deploy.inputs import (
 )
 from imdb_deploy.machine import physical_cores
 from imdb_deploy.model_folder import ExportFolder, open_folder
+from imdb_deploy.openvino_runtime import OPENVINO_BATCHING, OPENVINO_VARIANTS, PerReviewRunner
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
@@ -48,6 +52,8 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
 # `predict --engine`: local streams in this process (predict_file); ray runs predict_ray.predict_ray.
 ENGINES = ("local", "ray")
+# Every variant a Predictor runs: onnxruntime's, then OpenVINO's.
+VARIANTS = (*ONNX_VARIANTS, *OPENVINO_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,9 @@ class Predictor:
     Args:
         model_dir: folder written by `imdb-deploy export` (ONNX files, tokenizer, train_config.json), or that
             folder already opened (model_folder.ExportFolder: several Predictors then share one tokenizer).
-        variant: "auto" (INT8 on CPU when present, one review per call: batch-invariant), or one of
-            artifacts.ONNX_VARIANTS ("int8-batched" is faster on short reviews but batch-dependent).
+        variant: "auto" (on the CPU the folder's measured default_variant, else INT8 when present, one review
+            per call: batch-invariant), or one of VARIANTS ("int8-batched" is faster on short reviews but
+            batch-dependent; "openvino-int8" and "openvino-fp32" run on OpenVINO, one review per request).
         provider: "cpu", or "cuda" with onnxruntime-gpu installed.
         threads: cores to use; None uses all physical cores. A batched variant gives them to onnxruntime's
             intra-op pool; a per-review variant (the default INT8) runs that many reviews at once, each on
@@ -83,6 +90,8 @@ class Predictor:
         max_tokens: most padded tokens (reviews x longest review) in one call; None for no cap.
         allow_unverified: load files that differ from the checksums export_report.json recorded (or a
             report that cannot be read) instead of refusing them; `files` then says so.
+        precision: openvino-* variants: INFERENCE_PRECISION_HINT, None for the CPU plugin's choice (bf16 on
+            CPUs with AVX512-BF16 or AMX, f32 elsewhere), "f32" to force full precision; onnxruntime ignores it.
 
     Attributes:
         folder: the opened model_folder.ExportFolder.
@@ -111,6 +120,7 @@ class Predictor:
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         io_binding: bool | None = None,
         allow_unverified: bool = False,
+        precision: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r}: use 1 or more")
@@ -122,7 +132,7 @@ class Predictor:
         self.model_dir = self.folder.path
         self.variant, self.model_path = self.folder.resolve_variant(variant, gpu=provider == "cuda")
         self.files = self.folder.check_files(self.model_path, allow_unverified)
-        self.batching = VARIANT_BATCHING[self.variant]
+        self.batching = OPENVINO_BATCHING.get(self.variant) or VARIANT_BATCHING[self.variant]
         self.provider = provider
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -131,13 +141,24 @@ class Predictor:
         self.workers = 1
         if self.batching.per_review and provider == "cpu" and not self.io_binding:
             self.workers = threads or physical_cores()
-        session_threads = 1 if self.workers > 1 else threads
-        self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
+        self._openvino = None
+        if self.variant in OPENVINO_VARIANTS:
+            self._openvino = PerReviewRunner(self.model_path, self.workers, precision)
+            self.session = None
+            self.runtime = self._openvino.describe()
+        else:
+            session_threads = 1 if self.workers > 1 else threads
+            self.session = open_onnx_session(self.model_path, provider=provider, threads=session_threads)
+            self.runtime = {"runtime": "onnxruntime"}
         self._pool = None
         self.tokenizer = self.folder.tokenizer
         self.settings = self.folder.settings
         self.label_names = tuple(self.settings.label_names)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if self._openvino is not None:
+            self._input_names, self._output_name = self._openvino.input_names, "logits"
+            self._check_width(self._openvino.outputs)
+            return
         self._input_names = [node.name for node in self.session.get_inputs()]
         unknown = set(self._input_names) - {"input_ids", "attention_mask", "token_type_ids"}
         if "input_ids" not in self._input_names or unknown:
@@ -147,15 +168,17 @@ class Predictor:
             )
         outputs = self.session.get_outputs()
         self._output_name = "logits" if any(out.name == "logits" for out in outputs) else outputs[0].name
-        width = next(out for out in outputs if out.name == self._output_name).shape[-1]
+        self._check_width(next(out for out in outputs if out.name == self._output_name).shape[-1])
+        # One flat buffer per input, reshaped to (batch, longest) for each call: no allocation per batch.
+        self._buffer_rows = batch_size
+        self._buffers = self._allocate(batch_size)
+
+    def _check_width(self, width) -> None:
         if isinstance(width, int) and width != len(self.label_names):
             raise ModelLoadError(
                 f"{self.model_path}: the model has {width} outputs but train_config.json names "
                 f"{len(self.label_names)} labels ({', '.join(self.label_names)}); re-export the trained folder"
             )
-        # One flat buffer per input, reshaped to (batch, longest) for each call: no allocation per batch.
-        self._buffer_rows = batch_size
-        self._buffers = self._allocate(batch_size)
 
     def __repr__(self) -> str:
         return (
@@ -204,6 +227,8 @@ class Predictor:
         Thread-safe: each call pads into arrays of its own (not the shared buffers), so several threads may
         score at once (serve runs `workers` batches in flight on one Predictor).
         """
+        if self._openvino is not None:  # OpenVINO's own queue keeps `workers` requests in flight
+            return self._openvino.run(reviews)
         if self.workers == 1 or len(reviews) == 1:
             return np.concatenate([self._run_review(ids) for ids in reviews])
         if self._pool is None:
@@ -254,6 +279,7 @@ class Predictor:
             "batch_size": None if self.batching.per_review else self.batch_size,
             "max_tokens": None if self.batching.per_review else self.max_tokens,
             "max_length": self.settings.max_length,
+            **self.runtime,
         }
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:

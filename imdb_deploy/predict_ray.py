@@ -427,9 +427,14 @@ def _id_type(files: Sequence[str], config: RayPredictConfig):
 def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
     """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
     from imdb_deploy.artifacts import ONNX_VARIANTS
+    from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS
 
     # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
-    skip = set(ONNX_VARIANTS.values()) - {ONNX_VARIANTS[variant]}
+    # An OpenVINO IR is its .xml and .bin.
+    files = {**ONNX_VARIANTS, **OPENVINO_VARIANTS}
+    ir = {Path(f).with_suffix(".bin").name for f in OPENVINO_VARIANTS.values()}
+    keep = {files[variant], Path(files[variant]).with_suffix(".bin").name}
+    skip = (set(files.values()) | ir) - keep
     return {
         path.name: path.read_bytes()
         for path in sorted(predictor_dir.iterdir())

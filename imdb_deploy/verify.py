@@ -26,7 +26,6 @@ import numpy as np
 from imdb_deploy.artifacts import (
     EXPORT_REPORT,
     ONNX_VARIANTS,
-    onnx_variants,
     read_json,
 )
 from imdb_deploy.errors import ConfigError, ModelLoadError, ParityError
@@ -38,6 +37,12 @@ from imdb_deploy.model_folder import (
     graph_companions,
     open_folder,
 )
+from imdb_deploy.openvino_runtime import LOSSY_PRECISIONS, OPENVINO_VARIANTS, openvino_variants, unavailable_reason
+
+# Every variant the gate checks (onnxruntime's and OpenVINO's), and the pseudo-variant whose thresholds an
+# openvino-fp32 gets when the CPU compiles it to a lossy precision (bf16 on AVX512-BF16/AMX CPUs).
+GATED_VARIANTS = (*ONNX_VARIANTS, *OPENVINO_VARIANTS)
+OPENVINO_LOSSY = "openvino-bf16"
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "int8": DEFAULT_INT8,
     "int8-batched": DEFAULT_INT8,
     "fp16": Thresholds(min_agreement=0.995, max_accuracy_drop=0.002, max_prob_diff=2e-2, max_mean_prob_diff=2e-3),
+    # nncf static INT8 is INT8 like any other; OpenVINO's fp32 graph is exact at f32 and gated like INT8
+    # where the CPU plugin runs it in bf16 (8 significant bits: a lossy variant).
+    "openvino-int8": DEFAULT_INT8,
+    "openvino-fp32": DEFAULT_EXACT,
+    OPENVINO_LOSSY: DEFAULT_INT8,
 }
 
 
@@ -144,8 +154,10 @@ def parse_threshold_overrides(items: Iterable[str], base: dict[str, Thresholds] 
         variant, dot, name = key.strip().partition(".")
         if not sep or not dot:
             raise ConfigError(f"threshold {item!r}: write VARIANT.FIELD=VALUE, e.g. int8.min_agreement=0.97")
-        if variant not in ONNX_VARIANTS:
-            raise ConfigError(f"threshold {item!r}: variant {variant!r} is not one of {', '.join(ONNX_VARIANTS)}")
+        if variant not in (*GATED_VARIANTS, OPENVINO_LOSSY):
+            raise ConfigError(
+                f"threshold {item!r}: variant {variant!r} is not one of {', '.join((*GATED_VARIANTS, OPENVINO_LOSSY))}"
+            )
         if name not in names:
             raise ConfigError(f"threshold {item!r}: field {name!r} is not one of {', '.join(names)}")
         text = value.strip().lower()
@@ -210,8 +222,8 @@ class VerifyConfig:
         if self.invariance_samples < 1:
             raise ConfigError(f"invariance_samples={self.invariance_samples!r}: use 1 or more")
         for name in self.variants or ():
-            if name not in ONNX_VARIANTS:
-                raise ConfigError(f"variant {name!r}: use one of {', '.join(ONNX_VARIANTS)}")
+            if name not in GATED_VARIANTS:
+                raise ConfigError(f"variant {name!r}: use one of {', '.join(GATED_VARIANTS)}")
         self.threshold_overrides = tuple(self.threshold_overrides)
         parse_threshold_overrides(self.threshold_overrides)  # a typo fails now, not after minutes of inference
 
@@ -232,6 +244,7 @@ class VariantParity:
         flips: the first `flips_listed` reviews whose label changed: id, true label, both probabilities.
         failures: the thresholds it broke, each with the numbers; empty when it passed.
         invariance: the batch-invariance check (Invariance.to_dict()), or None when it did not run.
+        runtime: what ran it (onnxruntime, or OpenVINO with the precision its CPU plugin compiled).
         metrics: accuracy, F1, precision, recall and confusion matrix on the same reviews
             (metrics.classification_metrics) for a two-label model; None otherwise.
     """
@@ -251,6 +264,7 @@ class VariantParity:
     seconds: float
     invariance: dict | None = None
     metrics: dict | None = None
+    runtime: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -377,17 +391,17 @@ class ParityReport:
         lines = [
             f"parity on {self.samples} reviews of {self.data} [{self.split}]: "
             f"PyTorch accuracy {self.pytorch_accuracy:.4f} ({self.pytorch_seconds:.1f}s)",
-            f"  {'variant':<12} {'reviews':>7} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} "
+            f"  {'variant':<13} {'reviews':>7} {'accuracy':>8} {'change':>8} {'agree':>8} {'max|dp|':>9} "
             f"{'mean|dp|':>9} {'flips':>5} {'sec':>6}  {'batch invariance (max|dp|, flips)':<38} gate",
         ]
         for name, v in self.variants.items():
             lines.append(
-                f"  {name:<12} {v.reviews:>7d} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p "
+                f"  {name:<13} {v.reviews:>7d} {v.accuracy:>8.4f} {100 * v.accuracy_change:>+7.2f}p "
                 f"{100 * v.agreement:>7.2f}% {v.max_prob_diff:>9.2e} {v.mean_prob_diff:>9.2e} {v.flip_count:>5d} "
                 f"{v.seconds:>6.1f}  {_describe_invariance(v.invariance):<38} {'pass' if v.passed else 'FAIL'}"
             )
         for name, why in self.skipped.items():
-            lines.append(f"  {name:<12} skipped: {why}")
+            lines.append(f"  {name:<13} skipped: {why}")
         for name, v in self.variants.items():
             for flip in v.flips:
                 lines.append(
@@ -498,6 +512,12 @@ def compare(
     )
 
 
+def present_variants(onnx_dir: str | os.PathLike | ExportFolder) -> dict[str, Path]:
+    """Every variant the folder holds: the ONNX ones, then the OpenVINO IRs."""
+    folder = open_folder(onnx_dir)
+    return {**folder.variants, **openvino_variants(folder.path)}
+
+
 def source_model(onnx_dir: str | os.PathLike | ExportFolder) -> str:
     """The PyTorch model an export came from, as recorded in its export_report.json.
 
@@ -532,7 +552,7 @@ def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
     payload = read_json(path)
     if not isinstance(payload, dict):
         raise ModelLoadError(f"{path}: expected a JSON object, got {type(payload).__name__}; re-export the folder")
-    present = onnx_variants(onnx_dir)
+    present = present_variants(onnx_dir)
     payload["parity"] = report.to_dict()
     payload["verified"] = report.passed and set(report.variants) == set(present)
     # The files the gate judged: the graphs of the variants it ran (and their weights beside them), and every
@@ -574,7 +594,7 @@ def check_parity(
     config = config or VerifyConfig()
     log = log or (lambda message: None)
     folder = ExportFolder(onnx_dir)  # refuses custom code before any work; read once for every variant
-    present = folder.variants
+    present = present_variants(folder)
     if not present:
         raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")
     wanted = config.variants or tuple(present)
@@ -608,8 +628,11 @@ def check_parity(
     encoded: list[list[int]] | None = None  # the folder's token ids, shared by its variants
     exact_subset = _subset(len(data), config.exact_samples, config.seed)
     for name in wanted:
-        if name.startswith("int8") and config.provider == "cuda":
-            report.skipped[name] = "dynamic INT8 runs on CPU only"
+        if (name.startswith("int8") or name in OPENVINO_VARIANTS) and config.provider == "cuda":
+            report.skipped[name] = "runs on CPU only (dynamic INT8, OpenVINO's CPU plugin)"
+            continue
+        if name in OPENVINO_VARIANTS and unavailable_reason():  # the folder stays unverified (record_parity)
+            report.skipped[name] = unavailable_reason()
             continue
         rows = exact_subset if name in FP32_GRAPHS else None
         reviews = len(data) if rows is None else len(rows)
@@ -627,6 +650,9 @@ def check_parity(
         ids = encoded if rows is None else [encoded[i] for i in rows]
         onnx_probs = softmax(predictor.logits_from_ids(ids))
         invariance = check_invariance(predictor, ids, onnx_probs, config.invariance_samples, config.seed)
+        limits = thresholds.get(name, DEFAULT_EXACT)
+        if name == "openvino-fp32" and predictor.runtime.get("inference_precision") in LOSSY_PRECISIONS:
+            limits = thresholds[OPENVINO_LOSSY]
         report.variants[name] = compare(
             name,
             present[name].name,
@@ -634,11 +660,12 @@ def check_parity(
             onnx_probs,
             labels if rows is None else labels[rows],
             data.ids if rows is None else [data.ids[i] for i in rows],
-            thresholds.get(name, DEFAULT_EXACT),
+            limits,
             config.flips_listed,
             time.perf_counter() - started,
         )
         report.variants[name].invariance = invariance.to_dict()
+        report.variants[name].runtime = dict(predictor.runtime)
         if invariance.failure:
             report.variants[name].failures.append(f"batch invariance: {invariance.failure}")
     return report

@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from imdb_deploy import demo
+from imdb_deploy.artifacts import EXPORT_REPORT
 from imdb_deploy.cli import cli
+from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS, unavailable_reason
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,13 @@ def test_demo_runs_every_stage_and_reports_it(demo_run):
     assert report["base_model"]["reason"] == "--model"
     assert report["stages"]["train"]["train_samples"] == 400
     assert report["stages"]["verify"]["passed"] is True
-    assert set(report["stages"]["verify"]["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
-    assert report["stages"]["predict"]["variant"] == "int8"
+    # With the openvino extra, export --quantize writes and gates OpenVINO's variants too (openvino_runtime).
+    openvino = set(OPENVINO_VARIANTS) if unavailable_reason() is None else set()
+    assert set(report["stages"]["verify"]["variants"]) == {"fp32", "optimized", "int8", "int8-batched"} | openvino
+    # predict runs the default export chose by measurement on this CPU (runtime_choice).
+    export_report = json.loads((Path(report["artifacts"]["onnx"]) / EXPORT_REPORT).read_text())
+    assert report["stages"]["predict"]["variant"] == export_report["default_variant"]
+    assert export_report["default_variant"] in {"int8"} | openvino
     assert report["stages"]["predict"]["reviews"] == 100  # the whole toy test split
     assert report["stages"]["train"]["test_samples"] == report["stages"]["verify"]["samples"] == 40
     assert set(report["stages"]["bench"]["rows"]) == {"pytorch-fp32", "onnx-optimized", "onnx-int8", "predict"}
