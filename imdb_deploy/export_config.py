@@ -36,19 +36,18 @@ class ExportConfig:
         quantize: also write the dynamic INT8 model (CPU only).
         quantize_target: CPU whose INT8 settings to use ("auto" detects this machine's), one of
             QUANTIZATION_TARGETS.
-        per_channel: one INT8 scale per weight column instead of per tensor. On the real-data check
-            (2,000 IMDb reviews) per-tensor agreed with PyTorch on 96.8% of labels and lost 0.8 points,
-            failing the gate; per-channel agreed on 99.1% at about the same speed.
+        per_channel: one INT8 scale per weight column instead of per tensor. On the real-data check per-tensor
+            scales fail the gate's agreement bound and per-channel passes, at about the same speed
+            (research/README.md, bench_int8_research.py).
         reduce_range: 7-bit weights, the cure for VPMADDUBSW saturation on AVX512 CPUs without VNNI.
         quantize_from: quantize the fused graph ("optimized") or the plain one ("fp32"). The fused one is
-            the default: on the real-data check it agreed with PyTorch more often (99.1% vs 98.6%, mean
-            |dp| 0.010 vs 0.015), and it runs faster (see the README's export numbers).
+            the default: on the real-data check it agreed with PyTorch more often, and it runs faster
+            (research/README.md, bench_int8_research.py).
         device: "cpu" or "cuda"; the device the exported graphs are optimized for.
         cls_only_last_layer: export the last transformer layer for the [CLS] position only (exact: the
             classifier reads only that position; the gate checks fp32 agreement as always). False exports the
-            model as it is (optimum's main_export). Measured on 2 AVX2 cores, distilbert-base at 512 tokens,
-            INT8, predict's batching, 128 IMDb reviews: 9.66 vs 8.32 reviews/s (+16%, best of two interleaved
-            rounds; research/bench_int8_research.py --stage final --samples 128).
+            model as it is. It runs faster at distilbert-base/512 INT8 (research/README.md,
+            bench_int8_research.py --stage final).
         verify: run the parity gate; False writes the folder marked `"verified": false`.
         data: labelled reviews for the gate (see imdb_deploy.data).
         split: split of `data` the gate scores.

@@ -18,12 +18,12 @@ MiniLM): its ONNX frontend keeps the dynamic `batch_size` and `sequence_length` 
 reshape is needed and each batch pads only to its own longest review. It reads `model.onnx` and
 `model_optimized.onnx` (it knows onnxruntime's fused contrib ops) but not `model_quantized.onnx` (no conversion
 rule for com.microsoft.QAttention): its INT8 comes from nncf instead. It runs the plain graph faster than the
-fused one (distilbert-base, 512 tokens, 2 cores with AMX: 18.75 vs 11.60 reviews/s; research/README.md), so
-bench compiles `model.onnx`. What is not INT8 runs at the precision the CPU plugin picks
-(INFERENCE_PRECISION_HINT): bf16 on CPUs with AVX512-BF16 or AMX, f32 elsewhere; `precision="f32"` forces full
-precision. `info` records what it picked. Batched (OpenVINOModel, bench's rows), only f32 is batch-invariant:
-bf16 and static INT8 moved a review's probability by up to 1.5e-3 between batchings (fixed scales, but the
-float parts round differently per batch shape, and a value crossing a rounding boundary moves a whole
+fused one (research/README.md, openvino_compare.py), so bench compiles `model.onnx`. What is not INT8 runs at
+the precision the CPU plugin picks (INFERENCE_PRECISION_HINT): bf16 on CPUs with AVX512-BF16 or AMX, f32
+elsewhere; `precision="f32"` forces full precision. `info` records what it picked. Batched (OpenVINOModel,
+bench's rows), only f32 is batch-invariant: bf16 and static INT8 move a review's probability between batchings
+(research/README.md, openvino_compare.py: fixed scales, but the float parts round differently per batch shape,
+and a value crossing a rounding boundary moves a whole
 quantization step). That is why the Predictor variants run one review per request: a review then always has the
 same shape, the same kernels and one thread, whatever else is in flight (the gate checks it: 0 difference).
 """
