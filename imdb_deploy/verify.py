@@ -83,13 +83,13 @@ class Thresholds:
 
 
 # fp32 and the fused graph compute the same function as PyTorch up to float32 rounding (about 1e-6 on the
-# real-data check: docs/export.md, "Why the default INT8 runs one review per call"); 1e-4 and 1e-5 are strict yet far above
-# rounding, and every label must agree.
-# fp16 (the GPU's O4 graph) is bounded like a slightly noisier fp32 until measured (FP16 below).
+# real-data check: docs/export.md, "Why the default INT8 runs one review per call"); 1e-4 and 1e-5 are strict
+# yet far above rounding, and every label must agree.
+# fp16 (the GPU's O4 graph) is bounded like a slightly noisier fp32 until measured ("fp16" below).
 DEFAULT_EXACT = Thresholds(min_agreement=1.0, max_accuracy_drop=0.0, max_prob_diff=1e-4, max_mean_prob_diff=1e-5)
 # INT8 bounds, set from the real-data check (the MiniLM-L6 fine-tuned on 2,000 reviews, scored on 2,000 IMDb
-# test reviews; its table is in docs/export.md, "Why the default INT8 runs one review per call"). A review near 0.5 can move far,
-# so agreement is what counts there and max |dp| is not gated.
+# test reviews; its table is in docs/export.md, "Why the default INT8 runs one review per call"). A review near
+# 0.5 can move far, so agreement is what counts there and max |dp| is not gated.
 # - min_agreement 0.98 allows about twice the disagreement measured there: several binomial standard errors
 #   at the default sample sizes, so a sound model does not fail by chance while a broken one (<98%) does.
 # - max_accuracy_drop 0.5 points is the release budget, widened to 2 standard errors of the flip noise
