@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import time
 from dataclasses import dataclass
 
@@ -188,6 +187,8 @@ def _options(payload: dict) -> dict:
         raise _validation(f"parameters: expected an object, got {_kind(parameters)}")
     parameters = parameters or {}
     top_k = parameters.get("top_k")
+    if isinstance(top_k, float) and top_k.is_integer():  # 3.0 is an integer to JSON Schema
+        top_k = int(top_k)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _validation(f"parameters.top_k: expected a whole number of 1 or more, got {excerpt(str(top_k))}")
     function = parameters.get("function_to_apply")
@@ -475,8 +476,14 @@ class MetricsMiddleware:
 
 def json_schema_limits(config: ServeConfig, max_length: int) -> dict:
     """The /predict request schema, with the running limits (what the server really accepts)."""
-    text = {"type": "string", "minLength": 1, "pattern": r"\S", "description": "A review (not blank)."}
-    single = {**text, "maxLength": math.floor(config.max_review_bytes / 4)}
+    # No maxLength: the limits are in UTF-8 bytes (a text, the whole body), which a JSON schema cannot state.
+    single = {
+        "type": "string",
+        "minLength": 1,
+        "pattern": r"\S",
+        "description": f"A review (not blank), at most {config.max_review_bytes:,} bytes of UTF-8; the whole body at "
+        f"most {config.max_body_bytes:,} bytes.",
+    }
     batch_max = config.max_client_batch_size
     one_or_many = {
         "oneOf": [
@@ -512,13 +519,13 @@ def json_schema_limits(config: ServeConfig, max_length: int) -> dict:
                 "422); null or absent: the server's --auto-truncate.",
             },
             "truncation_direction": {
-                "type": "string",
-                "enum": ["left", "right", "Left", "Right"],
+                "type": ["string", "null"],
+                "enum": ["left", "right", "Left", "Right", None],
                 "description": "right keeps the head, left the tail; absent: the cut the model was trained with.",
             },
-            "raw_scores": {"type": "boolean", "description": "Logits instead of probabilities."},
+            "raw_scores": {"type": ["boolean", "null"], "description": "Logits instead of probabilities."},
             "details": {
-                "type": "boolean",
+                "type": ["boolean", "null"],
                 "description": "Answer one object per input: label, score, probabilities by label, variant.",
             },
             "parameters": {

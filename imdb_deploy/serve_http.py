@@ -193,10 +193,12 @@ def protocol(config: ServeConfig) -> type:
             super().connection_lost(exc)
 
         def eof_received(self) -> bool | None:
-            # A client that half-closes after its request (nc -N) still reads the answer: keep the transport
-            # open while a request is in progress; it is closed once the answer is sent.
+            # A client that half-closes after its whole request (nc -N) still reads the answer: keep the
+            # transport open while that request is answered; it is closed once the answer is sent.
             self._half_closed = True
-            return True if self.cycle is not None and not self.cycle.response_complete else None
+            # A client that closes before its body is complete has gone: close, so the app sees the disconnect.
+            answering = self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body
+            return True if answering else None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
