@@ -514,6 +514,9 @@ def test_serve_command_help_and_errors(tmp_path):
     limits = runner.invoke(cli, ["serve", str(tmp_path), "--max-client-batch-size", "600"])
     assert limits.exit_code == 1
     assert "max_client_batch_size=600 is more than max_concurrent_requests=512" in limits.output
+    short_key = runner.invoke(cli, ["serve", str(tmp_path), "--api-key", "abc"])
+    assert short_key.exit_code == 1 and "api_key: shorter than 8 characters" in short_key.output
+    assert "--payload-limit" in result.output and "--api-key" in result.output
 
 
 def test_serve_config_quotes_the_bad_value():
