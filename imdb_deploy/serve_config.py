@@ -32,7 +32,8 @@ class ServeConfig:
             past it a request gets 429. Each text of a list counts, as in text-embeddings-inference, so the
             queue is bounded in reviews. 512 reviews is ~13 s of work for MiniLM on 2 cores: a client
             waiting longer than that is better told to retry.
-        max_client_batch_size: most texts in one request (text-embeddings-inference's default, 32).
+        max_client_batch_size: most texts in one request (text-embeddings-inference's default, 32); past it 422,
+            TEI's batch-size error.
         max_body_bytes: largest request body; bigger ones get 413 before they are read (text-embeddings-
             inference's 2 MB payload limit).
         max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (inputs.MAX_REVIEW_BYTES,
