@@ -369,12 +369,11 @@ class _Service:
     def retry_headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.config.retry_after_s)}
 
-    def overloaded(self, what: str) -> RequestError:
+    def overloaded(self, what: str, unread_body: bool = False) -> RequestError:
+        # A body left unread cannot be skipped on a keep-alive connection: close it after the answer.
+        headers = {**self.retry_headers(), **({"Connection": "close"} if unread_body else {})}
         return RequestError(
-            429,
-            "Overloaded",
-            f"Model is overloaded: {what}; retry after {self.config.retry_after_s} s",
-            {**self.retry_headers(), "Connection": "close"},
+            429, "Overloaded", f"Model is overloaded: {what}; retry after {self.config.retry_after_s} s", headers
         )
 
     def reserve(self, nbytes: int) -> None:
@@ -382,7 +381,8 @@ class _Service:
         if self.in_flight_bytes + nbytes > self.config.max_concurrent_bytes:
             raise self.overloaded(
                 f"{self.in_flight_bytes:,} request bytes in flight, max_concurrent_bytes="
-                f"{self.config.max_concurrent_bytes:,}"
+                f"{self.config.max_concurrent_bytes:,}",
+                unread_body=True,
             )
         self.in_flight_bytes += nbytes
         self.metrics.in_flight_bytes.set(self.in_flight_bytes)
@@ -572,7 +572,13 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
             service.release(reserved)
         body = answer(call, logits, predictor.label_names, predictor.variant)
         headers = timing_headers(
-            start, timing["tokenization_s"], timing["queue_s"], timing["inference_s"], call, timing["tokens"]
+            start,
+            timing["tokenization_s"],
+            timing["queue_s"],
+            timing["inference_s"],
+            call,
+            timing["tokens"],
+            "gpu" if "CUDA" in str(getattr(predictor, "provider", "")) else "cpu",
         )
         return JSONResponse(body, headers=headers)
 

@@ -296,11 +296,13 @@ def answer(call: PredictCall, logits: np.ndarray, label_names, variant: str) -> 
     return answers[0] if call.single and not call.inference_api else answers
 
 
-def timing_headers(start: float, tokenization_s: float, queue_s: float, inference_s: float, call, tokens: int):
+def timing_headers(
+    start: float, tokenization_s: float, queue_s: float, inference_s: float, call, tokens: int, compute_type: str
+) -> dict[str, str]:
     """TEI's response headers: whole milliseconds, characters and tokens of the request."""
     total = str(int((time.perf_counter() - start) * 1000))
     return {
-        "x-compute-type": "cpu",
+        "x-compute-type": compute_type,
         "x-compute-time": total,
         "x-compute-characters": str(sum(len(t) for t in call.texts)),
         "x-compute-tokens": str(tokens),
@@ -352,7 +354,9 @@ class AccessControl:
                 403, "Forbidden", f"Host {excerpt(host)} is not served here; the operator can add it with --allow-host"
             )
         path = scope["path"]
-        needs_key = self.key is not None and (path != "/health" or self.config.health_needs_key)
+        # A CORS preflight carries no credentials (browsers never send them on OPTIONS): let CORS answer it.
+        preflight = scope["method"] == "OPTIONS" and bool(self.config.cors_origins)
+        needs_key = self.key is not None and not preflight and (path != "/health" or self.config.health_needs_key)
         if needs_key and not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
             return RequestError(
                 401,

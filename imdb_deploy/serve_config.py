@@ -39,7 +39,7 @@ class ServeConfig:
         max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (inputs.MAX_REVIEW_BYTES,
             the same for predict and serve; a review is tokenized whole before it is cut to max_length, so this
             bounds the tokenizer's work per text); bigger ones get 413.
-            Long reviews under it are cut exactly as in training, never rejected.
+            Long reviews under it are cut exactly as in training (unless a request sends "truncate": false).
         max_concurrent_bytes: most request-body bytes buffered or admitted and not yet answered; past it a
             request gets 429 before its body is read. Reviews alone do not measure work: one 1 MB review costs
             the tokenizer as much as a thousand short ones. 8 MB is four full payloads: a flood of long reviews

@@ -303,3 +303,25 @@ def test_schemathesis_finds_no_failure(server, tmp_path):
     )
     failures = [line[:300] for line in result.stdout.splitlines() if line.strip()][-150:]
     assert result.returncode == 0, "\n".join(failures) + result.stderr[-2000:]
+
+
+def test_a_stalled_request_head_and_an_idle_connection_are_closed(onnx_dir):
+    app, _ = make_app(onnx_dir, body_timeout_s=1.0, keep_alive_s=1)
+    with running(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        start = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=10) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")  # and nothing more
+            reply = slow.recv(65536)
+            assert slow.recv(65536) == b""  # closed by the server
+        assert reply.startswith(b"HTTP/1.1 408") and b'"Timeout"' in reply
+        assert time.monotonic() - start < 1.0 + 2
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            idle.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += idle.recv(65536)
+            start = time.monotonic()
+            while idle.recv(65536):  # the rest of the answer, then the keep-alive timeout closes it
+                pass
+            assert time.monotonic() - start < 1 + 2
