@@ -40,8 +40,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
-from imdb_deploy.artifacts import load_export_report
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
 from imdb_deploy.machine import STACK, versions
 from imdb_deploy.predict import Predictor
@@ -54,6 +54,7 @@ from imdb_deploy.serve_api import (
     ServeMetrics,
     answer,
     json_schema_limits,
+    parity_verdict,
     parse_predict_body,
     timing_headers,
 )
@@ -304,41 +305,6 @@ class Batcher:
 # --- the app ----------------------------------------------------------------------------------------------
 
 
-def parity_verdict(onnx_dir: str | os.PathLike, variant: str, details: bool = False) -> dict:
-    """The parity gate's verdict for the served variant, from the folder's export_report.json.
-
-    Args:
-        onnx_dir: the model folder.
-        variant: the served variant.
-        details: keep the gate's data folder as written (an absolute path, maybe); else only its last part.
-    """
-    report = load_export_report(onnx_dir)
-    if not report:
-        return {"verified": False, "reason": "no export_report.json in the model folder"}
-    parity = report.get("parity")
-    if not parity:
-        return {"verified": bool(report.get("verified")), "reason": "exported without the parity gate (--no-verify)"}
-    checked = parity.get("variants", {}).get(variant)
-    data = parity.get("data")
-    out = {
-        "verified": bool(report.get("verified")),
-        "gate_passed": parity.get("passed"),
-        "data": data if details or not isinstance(data, str) else Path(data).name,
-        "split": parity.get("split"),
-        "samples": parity.get("samples"),
-        "pytorch_accuracy": parity.get("pytorch_accuracy"),
-    }
-    if checked:
-        out["variant"] = {
-            key: checked.get(key)
-            for key in ("accuracy", "accuracy_change", "agreement", "max_prob_diff", "flip_count", "passed")
-        }
-    else:
-        out["variant"] = None
-        out["reason"] = f"the gate did not check the {variant} variant"
-    return out
-
-
 class _Service:
     """What the routes share: config, predictor, batcher, metrics, what is in flight and the drain flag."""
 
@@ -492,6 +458,28 @@ class _Service:
         return out
 
 
+async def _unless_client_leaves(request: Request, work):
+    """Await `work`, or cancel it when the client disconnects first (its reviews are then dropped from the
+    queue, not scored) and raise ClientDisconnect, which the metrics count as 499."""
+    task = asyncio.ensure_future(work)
+
+    async def until_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(until_disconnect())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnect()
+    return task.result()
+
+
 def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.PathLike | None = None):
     """The ASGI app: TEI's /predict (also on / and /invocations), /health, /info, /metrics, /openapi.json, /docs.
 
@@ -567,7 +555,7 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
         reserved = await read_body(request, config, service.reserve, service.release)
         try:
             call = parse_predict_body(request.state.body, config)
-            logits, timing = await service.predict(call, reserved)
+            logits, timing = await _unless_client_leaves(request, service.predict(call, reserved))
         finally:
             service.release(reserved)
         body = answer(call, logits, predictor.label_names, predictor.variant)

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from imdb_deploy.artifacts import load_export_report
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.inputs import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.serve_config import ServeConfig
@@ -544,3 +547,38 @@ def json_schema_limits(config: ServeConfig, max_length: int) -> dict:
         },
         "examples": [{"inputs": "A wonderful film."}, {"inputs": [["Loved it."], ["Dull."]]}],
     }
+
+
+def parity_verdict(onnx_dir: str | os.PathLike, variant: str, details: bool = False) -> dict:
+    """The parity gate's verdict for the served variant, from the folder's export_report.json.
+
+    Args:
+        onnx_dir: the model folder.
+        variant: the served variant.
+        details: keep the gate's data folder as written (an absolute path, maybe); else only its last part.
+    """
+    report = load_export_report(onnx_dir)
+    if not report:
+        return {"verified": False, "reason": "no export_report.json in the model folder"}
+    parity = report.get("parity")
+    if not parity:
+        return {"verified": bool(report.get("verified")), "reason": "exported without the parity gate (--no-verify)"}
+    checked = parity.get("variants", {}).get(variant)
+    data = parity.get("data")
+    out = {
+        "verified": bool(report.get("verified")),
+        "gate_passed": parity.get("passed"),
+        "data": data if details or not isinstance(data, str) else Path(data).name,
+        "split": parity.get("split"),
+        "samples": parity.get("samples"),
+        "pytorch_accuracy": parity.get("pytorch_accuracy"),
+    }
+    if checked:
+        out["variant"] = {
+            key: checked.get(key)
+            for key in ("accuracy", "accuracy_change", "agreement", "max_prob_diff", "flip_count", "passed")
+        }
+    else:
+        out["variant"] = None
+        out["reason"] = f"the gate did not check the {variant} variant"
+    return out

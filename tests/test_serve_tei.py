@@ -7,6 +7,7 @@ bodies) and schemathesis, each against a real uvicorn server on 127.0.0.1.
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -325,3 +326,34 @@ def test_a_stalled_request_head_and_an_idle_connection_are_closed(onnx_dir):
             while idle.recv(65536):  # the rest of the answer, then the keep-alive timeout closes it
                 pass
             assert time.monotonic() - start < 1 + 2
+
+
+def test_a_client_that_resets_while_its_request_waits_is_499_and_frees_its_place(onnx_dir):
+    app, model = make_app(onnx_dir)
+    with running(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        model.gate.clear()  # hold the model: the request waits in the queue
+        body = b'{"inputs": [["good"], ["fine"], ["dull"]]}'
+        try:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
+                deadline = time.monotonic() + 10
+                while metric_values(url)[("imdb_deploy_in_flight_reviews", ())] != 3:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                # An abortive close (RST): a FIN after a whole request is read as a half-close and answered.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            key = ("imdb_deploy_http_requests_total", (("route", "/predict"), ("status", "499")))
+            deadline = time.monotonic() + 10
+            while metric_values(url).get(key) != 1:
+                assert time.monotonic() < deadline, metric_values(url)
+                time.sleep(0.02)
+            assert metric_values(url)[("imdb_deploy_in_flight_reviews", ())] == 0
+        finally:
+            model.gate.set()
+        assert httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=10).status_code == 200
+        values = metric_values(url)
+        assert not any(("status", "500") in labels for _, labels in values)
