@@ -74,6 +74,7 @@ STATUS_TYPES = {
     415: "UnsupportedMediaType",
     422: "Validation",
     429: "Overloaded",
+    431: "Validation",
     500: "Internal",
     503: "Unhealthy",
 }

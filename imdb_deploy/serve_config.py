@@ -60,8 +60,9 @@ class ServeConfig:
         keep_alive_s: an idle keep-alive connection is closed after this many seconds (uvicorn's default).
         max_connections: most open connections and requests (uvicorn's limit_concurrency); past it uvicorn
             answers 503 at once. None: no cap.
-        max_header_bytes: largest request head (uvicorn's h11_max_incomplete_event_size; httptools is capped
-            by its own parser).
+        max_header_bytes: most bytes of a request head that is still incomplete; past it 431 and the
+            connection is closed (httptools has no such limit; uvicorn's h11_max_incomplete_event_size is the
+            same for h11).
         retry_after_s: the Retry-After header of a 429 or 503, in whole seconds.
         health_timeout_s: how long /health waits for its probe review to be scored before answering 503.
         access_log: one uvicorn log line per request on stderr.

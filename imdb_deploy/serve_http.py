@@ -158,10 +158,22 @@ def install_docs(app: FastAPI) -> None:
 def protocol(config: ServeConfig) -> type:
     """uvicorn's httptools protocol with a deadline on the request head, TEI-shaped 400s, and half-close kept."""
     head_timeout = config.body_timeout_s
+    head_limit = config.max_header_bytes
 
     class Protocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
         _half_closed = False
+        _in_head = True  # the request head being received is not complete yet
+        _head_bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            # httptools has no limit on the request head (uvicorn's h11_max_incomplete_event_size is h11's):
+            # a head still incomplete after max_header_bytes is refused, so no client can park megabytes in it.
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > head_limit and not self.transport.is_closing():
+                self._write_error(431, "Validation", f"request head over {head_limit:,} bytes")
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -182,6 +194,7 @@ def protocol(config: ServeConfig) -> type:
             self._arm_head_timer()
 
         def on_headers_complete(self) -> None:
+            self._in_head = False
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
@@ -201,6 +214,7 @@ def protocol(config: ServeConfig) -> type:
             return True if answering else None
 
         def on_response_complete(self) -> None:
+            self._in_head, self._head_bytes = True, 0  # the next request's head
             super().on_response_complete()
             if self._half_closed and not self.transport.is_closing():
                 self.transport.close()
@@ -212,7 +226,7 @@ def protocol(config: ServeConfig) -> type:
             if self.transport.is_closing():
                 return
             body = json.dumps({"error": message, "error_type": error_type}).encode()
-            reason = {400: "Bad Request", 408: "Request Timeout"}[status]
+            reason = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
             head = (
                 f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"

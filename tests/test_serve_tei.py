@@ -317,6 +317,10 @@ def test_a_stalled_request_head_and_an_idle_connection_are_closed(onnx_dir):
             assert slow.recv(65536) == b""  # closed by the server
         assert reply.startswith(b"HTTP/1.1 408") and b'"Timeout"' in reply
         assert time.monotonic() - start < 1.0 + 2
+        with socket.create_connection((host, int(port)), timeout=10) as big:
+            big.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000)  # still no end
+            # Refused at once: httptools alone would buffer a head of any size until the deadline.
+            assert big.recv(65536).startswith(b"HTTP/1.1 431")
         with socket.create_connection((host, int(port)), timeout=10) as idle:
             idle.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = b""
