@@ -480,6 +480,47 @@ async def _unless_client_leaves(request: Request, work):
     return task.result()
 
 
+def _add_status_routes(app: FastAPI, service: _Service, ErrorBody) -> None:
+    """/health, /info and /metrics."""
+
+    @app.get(
+        "/health",
+        responses={503: {"model": ErrorBody, "description": "The model did not answer, or shutting down"}},
+    )
+    async def health() -> dict[str, str]:
+        """200 once the model has just scored a real probe review, on a thread of its own (never behind client
+        work); 503 otherwise or while shutting down."""
+        if service.draining:
+            raise RequestError(503, "Unhealthy", "shutting down", service.retry_headers())
+        try:
+            await service.probe()
+        except asyncio.TimeoutError:
+            raise RequestError(
+                503, "Unhealthy", f"the probe review was not scored within {service.config.health_timeout_s} s"
+            ) from None
+        except Exception as exc:
+            raise RequestError(503, "Unhealthy", f"the probe review failed: {type(exc).__name__}") from exc
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict:
+        """Model, variant, labels, tokenization, batching settings, limits, parity (paths and versions with
+        --info-details)."""
+        return service.info()
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
+    async def metrics():
+        """Prometheus text: requests by route and status, latency, queue depth, batch sizes, reviews scored."""
+        if service.batcher is not None:
+            service.metrics.queue.set(service.batcher.queued)
+        payload, content_type = service.metrics.render()
+        return Response(payload, media_type=content_type)
+
+
 def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.PathLike | None = None):
     """The ASGI app: TEI's /predict (also on / and /invocations), /health, /info, /metrics, /openapi.json, /docs.
 
@@ -582,43 +623,7 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
             summary="Predict" if path == "/predict" else f"Predict (also on {path})",
         )
 
-    @app.get(
-        "/health",
-        responses={503: {"model": ErrorBody, "description": "The model did not answer, or shutting down"}},
-    )
-    async def health() -> dict[str, str]:
-        """200 once the model has just scored a real probe review, on a thread of its own (never behind client
-        work); 503 otherwise or while shutting down."""
-        if service.draining:
-            raise RequestError(503, "Unhealthy", "shutting down", service.retry_headers())
-        try:
-            await service.probe()
-        except asyncio.TimeoutError:
-            raise RequestError(
-                503, "Unhealthy", f"the probe review was not scored within {config.health_timeout_s} s"
-            ) from None
-        except Exception as exc:
-            raise RequestError(503, "Unhealthy", f"the probe review failed: {type(exc).__name__}") from exc
-        return {"status": "ok"}
-
-    @app.get("/info")
-    async def info() -> dict:
-        """Model, variant, labels, tokenization, batching settings, limits, parity (paths and versions with
-        --info-details)."""
-        return service.info()
-
-    @app.get(
-        "/metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
-    )
-    async def metrics():
-        """Prometheus text: requests by route and status, latency, queue depth, batch sizes, reviews scored."""
-        if service.batcher is not None:
-            service.metrics.queue.set(service.batcher.queued)
-        payload, content_type = service.metrics.render()
-        return Response(payload, media_type=content_type)
-
+    _add_status_routes(app, service, ErrorBody)
     return app
 
 

@@ -81,10 +81,12 @@ STATUS_TYPES = {
 
 
 def excerpt(value) -> str:
-    """At most EXCERPT_CHARS characters of client input, ASCII-escaped and quoted, for an error message."""
-    text = value if isinstance(value, str) else json_kind(value)
-    cut = text[:EXCERPT_CHARS]
-    return ascii(cut)[:-1] + ("..." if len(text) > EXCERPT_CHARS else "") + ascii(cut)[-1]
+    """At most EXCERPT_CHARS characters of client input, ASCII-escaped and quoted, for an error message (a
+    value that is not a string: its JSON kind)."""
+    if not isinstance(value, str):
+        return json_kind(value)
+    cut = value[:EXCERPT_CHARS]
+    return ascii(cut)[:-1] + ("..." if len(value) > EXCERPT_CHARS else "") + ascii(cut)[-1]
 
 
 def _kind(value) -> str:

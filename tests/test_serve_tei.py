@@ -361,3 +361,19 @@ def test_a_client_that_resets_while_its_request_waits_is_499_and_frees_its_place
         assert httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=10).status_code == 200
         values = metric_values(url)
         assert not any(("status", "500") in labels for _, labels in values)
+
+
+def test_an_error_quotes_client_input_only_as_a_short_escaped_excerpt(server):
+    huge = "\u202e<script>" + "x" * 1_000_000
+    with httpx.Client(base_url=server, timeout=10) as client:
+        for body in (
+            {"inputs": "ok", "truncation_direction": huge},
+            {"inputs": "ok", "parameters": {"function_to_apply": huge}},
+        ):
+            response = client.post("/predict", json=body)
+            assert response.status_code == 422 and len(response.content) < 300, response.text[:300]
+            assert "<script>" in response.json()["error"] and "\\u202e" in response.json()["error"]  # escaped
+        ignored = client.post("/predict", json={"inputs": "ok", huge: 1})  # an unknown field: ignored, never echoed
+        assert ignored.status_code == 200 and len(ignored.content) < 300
+        host = client.get("/info", headers={"host": "h" * 5000})
+        assert host.status_code == 403 and len(host.content) < 300
