@@ -725,9 +725,16 @@ def _predict_ray(
     "--allow-host",
     "allowed_hosts",
     multiple=True,
+    default=_default(ServeConfig, "allowed_hosts"),
     help="A Host header name to answer besides the bind address and localhost (repeat; * for any).",
 )
-@click.option("--cors-origin", "cors_origins", multiple=True, help="A browser origin allowed to call the API (repeat).")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    default=_default(ServeConfig, "cors_origins"),
+    help="A browser origin allowed to call the API (repeat).",
+)
 @_flag(ServeConfig, "--info-details", help="/info shows the model folder's absolute path and package versions.")
 @_option(
     ServeConfig,
