@@ -40,7 +40,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
 from imdb_deploy.machine import STACK, versions
@@ -59,7 +58,14 @@ from imdb_deploy.serve_api import (
     timing_headers,
 )
 from imdb_deploy.serve_config import ServeConfig
-from imdb_deploy.serve_http import install_docs, install_error_handlers, predict_responses, read_body, uvicorn_config
+from imdb_deploy.serve_http import (
+    install_docs,
+    install_error_handlers,
+    predict_responses,
+    read_body,
+    unless_client_leaves,
+    uvicorn_config,
+)
 from imdb_deploy.tokenization import encode, length_sorted_batches
 
 logger = logging.getLogger(__name__)
@@ -136,6 +142,7 @@ class Batcher:
         self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-probe")
         self._task: asyncio.Task | None = None
         self._batches: set[asyncio.Task] = set()
+        self._started: dict[int, float] = {}  # when each batch now in the model went in
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="imdb-deploy-batcher")
@@ -254,9 +261,14 @@ class Batcher:
             self._batches.add(task)  # a reference until it is done (asyncio keeps only weak ones)
             task.add_done_callback(self._batches.discard)
 
+    @property
+    def longest_running_s(self) -> float:
+        """How long the oldest batch now in the model has been there (0 when none is)."""
+        return time.perf_counter() - min(self._started.values()) if self._started else 0.0
+
     async def _score_batch(self, batch: list[_Entry]) -> None:
         """Run one batch in a model thread and answer its requests."""
-        started = time.perf_counter()
+        started = self._started[id(batch)] = time.perf_counter()
         seconds = 0.0
         try:
             self._record(batch)
@@ -266,6 +278,7 @@ class Batcher:
             outcome = [(batch, exc)]
         finally:
             self._running -= 1
+            del self._started[id(batch)]
             self._slot_free.set()
         for job in {id(e.job): e.job for e in batch}.values():
             job.queue_s = started - job.queued_at
@@ -403,7 +416,19 @@ class _Service:
             self.metrics.in_flight.set(self.in_flight)
 
     async def probe(self) -> None:
-        """Score the probe review on its own thread; concurrent /health calls share one probe."""
+        """Score the probe review on its own thread; concurrent /health calls share one probe.
+
+        Raises:
+            RequestError: 503 when a client batch has been in the model for more than health_timeout_s
+                (the probe's own thread would not see a hung model call).
+        """
+        stuck = self.batcher.longest_running_s
+        if stuck > self.config.health_timeout_s:
+            raise RequestError(
+                503,
+                "Unhealthy",
+                f"a batch has been in the model for {stuck:.1f} s, over {self.config.health_timeout_s} s",
+            )
         if self._probe is None or self._probe.done():
             self._probe = asyncio.ensure_future(self.batcher.probe())
             # A probe that fails after its caller timed out is still retrieved, so asyncio does not log it.
@@ -458,28 +483,6 @@ class _Service:
         return out
 
 
-async def _unless_client_leaves(request: Request, work):
-    """Await `work`, or cancel it when the client disconnects first (its reviews are then dropped from the
-    queue, not scored) and raise ClientDisconnect, which the metrics count as 499."""
-    task = asyncio.ensure_future(work)
-
-    async def until_disconnect() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(until_disconnect())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-        raise ClientDisconnect()
-    return task.result()
-
-
 def _add_status_routes(app: FastAPI, service: _Service, ErrorBody) -> None:
     """/health, /info and /metrics."""
 
@@ -494,6 +497,8 @@ def _add_status_routes(app: FastAPI, service: _Service, ErrorBody) -> None:
             raise RequestError(503, "Unhealthy", "shutting down", service.retry_headers())
         try:
             await service.probe()
+        except RequestError:
+            raise
         except asyncio.TimeoutError:
             raise RequestError(
                 503, "Unhealthy", f"the probe review was not scored within {service.config.health_timeout_s} s"
@@ -596,7 +601,7 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
         reserved = await read_body(request, config, service.reserve, service.release)
         try:
             call = parse_predict_body(request.state.body, config)
-            logits, timing = await _unless_client_leaves(request, service.predict(call, reserved))
+            logits, timing = await unless_client_leaves(request, service.predict(call, reserved))
         finally:
             service.release(reserved)
         body = answer(call, logits, predictor.label_names, predictor.variant)

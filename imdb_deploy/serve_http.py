@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import suppress
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from imdb_deploy.serve_api import CLIENT_CLOSED, STATUS_TYPES, RequestError
@@ -108,6 +109,28 @@ async def read_body(request, config: ServeConfig, reserve, release) -> int:
         raise
     request.state.body = b"".join(chunks)
     return reserved
+
+
+async def unless_client_leaves(request: Request, work):
+    """Await `work`, or cancel it when the client disconnects first (its reviews are then dropped from the
+    queue, not scored) and raise ClientDisconnect, which the metrics count as 499."""
+    task = asyncio.ensure_future(work)
+
+    async def until_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(until_disconnect())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnect()
+    return task.result()
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -377,3 +377,32 @@ def test_an_error_quotes_client_input_only_as_a_short_escaped_excerpt(server):
         assert ignored.status_code == 200 and len(ignored.content) < 300
         host = client.get("/info", headers={"host": "h" * 5000})
         assert host.status_code == 403 and len(host.content) < 300
+
+
+def test_health_is_503_when_a_client_batch_hangs_in_the_model(onnx_dir):
+    """The probe runs beside the batches, so it alone would not see a hung model call; /health still does."""
+    from test_serve import Gated
+
+    app, model = make_app(onnx_dir, health_timeout_s=0.5)
+    probe_ids = model.inner.encode(["A fine film."])
+    model.logits_from_ids = lambda encoded: (
+        model.inner.logits_from_ids(encoded) if encoded == probe_ids else Gated.logits_from_ids(model, encoded)
+    )
+    with running(app) as url:
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        model.gate.clear()
+        held = threading.Thread(target=lambda: httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=30))
+        held.start()
+        try:
+            deadline = time.monotonic() + 10
+            while model.held != [1]:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # a batch may take a while
+            time.sleep(0.6)
+            stuck = httpx.get(f"{url}/health", timeout=10)
+            assert stuck.status_code == 503 and "has been in the model" in stuck.json()["error"]
+        finally:
+            model.gate.set()
+        held.join(30)
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
