@@ -340,7 +340,7 @@ def _host_name(value: str) -> str:
 class AccessControl:
     """Pure ASGI middleware, before any route: Host allow-list, Bearer API key, JSON Content-Type on /predict.
 
-    Every refusal is a TEI error body. /health stays open without the key unless `health_needs_key`.
+    Every refusal is a TEI error body. /health answers any Host, and no key unless `health_needs_key`.
     """
 
     def __init__(self, app, config: ServeConfig) -> None:
@@ -355,11 +355,12 @@ class AccessControl:
         for name, value in scope.get("headers", ()):
             headers.setdefault(name.lower(), value)
         host = headers.get(b"host", b"").decode("latin-1")
-        if not self.any_host and _host_name(host) not in self.hosts:
+        path = scope["path"]
+        # /health answers any Host: an orchestrator's probe names the pod's address, and it reveals nothing.
+        if not self.any_host and path != "/health" and _host_name(host) not in self.hosts:
             return RequestError(
                 403, "Forbidden", f"Host {excerpt(host)} is not served here; the operator can add it with --allow-host"
             )
-        path = scope["path"]
         # A CORS preflight carries no credentials (browsers never send them on OPTIONS): let CORS answer it.
         preflight = scope["method"] == "OPTIONS" and bool(self.config.cors_origins)
         needs_key = self.key is not None and not preflight and (path != "/health" or self.config.health_needs_key)

@@ -195,6 +195,7 @@ def test_access_control_api_key_host_cors_and_info_details(onnx_dir):
         auth = {"authorization": "Bearer s3cret-key-123"}
         assert client.post("/predict", json=body, headers=auth).status_code == 200
         assert client.get("/health").status_code == 200  # open for probes
+        assert client.get("/health", headers={"host": "10.1.2.3:8000"}).status_code == 200  # a pod's address
         assert client.get("/info").status_code == 401
         rebinding = client.get("/info", headers={**auth, "host": "evil.example"})
         assert rebinding.status_code == 403 and "evil.example" in rebinding.json()["error"]
