@@ -407,3 +407,19 @@ def test_health_is_503_when_a_client_batch_hangs_in_the_model(onnx_dir):
             model.gate.set()
         held.join(30)
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+
+def test_a_crash_in_a_route_is_a_tei_shaped_500(onnx_dir, monkeypatch):
+    from imdb_deploy import serve
+
+    app, _ = make_app(onnx_dir)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(serve, "answer", broken)
+    with running(app) as url:
+        response = httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=10)
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error (KeyError)", "error_type": "Internal"}
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
