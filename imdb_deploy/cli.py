@@ -758,8 +758,61 @@ def _predict_ray(
     type=click.IntRange(min=1),
     help="Most reviews in flight; past it 429 with Retry-After.",
 )
+@_option(
+    ServeConfig,
+    "--max-concurrent-bytes",
+    type=click.IntRange(min=1),
+    help="Most request-body bytes buffered or in flight; past it 429 before the body is read.",
+)
 @_option(ServeConfig, "--max-client-batch-size", type=click.IntRange(min=1), help="Most texts per request.")
-@_option(ServeConfig, "--max-body-bytes", type=click.IntRange(min=1), help="Largest request body.")
+@_option(
+    ServeConfig,
+    "--payload-limit",
+    "--max-body-bytes",
+    "max_body_bytes",
+    type=click.IntRange(min=1),
+    help="Largest request body in bytes (text-embeddings-inference's --payload-limit).",
+)
+@_option(
+    ServeConfig,
+    "--auto-truncate/--no-auto-truncate",
+    help="Cut reviews past max_length as in training when a request does not say truncate; off: 422.",
+)
+@click.option(
+    "--api-key",
+    envvar="IMDB_DEPLOY_API_KEY",
+    help="Require Authorization: Bearer KEY on every route but /health [env: IMDB_DEPLOY_API_KEY].",
+)
+@_flag(ServeConfig, "--health-needs-key", help="/health needs the API key too.")
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    default=_default(ServeConfig, "allowed_hosts"),
+    help="A Host header name to answer besides the bind address and localhost (repeat; * for any).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    default=_default(ServeConfig, "cors_origins"),
+    help="A browser origin allowed to call the API (repeat).",
+)
+@_flag(ServeConfig, "--info-details", help="/info shows the model folder's absolute path and package versions.")
+@_option(
+    ServeConfig,
+    "--body-timeout",
+    "body_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's head and body may take to arrive; then 408 and the connection is dropped.",
+)
+@_option(ServeConfig, "--keep-alive", "keep_alive_s", type=click.IntRange(min=1), help="Idle keep-alive seconds.")
+@_option(
+    ServeConfig,
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help="Most open connections and requests (uvicorn's limit_concurrency); past it 503.",
+)
 @_option(ServeConfig, "--access-log/--no-access-log", help="One log line per request.")
 @_flag(
     ServeConfig,
@@ -769,15 +822,17 @@ def _predict_ray(
 )
 @user_errors
 def serve(onnx_dir: Path, **options) -> None:
-    """Serve an exported model over HTTP: POST /predict, /health, /info, /metrics, /docs.
+    """Serve an exported model over HTTP as text-embeddings-inference does: POST /predict, /health, /metrics.
 
     \b
     Example:
       imdb-deploy serve runs/minilm-2k-onnx --port 8000
-      curl -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict
+      curl -H 'Content-Type: application/json' -d '{"inputs": "A wonderful film."}' 127.0.0.1:8000/predict
     """
     from imdb_deploy.serve import serve as run_server
 
+    for name in ("allowed_hosts", "cors_origins"):
+        options[name] = tuple(options[name])
     run_server(onnx_dir, ServeConfig(**options))
 
 

@@ -1,23 +1,27 @@
 """`imdb-deploy serve`: an HTTP service over `Predictor` with dynamic batching, backpressure and metrics.
 
-One FastAPI app on uvicorn. A request's reviews are checked, tokenized in a worker thread (the event loop
-never waits on the tokenizer), and queued one review per entry. A single batcher task takes reviews from the
-front of the queue, across requests, until the next one would push the batch past `max_batch_tokens` padded
-tokens (reviews x longest, the rule text-embeddings-inference uses for padded models), and hands the batch to
-a model thread: `Predictor.logits_from_ids` sorts it by length and runs it in cache-sized onnxruntime calls
-(onnxruntime releases the GIL), or, for a per-review variant (the default INT8), one review per call on the
-Predictor's `workers` threads, with up to `workers` batches in flight so that no core idles at a batch's end.
-Every request's future is answered from the batch's rows. The queue is
-bounded by `max_concurrent_requests` reviews in flight; past it a request gets 429 with Retry-After.
+One FastAPI app on uvicorn, speaking text-embeddings-inference's `/predict` (`imdb_deploy.serve_api` holds the
+contract). A request is admitted by its body bytes before the body is read and by its reviews once parsed;
+its reviews are tokenized in a tokenizer thread (the event loop never waits on the tokenizer; requests of
+more than FAST_LANE_BYTES go to a second thread, so one long review cannot hold up short ones), and queued
+one review per entry. A single batcher task takes reviews from the front of the queue, across requests, until
+the next one would push the batch past `max_batch_tokens` padded tokens (reviews x longest, the rule
+text-embeddings-inference uses for padded models), and hands the batch to a model thread:
+`Predictor.logits_from_ids` sorts it by length and runs it in cache-sized onnxruntime calls (onnxruntime
+releases the GIL), or, for a per-review variant (the default INT8), one review per call on the Predictor's
+`workers` threads, with up to `workers` batches in flight so that no core idles at a batch's end. Every
+request's future is answered from the batch's rows. /health scores its pre-tokenized probe review on a
+thread of its own, so it never waits behind client work.
 
-Scoring goes through the Predictor's public methods (encode, logits_from_ids, to_predictions), so the server
-answers exactly as `Predictor.predict` does, with whatever batch-invariance the Predictor's variant has.
+Scoring goes through the Predictor's public methods (its tokenizer and settings, logits_from_ids), so the
+server answers exactly as `Predictor.predict` does, with whatever batch-invariance the Predictor's variant has.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import copy
+import dataclasses
 import logging
 import os
 import signal
@@ -27,203 +31,49 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.middleware.cors import CORSMiddleware
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
-from imdb_deploy.inputs import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.machine import STACK, versions
-from imdb_deploy.model_folder import ExportFolder
+from imdb_deploy.predict import Predictor
+from imdb_deploy.serve_api import (
+    PREDICT_ROUTES,
+    AccessControl,
+    MetricsMiddleware,
+    PredictCall,
+    RequestError,
+    ServeMetrics,
+    answer,
+    json_schema_limits,
+    parity_verdict,
+    parse_predict_body,
+    timing_headers,
+)
 from imdb_deploy.serve_config import ServeConfig
+from imdb_deploy.serve_http import (
+    install_docs,
+    install_error_handlers,
+    predict_responses,
+    read_body,
+    unless_client_leaves,
+    uvicorn_config,
+)
+from imdb_deploy.tokenization import encode, length_sorted_batches
 
 logger = logging.getLogger(__name__)
 
-# Paths that get their own label in the request metrics; anything else is counted as "other" so that a
-# scan of random URLs cannot grow the metrics without bound.
-ROUTES = ("/predict", "/health", "/info", "/metrics", "/openapi.json", "/docs", "/redoc")
-
-
-class RequestError(Exception):
-    """A request the server refuses: HTTP status, error type, message naming the field or the limit."""
-
-    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {"error": self.message, "error_type": self.error_type}
-
-
-def parse_predict_body(body: bytes, config: ServeConfig) -> tuple[list[str], bool]:
-    """The texts of a /predict body, checked against the request limits.
-
-    Args:
-        body: the raw request body.
-        config: the limits (max_client_batch_size, max_review_bytes).
-
-    Returns:
-        The texts, and whether `inputs` was a single string (the answer is then one object, not a list).
-
-    Raises:
-        RequestError: 422 for malformed JSON, a missing or unknown field, a non-string or empty text (naming
-            the field and index); 413 for too many texts or a text over max_review_bytes (naming the limit).
-    """
-    try:
-        text = body.decode("utf-8")
-        if json_depth(text) > MAX_JSON_DEPTH:
-            raise RequestError(422, "validation", f"body: JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-        payload = json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise RequestError(422, "validation", f"body: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise RequestError(
-            422,
-            "validation",
-            f'body: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send {{"inputs": "a review"}}',
-        ) from exc
-    except RecursionError as exc:
-        raise RequestError(422, "validation", "body: JSON nested too deeply") from exc
-    if not isinstance(payload, dict):
-        raise RequestError(
-            422, "validation", f'body: expected a JSON object like {{"inputs": ...}}, got {json_kind(payload)}'
-        )
-    unknown = sorted(set(payload) - {"inputs"})
-    if unknown:
-        raise RequestError(
-            422,
-            "validation",
-            f"body: unknown field {unknown[0]!r}; the only field is 'inputs' (long reviews are always cut as in "
-            "training, so there is no 'truncate')",
-        )
-    if "inputs" not in payload:
-        raise RequestError(422, "validation", "inputs: field missing; send a review or a list of reviews")
-    inputs = payload["inputs"]
-    single = isinstance(inputs, str)
-    texts = [inputs] if single else inputs
-    if not isinstance(texts, list):
-        raise RequestError(
-            422, "validation", f"inputs: expected a string or an array of strings, got {json_kind(inputs)}"
-        )
-    if not texts:
-        raise RequestError(422, "validation", "inputs: empty array; send at least one review")
-    if len(texts) > config.max_client_batch_size:
-        raise RequestError(
-            413,
-            "payload_too_large",
-            f"inputs: {len(texts)} texts, more than max_client_batch_size={config.max_client_batch_size}; "
-            "split them into several requests",
-        )
-    for i, text in enumerate(texts):
-        where = "inputs" if single else f"inputs[{i}]"
-        if not isinstance(text, str):
-            raise RequestError(422, "validation", f"{where}: expected a string, got {json_kind(text)}")
-        if not text.strip():
-            raise RequestError(422, "validation", f"{where}: empty text; give a review")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as exc:
-            raise RequestError(
-                422, "validation", f"{where}: not valid Unicode (a lone surrogate at character {exc.start})"
-            ) from exc
-        if size > config.max_review_bytes:
-            raise RequestError(
-                413,
-                "payload_too_large",
-                f"{where}: {size:,} bytes, more than max_review_bytes={config.max_review_bytes:,}",
-            )
-    return texts, single
-
-
-# --- metrics ----------------------------------------------------------------------------------------------
-
-
-class ServeMetrics:
-    """The server's Prometheus metrics, in a registry of its own (several apps can live in one process)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "imdb_deploy_http_requests", "HTTP requests answered, by route and status.", ["route", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "imdb_deploy_http_request_duration_seconds",
-            "Time from a request's arrival to its answer, by route.",
-            ["route"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
-        )
-        self.queue = Gauge("imdb_deploy_queue_reviews", "Reviews waiting in the queue for a batch.", registry=r)
-        self.in_flight = Gauge(
-            "imdb_deploy_in_flight_reviews", "Reviews admitted and not yet answered (the 429 limit).", registry=r
-        )
-        self.batch_reviews = Histogram(
-            "imdb_deploy_batch_reviews",
-            "Reviews per batch.",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=r,
-        )
-        self.batch_tokens = Histogram(
-            "imdb_deploy_batch_padded_tokens",
-            "Padded tokens per batch, summed over its length-sorted onnxruntime calls.",
-            buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
-            registry=r,
-        )
-        self.batch_seconds = Histogram(
-            "imdb_deploy_batch_seconds",
-            "Model time per batch.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=r,
-        )
-        self.reviews = Counter("imdb_deploy_reviews_scored", "Reviews scored and answered.", registry=r)
-        self.batch_failures = Counter(
-            "imdb_deploy_batch_failures",
-            "Batches whose model call raised (their requests were retried alone).",
-            registry=r,
-        )
-
-    def render(self) -> tuple[bytes, str]:
-        """The metrics as Prometheus text, and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class _MetricsMiddleware:
-    """Pure ASGI middleware: counts every HTTP answer by route and status and times it."""
-
-    def __init__(self, app, metrics: ServeMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = scope["path"] if scope["path"] in ROUTES else "other"
-        status = 500  # what the client gets if the app raises before answering
-        start = time.perf_counter()
-
-        async def send_and_record(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+# Requests with more text than this (UTF-8 bytes) are tokenized on the slow lane, a thread of their own: a
+# 1 MB review takes the tokenizer hundreds of milliseconds, a 64 KB request a few.
+FAST_LANE_BYTES = 65_536
+PROBE_REVIEW = "A fine film."
 
 
 # --- the batcher ------------------------------------------------------------------------------------------
@@ -235,11 +85,14 @@ class InferenceError(Exception):
 
 @dataclass(eq=False)
 class _Job:
-    """One request's reviews: its future resolves to their probabilities once every row is filled."""
+    """One request's reviews: its future resolves to their logits once every row is filled."""
 
     future: asyncio.Future
-    probabilities: np.ndarray
+    logits: np.ndarray
     remaining: int
+    queued_at: float = field(default_factory=time.perf_counter)
+    queue_s: float = 0.0  # until the last of its batches started
+    inference_s: float = 0.0  # model time of the batches that carried its reviews
 
 
 @dataclass(eq=False)
@@ -250,10 +103,10 @@ class _Entry:
 
 
 class Batcher:
-    """A bounded FIFO of reviews and the one task that batches them across requests onto one model thread.
+    """A bounded FIFO of reviews and the one task that batches them across requests onto the model threads.
 
     Args:
-        predictor: the model (`encode` and `logits_from_ids` are used).
+        predictor: the model (`tokenizer`, `settings`, `encode` and `logits_from_ids` are used).
         config: batching settings.
         metrics: where queue depth and batch sizes are recorded.
     """
@@ -262,24 +115,34 @@ class Batcher:
         self.predictor = predictor
         self.config = config
         self.metrics = metrics
-        self.tokenizing = 0  # reviews admitted and still in the tokenizer thread
+        self.tokenizing = 0  # reviews admitted and still in a tokenizer thread
         self._queue: deque[_Entry] = deque()
         self._running = 0  # batches in the model threads
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        # One tokenizer thread (a fast tokenizer must not be called from two threads at once). Batches run one
-        # at a time when a call uses every core (a batched variant: two calls would fight for the cores), and
-        # `workers` at a time for a per-review variant: there the Predictor's own `workers` threads run one
-        # review per call, shared by every batch, so a second batch only fills the thread the first leaves idle
-        # at its end (the cores stay busy across batch boundaries; the answers cannot change, each review is
-        # its own call).
+        # Two tokenizer lanes, each one thread with a tokenizer of its own (a fast tokenizer must not be called
+        # from two threads at once): short requests never wait behind a long review's tokenization.
+        self._lanes = {
+            "fast": (ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-tokenize"), predictor.tokenizer),
+            "slow": (
+                ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-tokenize-long"),
+                copy.deepcopy(predictor.tokenizer),
+            ),
+        }
+        # Batches run one at a time when a call uses every core (a batched variant: two calls would fight for
+        # the cores), and `workers` at a time for a per-review variant: there the Predictor's own `workers`
+        # threads run one review per call, shared by every batch, so a second batch only fills the thread the
+        # first leaves idle at its end (the answers cannot change, each review is its own call).
         # --max-batch-size 1 is batching off: one review per call, one call at a time.
         per_review = predictor.batching.per_review and config.max_batch_size != 1
         self.slots = max(1, getattr(predictor, "workers", 1)) if per_review else 1
-        self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-tokenize")
         self._model = ThreadPoolExecutor(self.slots, thread_name_prefix="imdb-deploy-model")
+        # The /health probe: tokenized once here, scored on a thread of its own, never queued behind clients.
+        self._probe_ids = predictor.encode([PROBE_REVIEW])
+        self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="imdb-deploy-probe")
         self._task: asyncio.Task | None = None
         self._batches: set[asyncio.Task] = set()
+        self._started: dict[int, float] = {}  # when each batch now in the model went in
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="imdb-deploy-batcher")
@@ -288,34 +151,42 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def score(self, texts: Sequence[str], urgent: bool = False) -> np.ndarray:
-        """Class probabilities of `texts`, in order: tokenized off the event loop, then batched.
+    async def tokenize(self, texts: Sequence[str], settings, nbytes: int) -> tuple[list[list[int]], float]:
+        """Token ids of `texts` cut by `settings`, off the event loop, and the seconds it took.
 
-        Args:
-            texts: checked reviews.
-            urgent: put them at the front of the queue (the /health probe), not the back.
+        Requests of more than FAST_LANE_BYTES go to the slow lane's thread, the rest to the fast lane's.
+        """
+        pool, tokenizer = self._lanes["slow" if nbytes > FAST_LANE_BYTES else "fast"]
+        self.tokenizing += len(texts)
+        start = time.perf_counter()
+        try:
+            ids = await asyncio.get_running_loop().run_in_executor(pool, encode, tokenizer, list(texts), settings)
+        finally:
+            self.tokenizing -= len(texts)
+            self._wake.set()
+        return ids, time.perf_counter() - start
+
+    async def score(self, encoded: list[list[int]]) -> _Job:
+        """Queue tokenized reviews; the job, once its future is done, holds their logits in order.
 
         Raises:
             InferenceError: the model call for these reviews failed.
         """
         loop = asyncio.get_running_loop()
-        self.tokenizing += len(texts)
-        try:
-            encoded = await loop.run_in_executor(self._tokenizer, self.predictor.encode, list(texts))
-        finally:
-            self.tokenizing -= len(texts)
-            self._wake.set()
         job = _Job(
             loop.create_future(), np.empty((len(encoded), len(self.predictor.label_names)), np.float32), len(encoded)
         )
-        entries = [_Entry(job, row, ids) for row, ids in enumerate(encoded)]
-        if urgent:
-            self._queue.extendleft(reversed(entries))
-        else:
-            self._queue.extend(entries)
+        self._queue.extend(_Entry(job, row, ids) for row, ids in enumerate(encoded))
         self.metrics.queue.set(len(self._queue))
         self._wake.set()
-        return await job.future
+        await job.future
+        return job
+
+    async def probe(self) -> np.ndarray:
+        """Logits of the probe review, computed on the probe's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._probe_thread, self.predictor.logits_from_ids, self._probe_ids
+        )
 
     def _fits(self) -> int:
         """How many reviews at the front of the queue make the next batch (at least one)."""
@@ -348,13 +219,11 @@ class Batcher:
         self.metrics.queue.set(len(self._queue))
         return [entry for entry in batch if not entry.job.future.done()]  # drop answered or abandoned requests
 
-    def _infer(self, batch: list[_Entry]) -> list[tuple[list[_Entry], np.ndarray | Exception]]:
-        """In the model thread: probabilities for the batch; if it fails, each request's reviews alone."""
-        from imdb_deploy.evaluation import softmax
-
+    def _infer(self, batch: list[_Entry]) -> tuple[list[tuple[list[_Entry], np.ndarray | Exception]], float]:
+        """In the model thread: logits for the batch (if it fails, each request's reviews alone) and the time."""
         start = time.perf_counter()
         try:
-            outcome = [(batch, softmax(self.predictor.logits_from_ids([e.ids for e in batch])))]
+            outcome = [(batch, self.predictor.logits_from_ids([e.ids for e in batch]))]
         except Exception:
             self.metrics.batch_failures.inc()
             logger.exception("a batch of %d reviews failed; scoring its requests one by one", len(batch))
@@ -364,16 +233,15 @@ class Batcher:
             outcome = []
             for entries in by_job.values():
                 try:
-                    outcome.append((entries, softmax(self.predictor.logits_from_ids([e.ids for e in entries]))))
+                    outcome.append((entries, self.predictor.logits_from_ids([e.ids for e in entries])))
                 except Exception as exc:
                     logger.exception("a request of %d reviews failed", len(entries))
                     outcome.append((entries, exc))
-        self.metrics.batch_seconds.observe(time.perf_counter() - start)
-        return outcome
+        seconds = time.perf_counter() - start
+        self.metrics.batch_seconds.observe(seconds)
+        return outcome, seconds
 
     def _record(self, batch: list[_Entry]) -> None:
-        from imdb_deploy.tokenization import length_sorted_batches
-
         lengths = [len(e.ids) for e in batch]
         # The onnxruntime calls Predictor.logits_from_ids makes of this batch (the same grouping function).
         calls = length_sorted_batches(lengths, self.predictor.batch_size, self.predictor.max_tokens)
@@ -393,17 +261,28 @@ class Batcher:
             self._batches.add(task)  # a reference until it is done (asyncio keeps only weak ones)
             task.add_done_callback(self._batches.discard)
 
+    @property
+    def longest_running_s(self) -> float:
+        """How long the oldest batch now in the model has been there (0 when none is)."""
+        return time.perf_counter() - min(self._started.values()) if self._started else 0.0
+
     async def _score_batch(self, batch: list[_Entry]) -> None:
         """Run one batch in a model thread and answer its requests."""
+        started = self._started[id(batch)] = time.perf_counter()
+        seconds = 0.0
         try:
             self._record(batch)
-            outcome = await asyncio.get_running_loop().run_in_executor(self._model, self._infer, batch)
+            outcome, seconds = await asyncio.get_running_loop().run_in_executor(self._model, self._infer, batch)
         except Exception as exc:  # never expected: keep serving, fail only this batch's requests
             logger.exception("the batcher failed on a batch of %d reviews", len(batch))
             outcome = [(batch, exc)]
         finally:
             self._running -= 1
+            del self._started[id(batch)]
             self._slot_free.set()
+        for job in {id(e.job): e.job for e in batch}.values():
+            job.queue_s = started - job.queued_at
+            job.inference_s += seconds
         for entries, result in outcome:
             for k, entry in enumerate(entries):
                 job = entry.job
@@ -412,11 +291,11 @@ class Batcher:
                 if isinstance(result, Exception):
                     job.future.set_exception(InferenceError(f"{type(result).__name__}: {result}"))
                     continue
-                job.probabilities[entry.row] = result[k]
+                job.logits[entry.row] = result[k]
                 job.remaining -= 1
                 self.metrics.reviews.inc()
                 if job.remaining == 0:
-                    job.future.set_result(job.probabilities)
+                    job.future.set_result(None)
 
     async def drain(self) -> None:
         """Return once every queued review is answered and no batch is running."""
@@ -430,67 +309,39 @@ class Batcher:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-        self._tokenizer.shutdown(wait=True)
+        for pool, _ in self._lanes.values():
+            pool.shutdown(wait=True)
         self._model.shutdown(wait=True)
+        self._probe_thread.shutdown(wait=False)  # a probe stuck in a broken model must not block the exit
 
 
 # --- the app ----------------------------------------------------------------------------------------------
 
 
-def parity_verdict(predictor, onnx_dir: str | os.PathLike) -> dict:
-    """The parity gate's verdict for the served variant, tied to the files the predictor loaded.
-
-    A Predictor carries its opened folder and the check of its files (model_folder.ExportFolder.verdict); a
-    stand-in without them gets the folder's report read here, its files unchecked.
-    """
-    folder = getattr(predictor, "folder", None)
-    if not isinstance(folder, ExportFolder):
-        try:
-            folder = ExportFolder(onnx_dir)
-        except ModelLoadError as exc:
-            return {"verified": False, "reason": str(exc)}
-    return folder.verdict(predictor.variant, getattr(predictor, "files", None))
-
-
-def _request_models():
-    """Pydantic models that describe the API in the OpenAPI schema."""
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class PredictRequest(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid",
-            json_schema_extra={"examples": [{"inputs": "A wonderful film."}, {"inputs": ["Loved it.", "Dull."]}]},
-        )
-        inputs: str | list[str] = Field(
-            description="A review, or a list of reviews (at most max_client_batch_size). Long reviews are cut "
-            "exactly as in training; empty ones are refused."
-        )
-
-    class Prediction(BaseModel):
-        label: str = Field(description="The most probable class.")
-        score: float = Field(description="Its probability.")
-        probabilities: dict[str, float] = Field(description="Every class's probability, by name.")
-
-    class ErrorBody(BaseModel):
-        error: str = Field(description="What was wrong: the field and index, or the limit.")
-        error_type: str
-
-    return PredictRequest, Prediction, ErrorBody
-
-
 class _Service:
-    """What the routes share: config, predictor, batcher, metrics, the in-flight count and the drain flag."""
+    """What the routes share: config, predictor, batcher, metrics, what is in flight and the drain flag."""
 
     def __init__(self, predictor, config: ServeConfig, onnx_dir: str) -> None:
         self.predictor = predictor
         self.config = config
         self.onnx_dir = onnx_dir
-        self.verdict = parity_verdict(predictor, onnx_dir)  # read at start-up: /info never re-reads the folder
+        # Read at start-up: /info never re-reads the folder.
+        self.verdict = parity_verdict(predictor, onnx_dir, config.info_details)
         self.metrics = ServeMetrics()
         self.batcher: Batcher | None = None
-        self.in_flight = 0
+        self.in_flight = 0  # reviews admitted and not yet answered
+        self.in_flight_bytes = 0  # body bytes reserved by requests being read or answered
         self.draining = False
-        self._probe: asyncio.Task | None = None
+        self._probe: asyncio.Future | None = None
+        settings = predictor.settings
+        # How each truncation request is tokenized: the trained cut, the head, the tail; and, for
+        # truncate=false, one token more than the model takes (a longer review is then refused, not cut).
+        self.cuts = {
+            None: settings,
+            "right": dataclasses.replace(settings, truncation="head"),
+            "left": dataclasses.replace(settings, truncation="head+tail", head_tokens=0),
+            "refuse": dataclasses.replace(settings, max_length=settings.max_length + 1, truncation="head"),
+        }
 
     def begin_drain(self) -> None:
         """Refuse new work (503) while the requests already admitted are answered."""
@@ -499,36 +350,89 @@ class _Service:
     def retry_headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.config.retry_after_s)}
 
-    async def predict(self, texts: list[str]) -> np.ndarray:
+    def overloaded(self, what: str, unread_body: bool = False) -> RequestError:
+        # A body left unread cannot be skipped on a keep-alive connection: close it after the answer.
+        headers = {**self.retry_headers(), **({"Connection": "close"} if unread_body else {})}
+        return RequestError(
+            429, "Overloaded", f"Model is overloaded: {what}; retry after {self.config.retry_after_s} s", headers
+        )
+
+    def reserve(self, nbytes: int) -> None:
+        """Count `nbytes` more of request bodies in flight, or refuse with 429 past max_concurrent_bytes."""
+        if self.in_flight_bytes + nbytes > self.config.max_concurrent_bytes:
+            raise self.overloaded(
+                f"{self.in_flight_bytes:,} request bytes in flight, max_concurrent_bytes="
+                f"{self.config.max_concurrent_bytes:,}",
+                unread_body=True,
+            )
+        self.in_flight_bytes += nbytes
+        self.metrics.in_flight_bytes.set(self.in_flight_bytes)
+
+    def release(self, nbytes: int) -> None:
+        self.in_flight_bytes -= nbytes
+        self.metrics.in_flight_bytes.set(self.in_flight_bytes)
+
+    async def predict(self, call: PredictCall, nbytes: int) -> tuple[np.ndarray, dict]:
+        """The logits of the call's reviews and TEI's timing headers' parts.
+
+        Raises:
+            RequestError: 503 draining, 429 overloaded, 422 a review too long with truncate=false, 424 the
+                model failed on it, 500 the tokenizer did.
+        """
         if self.draining:
             raise RequestError(
-                503, "unavailable", "the server is shutting down; retry on another instance", self.retry_headers()
+                503, "Unhealthy", "the server is shutting down; retry on another instance", self.retry_headers()
             )
+        texts = call.texts
         if self.in_flight + len(texts) > self.config.max_concurrent_requests:
-            raise RequestError(
-                429,
-                "overloaded",
-                f"Model is overloaded: {self.in_flight} reviews in flight, max_concurrent_requests="
-                f"{self.config.max_concurrent_requests}; retry after {self.config.retry_after_s} s",
-                self.retry_headers(),
+            raise self.overloaded(
+                f"{self.in_flight} reviews in flight, max_concurrent_requests={self.config.max_concurrent_requests}"
             )
+        truncate = self.config.auto_truncate if call.truncate is None else call.truncate
+        settings = self.cuts[call.direction if truncate else "refuse"]
         self.in_flight += len(texts)
         self.metrics.in_flight.set(self.in_flight)
         try:
-            return await self.batcher.score(texts)
-        except InferenceError as exc:
-            raise RequestError(500, "inference", f"the model failed on this request: {exc}") from exc
-        except Exception as exc:  # e.g. the tokenizer raised: this request fails, the server goes on
-            logger.exception("a request of %d reviews failed before the model", len(texts))
-            raise RequestError(500, "internal", f"this request failed: {type(exc).__name__}: {exc}") from exc
+            try:
+                encoded, tokenize_s = await self.batcher.tokenize(texts, settings, nbytes)
+            except Exception as exc:  # the tokenizer raised: this request fails, the server goes on
+                logger.exception("a request of %d reviews failed in the tokenizer", len(texts))
+                raise RequestError(500, "Tokenizer", f"the tokenizer failed: {type(exc).__name__}: {exc}") from exc
+            limit = self.predictor.settings.max_length
+            for i, ids in enumerate(encoded):
+                if len(ids) > limit:
+                    where = "inputs" if call.single else f"inputs[{i}]"
+                    raise RequestError(
+                        422,
+                        "Validation",
+                        f'{where}: `inputs` must have less than {limit} tokens; send "truncate": true to have it cut',
+                    )
+            try:
+                job = await self.batcher.score(encoded)
+            except InferenceError as exc:
+                raise RequestError(424, "Backend", f"the model failed on this request: {exc}") from exc
+            timing = {"tokenization_s": tokenize_s, "queue_s": job.queue_s, "inference_s": job.inference_s}
+            return job.logits, {**timing, "tokens": sum(len(ids) for ids in encoded)}
         finally:
             self.in_flight -= len(texts)
             self.metrics.in_flight.set(self.in_flight)
 
     async def probe(self) -> None:
-        """Score one short review ahead of the queue; concurrent /health calls share one probe."""
+        """Score the probe review on its own thread; concurrent /health calls share one probe.
+
+        Raises:
+            RequestError: 503 when a client batch has been in the model for more than health_timeout_s
+                (the probe's own thread would not see a hung model call).
+        """
+        stuck = self.batcher.longest_running_s
+        if stuck > self.config.health_timeout_s:
+            raise RequestError(
+                503,
+                "Unhealthy",
+                f"a batch has been in the model for {stuck:.1f} s, over {self.config.health_timeout_s} s",
+            )
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(self.batcher.score(["A fine film."], urgent=True))
+            self._probe = asyncio.ensure_future(self.batcher.probe())
             # A probe that fails after its caller timed out is still retrieved, so asyncio does not log it.
             self._probe.add_done_callback(lambda task: task.cancelled() or task.exception())
         await asyncio.wait_for(asyncio.shield(self._probe), self.config.health_timeout_s)
@@ -536,8 +440,9 @@ class _Service:
     def info(self) -> dict:
         p = self.predictor
         settings = p.settings
-        return {
-            "model_dir": str(Path(self.onnx_dir).resolve()),
+        details = self.config.info_details
+        out = {
+            "model_dir": str(Path(self.onnx_dir).resolve()) if details else Path(self.onnx_dir).resolve().name,
             "variant": p.variant,
             "model_file": Path(str(p.model_path)).name,
             # Whether a review's answer is independent of its batch neighbours (the default INT8 runs one
@@ -548,7 +453,7 @@ class _Service:
             "max_length": settings.max_length,
             "truncation": settings.truncation,
             "head_tokens": settings.head_tokens,
-            "versions": versions((*STACK, "tokenizers", "fastapi", "uvicorn", "uvloop", "httptools", "numpy")),
+            "auto_truncate": self.config.auto_truncate,
             "batching": {
                 "max_batch_tokens": self.config.max_batch_tokens,
                 "max_batch_size": self.config.max_batch_size,
@@ -559,41 +464,77 @@ class _Service:
                 "batches_in_flight": self.batcher.slots if self.batcher else None,
             },
             "limits": {
-                "max_concurrent_requests": self.config.max_concurrent_requests,
-                "max_client_batch_size": self.config.max_client_batch_size,
-                "max_body_bytes": self.config.max_body_bytes,
-                "max_review_bytes": self.config.max_review_bytes,
-                "retry_after_s": self.config.retry_after_s,
+                name: getattr(self.config, name)
+                for name in (
+                    "max_concurrent_requests",
+                    "max_concurrent_bytes",
+                    "max_client_batch_size",
+                    "max_body_bytes",
+                    "max_review_bytes",
+                    "body_timeout_s",
+                    "keep_alive_s",
+                    "max_connections",
+                    "retry_after_s",
+                )
             },
+            "auth": {"api_key": self.config.api_key is not None, "health_needs_key": self.config.health_needs_key},
             "parity": self.verdict,
         }
+        if details:
+            out["versions"] = versions((*STACK, "tokenizers", "fastapi", "uvicorn", "uvloop", "httptools", "numpy"))
+        return out
 
 
-async def _read_body(request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    too_big = f"body: over max_body_bytes={limit:,}; send fewer or shorter reviews per request"
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(400, "validation", f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise RequestError(413, "payload_too_large", too_big)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, "payload_too_large", too_big)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _add_status_routes(app: FastAPI, service: _Service, ErrorBody) -> None:
+    """/health, /info and /metrics."""
+
+    @app.get(
+        "/health",
+        responses={503: {"model": ErrorBody, "description": "The model did not answer, or shutting down"}},
+    )
+    async def health() -> dict[str, str]:
+        """200 once the model has just scored a real probe review, on a thread of its own (never behind client
+        work); 503 otherwise or while shutting down."""
+        if service.draining:
+            raise RequestError(503, "Unhealthy", "shutting down", service.retry_headers())
+        try:
+            await service.probe()
+        except RequestError:
+            raise
+        except asyncio.TimeoutError:
+            raise RequestError(
+                503, "Unhealthy", f"the probe review was not scored within {service.config.health_timeout_s} s"
+            ) from None
+        except Exception as exc:
+            raise RequestError(503, "Unhealthy", f"the probe review failed: {type(exc).__name__}") from exc
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict:
+        """Model, variant, labels, tokenization, batching settings, limits, parity (paths and versions with
+        --info-details)."""
+        return service.info()
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
+    async def metrics():
+        """Prometheus text: requests by route and status, latency, queue depth, batch sizes, reviews scored."""
+        if service.batcher is not None:
+            service.metrics.queue.set(service.batcher.queued)
+        payload, content_type = service.metrics.render()
+        return Response(payload, media_type=content_type)
 
 
 def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.PathLike | None = None):
-    """The ASGI app: /predict, /health, /info, /metrics, /openapi.json and /docs over one Predictor.
+    """The ASGI app: TEI's /predict (also on / and /invocations), /health, /info, /metrics, /openapi.json, /docs.
 
     Args:
-        predictor: a loaded `Predictor` (or an object with its encode, logits_from_ids, to_predictions,
-            label_names, settings, variant, batch_size and max_tokens).
-        config: limits and batching; ServeConfig() by default.
+        predictor: a loaded `Predictor` (or an object with its encode, tokenizer, settings, logits_from_ids,
+            label_names, variant, batching, batch_size and max_tokens).
+        config: limits, batching and access; ServeConfig() by default.
         onnx_dir: the model folder named in /info; defaults to `predictor.model_dir`.
 
     Returns:
@@ -605,13 +546,17 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
     from imdb_deploy import __version__
 
     config = config or ServeConfig()
-    if config.max_batch_tokens < predictor.settings.max_length:
+    max_length = predictor.settings.max_length
+    if config.max_batch_tokens < max_length:
         raise ConfigError(
-            f"max_batch_tokens={config.max_batch_tokens}: below the model's max_length "
-            f"({predictor.settings.max_length}); use at least that"
+            f"max_batch_tokens={config.max_batch_tokens}: below the model's max_length ({max_length}); "
+            "use at least that"
         )
     service = _Service(predictor, config, str(onnx_dir if onnx_dir is not None else predictor.model_dir))
-    PredictRequest, Prediction, ErrorBody = _request_models()
+
+    class ErrorBody(BaseModel):
+        error: str = Field(description="What was wrong: the field and index, or the limit.")
+        error_type: str = Field(description="TEI's error type (Validation, Empty, Overloaded, Backend, ...).")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -624,75 +569,68 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
     app = FastAPI(
         title="imdb-deploy",
         version=__version__,
-        description="IMDb review sentiment from an exported, parity-checked ONNX model, with dynamic batching.",
+        description="IMDb review sentiment from an exported, parity-checked ONNX model, with dynamic batching. "
+        "Speaks text-embeddings-inference's /predict for sequence classification.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
-    app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
-
-    @app.exception_handler(RequestError)
-    async def request_error(request, exc: RequestError):
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-    errors = {
-        status: {"model": ErrorBody, "description": text}
-        for status, text in (
-            (413, "Too many texts, a text over max_review_bytes, or a body over max_body_bytes"),
-            (422, "Malformed JSON, a missing or unknown field, a non-string or empty text (named with its index)"),
-            (429, "More than max_concurrent_requests reviews in flight; see Retry-After"),
-            (500, "The model failed on this request (other requests are unaffected)"),
-            (503, "Shutting down"),
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(AccessControl, config=config)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # outermost: counts the refusals too
+    install_error_handlers(app)
+    install_docs(app)
+    request_body = {
+        "required": True,
+        "content": {"application/json": {"schema": json_schema_limits(config, max_length)}},
     }
 
-    @app.post(
-        "/predict",
-        response_model=Prediction | list[Prediction],
-        responses=errors,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-            }
-        },
-    )
     async def predict(request: Request):
-        """Sentiment of one review (answer: one object) or a list of reviews (answer: a list, in order)."""
-        body = await _read_body(request, config.max_body_bytes)
-        texts, single = parse_predict_body(body, config)
-        probabilities = await service.predict(texts)
-        answers = [asdict(p) for p in predictor.to_predictions(probabilities)]
-        return JSONResponse(answers[0] if single else answers)
+        """Sentiment as text-embeddings-inference answers it: per input, every class as {label, score}, best first.
 
-    @app.get("/health", responses={503: {"model": ErrorBody, "description": "The model did not answer"}})
-    async def health():
-        """200 once the model has scored a real probe review just now; 503 otherwise or while shutting down."""
-        if service.draining:
-            return JSONResponse(
-                {"error": "shutting down", "error_type": "unhealthy"}, 503, headers=service.retry_headers()
-            )
+        A single input (a string) gets a flat list; a batch (`[["a"], ["b"]]`, or a flat list of 3+ strings)
+        one list per input, in order; with `parameters` (huggingface_hub's InferenceClient) a single input
+        also gets `[[...]]`. `details: true` answers our object per input instead.
+        """
+        start = time.perf_counter()
+        reserved = await read_body(request, config, service.reserve, service.release)
         try:
-            await service.probe()
-        except asyncio.TimeoutError:
-            message = f"the probe review was not scored within {config.health_timeout_s} s"
-            return JSONResponse({"error": message, "error_type": "unhealthy"}, 503)
-        except Exception as exc:
-            return JSONResponse({"error": f"the probe review failed: {exc}", "error_type": "unhealthy"}, 503)
-        return {"status": "ok"}
+            call = parse_predict_body(request.state.body, config)
+            logits, timing = await unless_client_leaves(request, service.predict(call, reserved))
+        finally:
+            service.release(reserved)
+        body = answer(call, logits, predictor.label_names, predictor.variant)
+        headers = timing_headers(
+            start,
+            timing["tokenization_s"],
+            timing["queue_s"],
+            timing["inference_s"],
+            call,
+            timing["tokens"],
+            "gpu" if "CUDA" in str(getattr(predictor, "provider", "")) else "cpu",
+        )
+        return JSONResponse(body, headers=headers)
 
-    @app.get("/info")
-    async def info():
-        """The model folder, variant, labels, tokenization, versions, batching settings, limits and parity."""
-        return service.info()
+    for path in PREDICT_ROUTES:
+        app.add_api_route(
+            path,
+            predict,
+            methods=["POST"],
+            response_model=None,
+            responses=predict_responses(ErrorBody),
+            openapi_extra={"requestBody": request_body},
+            operation_id="predict" if path == "/predict" else f"predict{path.replace('/', '_') or '_root'}",
+            summary="Predict" if path == "/predict" else f"Predict (also on {path})",
+        )
 
-    @app.get("/metrics")
-    async def metrics():
-        """Prometheus text: requests, latency, queue depth, batch sizes, reviews scored."""
-        if service.batcher is not None:
-            service.metrics.queue.set(service.batcher.queued)
-        payload, content_type = service.metrics.render()
-        return Response(payload, media_type=content_type)
-
+    _add_status_routes(app, service, ErrorBody)
     return app
 
 
@@ -705,8 +643,6 @@ def load_predictor(onnx_dir: str | os.PathLike, config: ServeConfig):
     Raises:
         ModelLoadError: the folder or variant is missing, or the warm-up prediction fails.
     """
-    from imdb_deploy.predict import Predictor
-
     predictor = Predictor(
         onnx_dir, variant=config.variant, threads=config.threads, allow_unverified=config.allow_unverified
     )
@@ -751,8 +687,6 @@ def serve(onnx_dir: str | os.PathLike, config: ServeConfig | None = None, predic
         ConfigError: a setting does not fit the model.
         ImdbDeployError: the server could not start (e.g. the port is taken).
     """
-    import uvicorn
-
     config = config or ServeConfig()
     predictor = predictor if predictor is not None else load_predictor(onnx_dir, config)
     app = create_app(predictor, config, onnx_dir)
@@ -762,16 +696,7 @@ def serve(onnx_dir: str | os.PathLike, config: ServeConfig | None = None, predic
             app.state.service.begin_drain()  # new work gets 503 from now on; admitted work is answered
             super().handle_exit(sig, frame)
 
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            access_log=config.access_log,
-            lifespan="on",
-            timeout_graceful_shutdown=None,  # wait for every admitted request, however long the queue
-        )
-    )
+    server = Server(uvicorn_config(app, config))
     with _signals_end_cleanly():
         server.run(sockets=sockets)
     if not server.started:

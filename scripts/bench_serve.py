@@ -126,7 +126,8 @@ async def drive(url: str, texts: list[str], concurrency: int, limit_s: float, re
             next_index += 1
             start = time.perf_counter()
             try:
-                response = await client.post("/predict", json={"inputs": texts[i]})
+                # details: our answer with every class's probability by name (TEI's is a list sorted by score).
+                response = await client.post("/predict", json={"inputs": texts[i], "details": True})
                 status = str(response.status_code)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__

@@ -79,7 +79,10 @@ def running(app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    from imdb_deploy.serve import uvicorn_config
+
+    config = app.state.service.config
+    server = uvicorn.Server(uvicorn_config(app, config, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -124,8 +127,15 @@ def assert_answers_equal(answers, texts, reference) -> None:
 
 
 async def _post_all(base_url: str, bodies: list) -> list[httpx.Response]:
+    """Post every body at once, asking for our detailed answer (label, score, probabilities, variant)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        return await asyncio.gather(*(client.post("/predict", json=body) for body in bodies))
+        return await asyncio.gather(*(client.post("/predict", json=detailed(body)) for body in bodies))
+
+
+def detailed(body: dict) -> dict:
+    """`body` asking for our detailed answer, a list of reviews sent as TEI's batch [["a"], ["b"]]."""
+    inputs = body["inputs"]
+    return {**body, "inputs": [[t] for t in inputs] if isinstance(inputs, list) else inputs, "details": True}
 
 
 def test_concurrent_clients_get_their_own_answers_in_order_from_shared_batches(onnx_dir, reference):
@@ -184,11 +194,11 @@ def test_overload_gets_429_with_retry_after_and_the_server_recovers(onnx_dir, re
         )
         thread.start()
         wait_until(lambda: metric_values(url)[("imdb_deploy_in_flight_reviews", ())] == 4, "4 reviews in flight")
-        for body in ({"inputs": "One more."}, {"inputs": ["Two", "more."]}):
+        for body in ({"inputs": "One more."}, {"inputs": [["Two"], ["more."]]}):
             refused = httpx.post(f"{url}/predict", json=body, timeout=10)
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "1"
-            assert refused.json()["error_type"] == "overloaded"
+            assert refused.json()["error_type"] == "Overloaded"
             assert "max_concurrent_requests=4" in refused.json()["error"]
         model.gate.set()
         thread.join(30)
@@ -204,25 +214,30 @@ BAD_BODIES = [
     (b'{"inputs": "unclosed', 422, "body: malformed JSON"),
     (b'{"inputs": "caf\xff"}', 422, "body: not UTF-8"),
     (b"[1, 2]", 422, "expected a JSON object"),
-    (b'{"text": "a review"}', 422, "unknown field 'text'"),
+    (b'{"text": "a review"}', 422, "inputs: field missing"),
+    (b'{"inputs": "x", "truncate": "yes"}', 422, "truncate: expected true or false, got a string"),
+    (b'{"inputs": "x", "truncation_direction": "up"}', 422, "truncation_direction: 'up'"),
+    (b'{"inputs": ["a review", "another"]}', 422, "is a pair of texts"),
+    (b'{"inputs": [["a review", "another"]]}', 422, "inputs[0]: a pair of texts"),
     (b"{}", 422, "inputs: field missing"),
-    (b'{"inputs": null}', 422, "inputs: expected a string or an array of strings, got null"),
+    (b'{"inputs": null}', 422, "inputs: expected a string, a list of strings or a batch [[string], ...], got null"),
     (b'{"inputs": 5}', 422, "got a number"),
     (b'{"inputs": []}', 422, "inputs: empty array"),
     (b'{"inputs": ["good film", 3]}', 422, "inputs[1]: expected a string, got a number"),
     (b'{"inputs": ["good film", {"text": "x"}]}', 422, "inputs[1]: expected a string, got an object"),
-    (b'{"inputs": ["good film", ""]}', 422, "inputs[1]: empty text"),
-    (b'{"inputs": "   "}', 422, "inputs: empty text"),
-    (b'{"inputs": ["good", "bad \\ud800"]}', 422, "inputs[1]: not valid Unicode"),
+    (b'{"inputs": ["good film", "fine", ""]}', 400, "inputs[2]: empty text"),
+    (b'{"inputs": "   "}', 400, "inputs: empty text"),
+    (b'{"inputs": ["good", "fine", "bad \\ud800"]}', 422, "inputs[2]: not valid Unicode"),
     (b'{"inputs": ' + b"[" * 1500 + b"]" * 1500 + b"}", 422, "nested too deeply"),
-    (json.dumps({"inputs": ["a", "b", "c", "d"]}).encode(), 413, "4 texts, more than max_client_batch_size=3"),
+    (json.dumps({"inputs": ["a", "b", "c", "d"]}).encode(), 422, "batch size 4 > maximum allowed batch size 3"),
     (
-        json.dumps({"inputs": ["good", "great " * 200]}).encode(),
+        json.dumps({"inputs": [["good"], ["great " * 200]]}).encode(),
         413,
-        "inputs[1]: 1,200 bytes, more than max_review_bytes",
+        "inputs[1][0]: 1,200 bytes, more than max_review_bytes",
     ),
-    (json.dumps({"inputs": ["good film"] * 3 + ["x" * 900]}).encode(), 413, "max_client_batch_size=3"),
-    (json.dumps({"inputs": "good " * 1000}).encode(), 413, "body: over max_body_bytes=4,000"),
+    # The item types are checked before the count: a malformed body is 422 for what is wrong with it.
+    (json.dumps({"inputs": ["good film"] * 3 + [5]}).encode(), 422, "inputs[3]: expected a string, got a number"),
+    (json.dumps({"inputs": "good " * 1000}).encode(), 413, "body: over the payload limit of 4,000 bytes"),
 ]
 
 
@@ -240,16 +255,18 @@ def test_every_bad_body_gets_a_4xx_naming_the_field_or_the_limit(onnx_dir, refer
                 yield b"good " * 10
             yield b'"}'
 
-        streamed = client.post("/predict", content=chunks())
-        assert streamed.status_code == 413 and "max_body_bytes" in streamed.json()["error"]
+        streamed = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and "payload limit" in streamed.json()["error"]
         # A long review under the byte limit is cut exactly as in training, not refused.
         long_review = "the movie was great and " * 35
         assert len(reference.encode([long_review])[0]) == reference.settings.max_length
-        ok = client.post("/predict", json={"inputs": [long_review, "dull"]})
+        ok = client.post("/predict", json=detailed({"inputs": [long_review, "dull"]}))
         assert ok.status_code == 200
         assert_answers_equal(ok.json(), [long_review, "dull"], reference)
         values = metric_values(url)
-        assert values[("imdb_deploy_http_requests_total", (("route", "/predict"), ("status", "422")))] == 14
+        assert values[("imdb_deploy_http_requests_total", (("route", "/predict"), ("status", "422")))] == sum(
+            status == 422 for _, status, _ in BAD_BODIES
+        )
 
 
 @pytest.mark.parametrize(("max_batch_size", "in_flight"), [(None, 2), (1, 1)])
@@ -307,7 +324,8 @@ def test_a_failing_batch_fails_only_its_own_request(onnx_dir, reference):
         holder.join(30)
         thread.join(30)
         assert first[0].status_code == 200
-        assert [r.status_code for r in rest] == [200, 500, 200]  # one batch failed; its other requests retried alone
+        # One batch failed; its other requests were retried alone (424: TEI's status for a backend error).
+        assert [r.status_code for r in rest] == [200, 424, 200]
         assert "poisoned review" in rest[1].json()["error"]
         assert_answers_equal([rest[0].json()], ["great film"], reference)
         assert_answers_equal(rest[2].json(), ["superb", "dull"], reference)
@@ -316,18 +334,20 @@ def test_a_failing_batch_fails_only_its_own_request(onnx_dir, reference):
         assert metric_values(url)[("imdb_deploy_batch_failures_total", ())] == 1
 
 
-def test_a_tokenizer_failure_fails_only_its_request(onnx_dir):
-    app, model = make_app(onnx_dir)
-    real_encode = model.inner.encode
+def test_a_tokenizer_failure_fails_only_its_request(onnx_dir, monkeypatch):
+    from imdb_deploy import serve
 
-    def encode(texts):
+    app, model = make_app(onnx_dir)
+    real_encode = serve.encode
+
+    def encode(tokenizer, texts, settings):
         if "explode" in texts:
             raise ValueError("the tokenizer broke")
-        return real_encode(texts)
+        return real_encode(tokenizer, texts, settings)
 
-    model.encode = encode
+    monkeypatch.setattr(serve, "encode", encode)
     with running(app) as url:
-        broken = httpx.post(f"{url}/predict", json={"inputs": ["good", "explode"]}, timeout=10)
+        broken = httpx.post(f"{url}/predict", json={"inputs": [["good"], ["explode"]]}, timeout=10)
         assert broken.status_code == 500
         assert "ValueError: the tokenizer broke" in broken.json()["error"]
         assert httpx.post(f"{url}/predict", json={"inputs": "good"}, timeout=10).status_code == 200
@@ -340,7 +360,8 @@ def test_health_info_metrics_and_openapi(onnx_dir):
     with running(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/health").json() == {"status": "ok"}
         info = client.get("/info").json()
-        assert info["model_dir"] == str(Path(onnx_dir).resolve())
+        assert info["model_dir"] == Path(onnx_dir).resolve().name  # no absolute path without --info-details
+        assert str(Path(onnx_dir).resolve()) not in client.get("/info").text and "versions" not in info
         assert info["variant"] == "fp32" and info["model_file"] == "model.onnx"
         assert info["batch_invariant"] is True and info["predictor"]["per_review"] is False
         assert info["labels"] == ["negative", "positive"]
@@ -348,9 +369,8 @@ def test_health_info_metrics_and_openapi(onnx_dir):
         assert info["batching"]["max_batch_tokens"] == 16384
         assert info["limits"]["max_client_batch_size"] == 8
         assert info["limits"]["max_concurrent_requests"] == 512
-        assert {"imdb-deploy", "onnxruntime", "fastapi", "uvicorn"} <= set(info["versions"])
         assert info["parity"] == {"verified": False, "reason": "exported without the parity gate (--no-verify)"}
-        assert client.post("/predict", json={"inputs": ["good", "bad"]}).status_code == 200
+        assert client.post("/predict", json={"inputs": [["good"], ["bad"]]}).status_code == 200
         assert client.get("/nowhere").status_code == 404
 
         text = client.get("/metrics").text
@@ -368,14 +388,16 @@ def test_health_info_metrics_and_openapi(onnx_dir):
         values = metric_values(url)
         assert values[("imdb_deploy_http_requests_total", (("route", "/health"), ("status", "200")))] == 1
         assert values[("imdb_deploy_http_requests_total", (("route", "other"), ("status", "404")))] == 1
-        assert values[("imdb_deploy_reviews_scored_total", ())] == 3  # the health probe is a real review
+        assert values[("imdb_deploy_reviews_scored_total", ())] == 2  # the probe runs beside the batcher
         assert values[("imdb_deploy_http_request_duration_seconds_count", (("route", "/predict"),))] == 1
 
         schema = client.get("/openapi.json").json()
         body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert "inputs" in body["properties"]
         assert {"413", "422", "429"} <= set(schema["paths"]["/predict"]["post"]["responses"])
-        assert "swagger" in client.get("/docs").text.lower()
+        page = client.get("/docs").text
+        assert "swagger" in page.lower() and "cdn" not in page  # Swagger UI from the installed package
+        assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_health_is_503_when_the_model_does_not_answer(onnx_dir):
@@ -492,6 +514,9 @@ def test_serve_command_help_and_errors(tmp_path):
     limits = runner.invoke(cli, ["serve", str(tmp_path), "--max-client-batch-size", "600"])
     assert limits.exit_code == 1
     assert "max_client_batch_size=600 is more than max_concurrent_requests=512" in limits.output
+    short_key = runner.invoke(cli, ["serve", str(tmp_path), "--api-key", "abc"])
+    assert short_key.exit_code == 1 and "api_key: shorter than 8 characters" in short_key.output
+    assert "--payload-limit" in result.output and "--api-key" in result.output
 
 
 def test_serve_config_quotes_the_bad_value():
