@@ -219,8 +219,11 @@ def bench_table(result: dict, compact: bool = False) -> list[str]:
         if row.get("status") != "ok":
             rows.append([f"`{name}`", f"skipped: {row.get('reason', '')}"] + [""] * (len(headers) - 2))
             continue
+        engine = ""
+        if name == "predict" and row.get("variant"):  # the folder's default: say which runtime and variant ran
+            engine = f" ({row['variant']} on {row['engine']}, {row.get('precision')})"
         cells = [
-            f"`{name}`",
+            f"`{name}`{engine}",
             _num(row.get("reviews_per_s")),
             _num(row.get("speedup"), ".2f", "x"),
             _num(row.get("accuracy"), ".4f"),
@@ -238,6 +241,19 @@ def bench_table(result: dict, compact: bool = False) -> list[str]:
     lines += table(headers, rows)
     if model.get("weights") == "random":
         lines += ["", "Accuracy is blank and label agreement says little: the weights are random (speed only)."]
+    default = result.get("default") or {}
+    if default.get("default"):
+        best = default.get("best_by_runtime") or {}
+        lines += [
+            "",
+            f"Default variant `{default['default']['variant']}` (what predict, serve and Ray run): "
+            + "; ".join(
+                f"{runtime}'s fastest row `{entry['row']}` {_num(entry.get('reviews_per_s'))} reviews/s "
+                f"= {_num(entry.get('vs_default'), '.2f', 'x')} the default"
+                for runtime, entry in best.items()
+            )
+            + ".",
+        ]
     fastest = result.get("fastest") or {}
     if not compact and fastest.get("share_of_int8_peak") is not None:
         lines += [
