@@ -215,7 +215,13 @@ def bench_table(result: dict, compact: bool = False) -> list[str]:
     if not compact:
         headers += ["batch-1 p50 short / long (ms)", "file (MB)", "peak RSS (MB)"]
     rows = []
+    default = result.get("default") or {}
+    best = default.get("best_by_runtime") or {}
+    # The headline keeps the baseline, the default (predict) and each runtime's fastest row; docs keep them all.
+    shown = {result.get("baseline"), "predict", *(entry["row"] for entry in best.values())} if compact else None
     for name, row in result.get("rows", {}).items():
+        if shown is not None and name not in shown:
+            continue
         if row.get("status") != "ok":
             rows.append([f"`{name}`", f"skipped: {row.get('reason', '')}"] + [""] * (len(headers) - 2))
             continue
@@ -241,9 +247,7 @@ def bench_table(result: dict, compact: bool = False) -> list[str]:
     lines += table(headers, rows)
     if model.get("weights") == "random":
         lines += ["", "Accuracy is blank and label agreement says little: the weights are random (speed only)."]
-    default = result.get("default") or {}
     if default.get("default"):
-        best = default.get("best_by_runtime") or {}
         lines += [
             "",
             f"Default variant `{default['default']['variant']}` (what predict, serve and Ray run): "
