@@ -27,13 +27,15 @@ from imdb_deploy.export_config import (
     QUANTIZE_SOURCES,
     ExportConfig,
 )
-from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
+from imdb_deploy.readers import ON_ERROR
 from imdb_deploy.serve_config import ServeConfig
+from imdb_deploy.sources import INPUT_FORMATS
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
 from imdb_deploy.verify import VerifyConfig
+from imdb_deploy.writers import OUTPUT_FORMATS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -28,23 +28,11 @@ from imdb_deploy.artifacts import (
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import refuse_overlap
-from imdb_deploy.inputs import (
-    INPUT_FORMATS,
-    ON_ERROR,
-    OUTPUT_FORMATS,
-    SKIP_HINT,
-    RowWriter,
-    chunks,
-    count_noun,
-    expand_inputs,
-    id_prefixes,
-    local_path,
-    open_reader,
-    open_text_output,
-    review_problem,
-)
 from imdb_deploy.machine import physical_cores
+from imdb_deploy.readers import ON_ERROR, SKIP_HINT, chunks, count_noun, open_reader, review_problem
+from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes, local_path
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
+from imdb_deploy.writers import OUTPUT_FORMATS, RowWriter, open_text_output
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
 # calls keep each layer's activations in the CPU caches: on a quiet 2-core AVX2 CPU, INT8, 256 IMDb test
@@ -390,7 +378,7 @@ def predict_file(
         predictor: the model.
         source: one input or several: JSONL, CSV, text or Parquet files (gzip recognised by content),
             folders and globs of them, fsspec URLs (s3://..., file://...), or "-" for stdin; read in the
-            order `inputs.expand_inputs` gives, one file after the other, streamed.
+            order `sources.expand_inputs` gives, one file after the other, streamed.
         output: where predictions go, written completely or not at all; None writes to `stdout`.
         errors: with on_error="skip", a JSONL file (file, line, id, reason, fix) for the rows set aside,
             written completely or not at all; None reports them on `stderr`.

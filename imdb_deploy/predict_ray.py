@@ -3,8 +3,8 @@
 The job is three Ray Data operators, streamed (nothing is held whole in memory):
 
 1. read: Ray lists, opens and spreads the files (`FileBasedDatasource`, any filesystem pyarrow or fsspec
-   knows, e.g. s3://); each file is parsed by the local engine's readers (`inputs.InputReader`,
-   `inputs.ParquetReader`), so rows, ids and bad-row reasons are exactly the local engine's. Ray's own
+   knows, e.g. s3://); each file is parsed by the local engine's readers (`readers.InputReader`,
+   `readers.ParquetReader`), so rows, ids and bad-row reasons are exactly the local engine's. Ray's own
    `read_json`/`read_csv` parse whole blocks with pyarrow: one malformed line fails the file without naming
    the row, and no reader numbers rows, which the ids and error reports need.
 2. score: `map_batches` with a callable class, one `Predictor` per actor (onnxruntime intra-op threads =
@@ -32,23 +32,18 @@ import numpy as np
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
 from imdb_deploy.fileio import refuse_overlap
-from imdb_deploy.inputs import (
-    DEFAULT_ID_FIELD,
+from imdb_deploy.objectstore import bucket_problem, protocol, url_error
+from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
+from imdb_deploy.readers import DEFAULT_ID_FIELD, ON_ERROR, SKIP_HINT, InputReader, ParquetReader, chunks, count_noun
+from imdb_deploy.sources import (
     INPUT_FORMATS,
-    ON_ERROR,
-    SKIP_HINT,
-    InputReader,
-    ParquetReader,
-    chunks,
-    count_noun,
     expand_inputs,
     guess_format,
+    gunzip_if_needed,
     id_prefixes,
     is_url,
     local_path,
 )
-from imdb_deploy.objectstore import bucket_problem, protocol, url_error
-from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
@@ -192,8 +187,6 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
 
     import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
-
-    from imdb_deploy.inputs import gunzip_if_needed
 
     names = {_row_key(path): (path, prefixes.get(path)) for path in files}
     fmt_of = {

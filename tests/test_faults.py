@@ -356,7 +356,7 @@ def test_a_quote_never_closed_to_the_end_of_the_file_is_one_bad_row(onnx_dir, tm
 
 
 def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.inputs as inputs
+    import imdb_deploy.readers as inputs
 
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 2000)
     source = tmp_path / "in.csv"
@@ -374,7 +374,7 @@ def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_p
 
 
 def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
-    from imdb_deploy.inputs import MAX_JSON_DEPTH
+    from imdb_deploy.readers import MAX_JSON_DEPTH
 
     deep = '{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
     source = tmp_path / "in.jsonl"
@@ -388,7 +388,7 @@ def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
 
 
 def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.inputs as inputs
+    import imdb_deploy.readers as inputs
 
     monkeypatch.setattr(inputs, "MAX_REVIEW_BYTES", 1000)
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 4000)
@@ -409,7 +409,7 @@ def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, m
 
 
 def test_validate_review_is_the_check_a_server_can_call():
-    from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, loads_checked, validate_review
+    from imdb_deploy.readers import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, loads_checked, validate_review
 
     assert validate_review("A fine film.") == "A fine film."
     for bad, message in (

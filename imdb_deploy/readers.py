@@ -1,11 +1,9 @@
-"""Streaming readers and writers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet, gzip, stdin.
+"""Streaming readers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet (gzip and stdin via sources).
 
-Inputs are files, folders and globs (local, or any fsspec URL such as s3:// where it is configured),
-expanded by `expand_inputs`. Rows are read lazily (line by line; Parquet by record batch); a bad row comes
-back as an `InputRow` with its reason and fix, so the caller decides whether to stop or set it aside.
-Ids: the `id` field or column when a row has one (or the one `--id-field` names), else "NAME:N" with the
-file's name and the line the row starts on (1-based row for Parquet), unique across files; stdin keeps
-plain line numbers. Outputs are written under a temporary name and renamed only when the run completes.
+Rows are read lazily (line by line; Parquet by record batch); a bad row comes back as an `InputRow` with
+its reason and fix, so the caller decides whether to stop or set it aside. Ids: the `id` field or column
+when a row has one (or the one `--id-field` names), else "NAME:N" with the file's name and the line the
+row starts on (1-based row for Parquet), unique across files; stdin keeps plain line numbers.
 
 Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
 the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
@@ -14,18 +12,29 @@ checks for callers outside a file (a server's request bodies).
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
-from collections.abc import Sequence
+import zlib
+from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from imdb_deploy.errors import InputError
-from imdb_deploy.objectstore import bucket_problem, url_error, url_output
+from imdb_deploy.sources import (
+    guess_format,
+    gunzip_if_needed,
+    is_url,
+    open_binary,
+    open_seekable,
+    open_url,
+    source_name,
+)
 
-INPUT_FORMATS = ("auto", "jsonl", "csv", "text", "parquet")
 # Limits on one row. IMDb's longest review is about 14 KB; a review is cut to 512 tokens anyway, so 1 MiB
 # of text is far past any real review while a hostile line cannot take the memory with it. A line (JSON
 # escapes can triple a text) or CSV field over MAX_LINE_BYTES is set aside unread, in pieces: memory stays
@@ -36,14 +45,8 @@ MAX_JSON_DEPTH = 32
 # Most review characters read into one chunk, whatever the chunk's row count: 1,024 rows of the 1 MiB cap
 # would otherwise hold 1 GiB of text at once.
 MAX_CHUNK_CHARS = 16 << 20
-OUTPUT_FORMATS = ("jsonl", "csv")
 ON_ERROR = ("fail", "skip")
 DEFAULT_ID_FIELD = "id"  # carried to the output when rows have it, so results join back to their source
-# What a folder contributes: files with these endings (gzip allowed for the text formats). Names that start
-# with "_" or "." are skipped, as Spark, pyarrow and Ray do (_SUCCESS markers, .crc files, hidden temp files).
-PARQUET_SUFFIXES = (".parquet", ".pq")
-TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".txt", ".text")
-READABLE_SUFFIXES = PARQUET_SUFFIXES + TEXT_SUFFIXES + tuple(f"{suffix}.gz" for suffix in TEXT_SUFFIXES)
 SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
 _JSON_TYPES = {
     type(None): "null",
@@ -120,7 +123,6 @@ def json_depth(text: str) -> int:
 
 def parse_json(text: str) -> tuple[object, str | None, str | None]:
     """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix)."""
-    import json
 
     if json_depth(text) > MAX_JSON_DEPTH:
         return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
@@ -146,7 +148,6 @@ def loads_checked(text: str):
 
 def _finite(value) -> bool:
     """False when `value` holds NaN or infinity (also nested), which JSON output cannot hold."""
-    import json
 
     try:
         json.dumps(value, allow_nan=False, default=str)
@@ -191,134 +192,6 @@ def count_noun(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def source_name(source: str | os.PathLike) -> str:
-    return "stdin" if str(source) == "-" else str(source)
-
-
-def is_url(source: str | os.PathLike) -> bool:
-    """True for "scheme://..." inputs, opened through fsspec (s3://, gs://, file://, ...)."""
-    return "://" in str(source)
-
-
-def local_path(source: str | os.PathLike) -> str | None:
-    """The local path an input or output names (a file:// URL's path), or None for stdin, other URLs and
-    globs: what the overlap checks (fileio.refuse_overlap) compare."""
-    import glob
-
-    text = str(source)
-    if text.startswith("file://"):
-        return text.removeprefix("file://")
-    if text == "-" or is_url(text) or glob.has_magic(text):
-        return None
-    return text
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """The files behind the inputs, in order: each file as given, each folder's readable files (recursive,
-    sorted, skipping names that start with "_" or "."), each glob's matching files (sorted); "-" is stdin.
-
-    Raises:
-        InputError: no inputs, stdin mixed with files, a path that does not exist, a glob that matches
-            nothing, or a folder with no readable file.
-    """
-    import glob
-
-    inputs = [str(item) for item in inputs]
-    if not inputs:
-        raise InputError("no input: name files, folders or globs (or - for stdin)")
-    if "-" in inputs:
-        if len(inputs) > 1:
-            raise InputError("- (stdin) cannot be combined with other inputs; pass files, folders or globs instead")
-        return ["-"]
-    files: list[str] = []
-    for item in inputs:
-        if is_url(item):
-            files += _expand_url(item)
-        elif glob.has_magic(item):
-            matches = sorted(path for path in glob.glob(item, recursive=True) if os.path.isfile(path))
-            if not matches:
-                raise InputError(f"{item}: the pattern matches no file; check it (and quote it so the shell leaves it)")
-            files += matches
-        elif os.path.isdir(item):
-            files += _folder_files(item, _walk_local(item), os.sep)
-        elif os.path.exists(item):
-            files.append(item)
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    return list(dict.fromkeys(files))
-
-
-def _walk_local(folder: str) -> list[str]:
-    return [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-
-
-def _folder_files(folder: str, paths: list[str], sep: str) -> list[str]:
-    def wanted(path: str) -> bool:
-        parts = path[len(folder) :].strip(sep).split(sep)
-        return not any(part.startswith(("_", ".")) for part in parts) and path.lower().endswith(READABLE_SUFFIXES)
-
-    found = sorted(path for path in paths if wanted(path))
-    if not found:
-        raise InputError(
-            f"{folder}: no readable file in this folder (looked for {', '.join(READABLE_SUFFIXES[:8])}, "
-            "also .gz); name the files or pass a glob"
-        )
-    return found
-
-
-def _expand_url(url: str) -> list[str]:
-    import glob
-
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        if glob.has_magic(path):
-            hidden_ok = path.rsplit("/", 1)[-1].startswith(".")  # as Python's glob: "*" skips dot files
-            matches = sorted(
-                p for p in fs.glob(path) if (hidden_ok or not p.rsplit("/", 1)[-1].startswith(".")) and fs.isfile(p)
-            )
-            if not matches:
-                raise InputError(f"{url}: the pattern matches no file; check it")
-            return [fs.unstrip_protocol(p) for p in matches]
-        if fs.isdir(path):
-            return [fs.unstrip_protocol(p) for p in _folder_files(path.rstrip("/"), fs.find(path), "/")]
-        if fs.isfile(path):
-            return [url]
-    except (ImportError, ValueError, OSError) as exc:
-        error = url_error(exc, url, InputError)
-        raise error or InputError(
-            f"{url}: cannot list it ({exc}); check the URL and that its filesystem is configured"
-        ) from exc
-    raise bucket_problem(url, InputError) or InputError(f"{url}: no such file or folder")
-
-
-def id_prefixes(files: Sequence[str]) -> dict[str, str]:
-    """A short unique name per file for fallback ids: its path below the folder all files share
-    (a single file: its name), e.g. "train-00001.parquet" or "year=2024/part-0.parquet"."""
-    import posixpath
-
-    if list(files) == ["-"]:
-        return {}
-    keys = {
-        path: path.split("://", 1)[1] if is_url(path) else os.path.abspath(path).replace(os.sep, "/") for path in files
-    }
-    try:
-        common = posixpath.commonpath([posixpath.dirname(key) for key in keys.values()])
-    except ValueError:  # URLs on different buckets or hosts, or no files: keep the whole path
-        common = ""
-    return {path: posixpath.relpath(key, common) if common else key for path, key in keys.items()}
-
-
-def guess_format(source: str | os.PathLike, first_line: str | None = None) -> str:
-    """Input format by suffix (.parquet/.pq, .jsonl/.ndjson/.json, .csv, .txt; .gz stripped), else by the
-    first line ("{" means JSONL, anything else plain text)."""
-    name = "" if str(source) == "-" else str(source).rsplit("/", 1)[-1].lower()
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    return _guess_format(source, first_line)
-
-
 def open_reader(
     source: str,
     stack,
@@ -332,63 +205,15 @@ def open_reader(
     if fmt == "parquet":
         if str(source) == "-":
             raise InputError("stdin: Parquet cannot be read from a stream; save it to a file and pass its path")
-        return ParquetReader(source, _open_seekable(source, stack), text_field, id_field, id_prefix)
+        return ParquetReader(source, open_seekable(source, stack), text_field, id_field, id_prefix)
     if is_url(source):
-        stream = _open_url(source, stack)
+        stream = open_url(source, stack)
         if not hasattr(stream, "peek"):
-            import io
-
             stream = io.BufferedReader(stream)
         stream = gunzip_if_needed(stream, stack)
     else:
         stream = open_binary(source, stack)
     return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
-
-
-def _open_url(source: str, stack):
-    import fsspec
-
-    try:
-        return stack.enter_context(fsspec.open(source, "rb"))
-    except (ImportError, ValueError, OSError) as exc:
-        raise url_error(exc, source, InputError) or InputError(f"{source}: cannot read it ({exc})") from exc
-
-
-def _open_seekable(source: str, stack):
-    if is_url(source):
-        return _open_url(source, stack)
-    try:
-        return stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-
-
-def gunzip_if_needed(raw, stack):
-    """`raw` (a buffered binary stream), decompressed when its first bytes are gzip's magic number."""
-    import gzip
-
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
-
-
-def open_binary(source: str | os.PathLike, stack):
-    """The input as a binary stream; gzip is recognised by its magic bytes, whatever the name."""
-    import io
-    import sys
-
-    if str(source) == "-":
-        if sys.stdin is None or sys.stdin.closed:
-            raise InputError("stdin is closed: pipe the reviews in (`... | imdb-deploy predict -`) or name a file")
-        raw = sys.stdin.buffer
-    else:
-        try:
-            raw = stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-    if not hasattr(raw, "peek"):
-        raw = io.BufferedReader(raw)
-    return gunzip_if_needed(raw, stack)
 
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
@@ -404,18 +229,6 @@ def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
 
 
 _UTF8_FIX = "re-save the file as UTF-8"
-
-
-def _guess_format(source: str | os.PathLike, first_line: str | None) -> str:
-    name = "" if str(source) == "-" else Path(str(source)).name.lower()
-    name = name.removesuffix(".gz")
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".txt", ".text")):
-        return "text"
-    return "jsonl" if (first_line or "").lstrip().startswith("{") else "text"
 
 
 class InputReader:
@@ -457,7 +270,7 @@ class InputReader:
                 if raw.strip():
                     first = _decode(raw, line)[0]
                     break
-            self.format = _guess_format(source, first)
+            self.format = guess_format(source, first)
 
     def fallback_id(self, line: int):
         """The id of a row without one: "PREFIX:LINE", or the line number for stdin."""
@@ -465,7 +278,6 @@ class InputReader:
 
     def _numbered(self, stream):
         """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
-        import zlib
 
         number = 0
         try:
@@ -580,8 +392,6 @@ class InputReader:
         """CSV rows. A row whose quoting is broken (a quote never closed, a field over MAX_LINE_BYTES, text
         after a closing quote) is a bad row on the line it starts, and reading goes on from the next line:
         one stray quote cannot swallow the rest of the file."""
-        import csv
-        from collections import deque
 
         csv.field_size_limit(MAX_LINE_BYTES)
         lines = self._raw_lines()
@@ -718,8 +528,6 @@ class ParquetReader:
         id_prefix: str | None = None,
         batch_rows: int = 1024,
     ) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.source, self.name = source, source_name(source)
         self.text_field, self.id_prefix, self.batch_rows = text_field, id_prefix, batch_rows
@@ -787,57 +595,3 @@ def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
             chunk, chars = [], 0
     if chunk:
         yield chunk
-
-
-def open_text_output(path: Path | str | None, stack, fallback):
-    """A text stream for `path` (or an object-store URL), written under a temporary name and renamed (or
-    its upload completed) only if the run completes."""
-    import gzip
-    import io
-
-    from imdb_deploy.fileio import atomic_file
-
-    if path is None:
-        return fallback
-    if str(path).startswith("file://"):
-        path = Path(str(path).removeprefix("file://"))
-    elif is_url(path):  # an object store: the object appears once complete
-        text = {"encoding": "utf-8", "newline": ""}
-        if str(path).endswith(".gz"):
-            return stack.enter_context(url_output(str(path), lambda raw: gzip.open(raw, "wt", **text)))
-        return stack.enter_context(url_output(str(path), lambda raw: io.TextIOWrapper(raw, **text)))
-    tmp = stack.enter_context(atomic_file(path))
-    if str(path).endswith(".gz"):
-        return stack.enter_context(gzip.open(tmp, "wt", encoding="utf-8", newline=""))
-    return stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-
-
-class RowWriter:
-    """Prediction rows as JSONL or CSV: id, label, score of that label, probability of every label."""
-
-    def __init__(self, stream, fmt: str, label_names: Sequence[str]) -> None:
-        import csv
-        import json
-
-        self._dumps = json.dumps
-        self.stream = stream
-        self.label_names = list(label_names)
-        self.columns = ["id", "label", "score", *(f"prob_{name}" for name in self.label_names)]
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(self.columns)
-
-    def write(self, rows: Sequence[InputRow], probabilities: np.ndarray) -> None:
-        best = probabilities.argmax(axis=1)
-        rounded = np.round(probabilities.astype(np.float64), 6).tolist()
-        lines = []
-        for row, k, probs in zip(rows, best.tolist(), rounded, strict=True):
-            values = [row.id, self.label_names[k], probs[k], *probs]
-            if self._csv is not None:
-                self._csv.writerow(values)
-            else:
-                record = dict(zip(self.columns, values, strict=True))
-                # allow_nan=False: the reader refuses non-finite ids, so this only guards the promise
-                lines.append(self._dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-        if lines:
-            self.stream.write("".join(lines))
