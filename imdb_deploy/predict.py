@@ -27,12 +27,11 @@ from imdb_deploy.artifacts import (
 )
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
-from imdb_deploy.fileio import refuse_overlap
 from imdb_deploy.machine import physical_cores
 from imdb_deploy.readers import ON_ERROR, SKIP_HINT, chunks, count_noun, open_reader, review_problem
-from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes, local_path
+from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
-from imdb_deploy.writers import OUTPUT_FORMATS, RowWriter, open_text_output
+from imdb_deploy.writers import OUTPUT_FORMATS, RowWriter, guard_output, open_text_output
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
 # calls keep each layer's activations in the CPU caches: on a quiet 2-core AVX2 CPU, INT8, 256 IMDb test
@@ -393,7 +392,8 @@ def predict_file(
         InputError: a bad row with on_error="fail" (naming the line and the fix), or an unreadable input;
             no output or errors file is left behind.
         OutputError: `output` or `errors` is the input, the other output, or inside the model folder
-            (resolved paths); or it cannot be written (read-only, disk full). Checked before any work.
+            (resolved paths), a FIFO, device or folder (writers.guard_output); or it cannot be written
+            (read-only, disk full). Checked before any work.
         ModelLoadError: the model returned NaN or infinite scores.
     """
     import json
@@ -414,16 +414,10 @@ def predict_file(
     files = expand_inputs(sources)
     # An output must never replace the reviews it is reading, the other output, or the model's files: each
     # file the inputs expand to, then each input as given (a folder), local paths or file:// URLs.
-    local_inputs = dict.fromkeys(local_path(item) for item in [*files, *sources])
-    local_inputs = [path for path in local_inputs if path is not None]
-    for target, option, others in (
-        (output, "--output", {"the model folder": predictor.model_dir}),
-        (errors, "--errors", {"the --output file": output, "the model folder": predictor.model_dir}),
-    ):
-        if target is not None:
-            for path in local_inputs:
-                refuse_overlap(target, {"the input": path}, option)
-            refuse_overlap(target, others, option)
+    every_input = [*files, *sources]
+    model = {"the model folder": predictor.model_dir}
+    guard_output(output, "--output", every_input, model)
+    guard_output(errors, "--errors", every_input, {"the --output file": output, **model})
     prefixes = id_prefixes(files)
     summary.files = len(files)
     with ExitStack() as stack:

@@ -19,11 +19,13 @@ The job is three Ray Data operators, streamed (nothing is held whole in memory):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
-from imdb_deploy.fileio import refuse_overlap
+from imdb_deploy.fileio import output_error
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 from imdb_deploy.readers import DEFAULT_ID_FIELD, ON_ERROR, SKIP_HINT, InputReader, ParquetReader, chunks, count_noun
@@ -44,6 +46,7 @@ from imdb_deploy.sources import (
     is_url,
     local_path,
 )
+from imdb_deploy.writers import guard_output
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
@@ -328,7 +331,7 @@ def _ledger_class():
     return Ledger
 
 
-def _shard_sink(folder: str, prob_columns: list[str]):
+def _shard_sink(folder: str, prob_columns: list[str], output: str):
     from ray.data.datasource import Datasink
 
     class ShardSink(Datasink):
@@ -347,6 +350,7 @@ def _shard_sink(folder: str, prob_columns: list[str]):
             fs, root = fsspec.core.url_to_fs(folder)
             name = f"part-{ctx.task_idx:05d}.parquet"
             writers: dict[str, pq.ParquetWriter] = {}
+            handles: list = []
             counts = {"shard": name, "scored": 0, "errors": 0}
             try:
                 for block in blocks:
@@ -365,14 +369,20 @@ def _shard_sink(folder: str, prob_columns: list[str]):
                         if kind not in writers:
                             path = f"{root}/{name}" if kind == "scored" else f"{root}/{ERRORS_FOLDER}/{name}"
                             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                            writers[kind] = pq.ParquetWriter(fs.open(path, "wb"), part.schema)
+                            handles.append(fs.open(path, "wb"))
+                            writers[kind] = pq.ParquetWriter(handles[-1], part.schema)
                         writers[kind].write_table(part)
                         counts[kind] += part.num_rows
-            except OSError as exc:  # e.g. the store refused the upload: one line, through _unwrap
-                raise url_error(exc, folder, OutputError) or exc from exc
-            finally:
                 for writer in writers.values():
                     writer.close()
+                for handle in handles:  # ParquetWriter leaves a file object it was given open: its last
+                    handle.close()  # bytes (and a full disk's ENOSPC) come with this close
+            except OSError as exc:  # the store refused the upload, the disk is full: one line, through _unwrap
+                raise url_error(exc, folder, OutputError) or output_error(exc, output) or exc from exc
+            finally:
+                for closable in [*writers.values(), *handles]:
+                    with contextlib.suppress(OSError):  # a second close is a no-op; a failed one may fail again
+                        closable.close()
             counts["seconds"] = time.perf_counter() - start
             return counts
 
@@ -489,6 +499,11 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) 
         f.write(marker + "\n")
 
 
+def _job_id() -> str:
+    """A short id for this job's temporary folder and ledger name."""
+    return uuid.uuid4().hex[:8]
+
+
 def _pool(config: RayPredictConfig) -> tuple[int, int]:
     """(min, max) actors: as asked, or a fixed pool of the cluster's CPUs / cpus_per_actor."""
     import ray
@@ -573,12 +588,12 @@ def predict_ray(
     Raises:
         InputError: a bad row with on_error="fail" (naming file and line), an unreadable input, a glob that
             matches nothing; no output folder is left behind.
-        FileExistsError: the output exists and overwrite is False.
-        OutputError: the output (a local path or file:// URL) is, holds or sits inside an input or the model
-            folder; checked before Ray starts, so --overwrite can never replace the reviews it reads.
+        OutputError: the output exists and overwrite is False; the output (a local path or file:// URL) is,
+            holds or sits inside an input or the model folder, is the working or home folder or a parent of
+            one, or is a FIFO or device (writers.guard_output); checked before Ray starts, so --overwrite can
+            never replace the reviews it reads. A full disk while the shards are written.
     """
     import shutil
-    import uuid
 
     import fsspec
 
@@ -593,20 +608,24 @@ def predict_ray(
     problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
     if problem is not None:
         raise problem
+    guard_output(
+        output,
+        "--output",
+        [*files, *map(str, inputs)],
+        {"the model folder": model_dir},
+        folder=True,
+        overwrite=config.overwrite,
+    )
+    if local_path(output) is not None:  # "out/..", "./out": one spelling for the renames in _commit
+        output = os.path.abspath(local_path(output))
     fs, out_path = fsspec.core.url_to_fs(output)
     if fs.exists(out_path) and not config.overwrite:
-        raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
-    target = local_path(output)
-    if target is not None:
-        for path in dict.fromkeys(local_path(item) for item in [*files, *map(str, inputs)]):
-            if path is not None:
-                refuse_overlap(target, {"the input": path}, "--output")
-        refuse_overlap(target, {"the model folder": model_dir}, "--output")
+        raise OutputError(f"{output} already exists; choose another output or pass --overwrite")
     variant, _ = resolve_onnx_variant(model_dir, config.variant)
     prefixes = id_prefixes(files)
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")
-    job = uuid.uuid4().hex[:8]
+    job = _job_id()
     tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
     model = Path(str(model_dir))
     labels = list(load_settings(model, load_tokenizer(model)).label_names)
@@ -637,7 +656,7 @@ def predict_ray(
         prob_columns = [f"prob_{label}" for label in labels]
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
         scored = _score(rows, config, model_arg, variant, ledger)
-        sink = _shard_sink(tmp, prob_columns)
+        sink = _shard_sink(tmp, prob_columns, output)
         try:
             scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         except Exception as exc:
@@ -654,11 +673,17 @@ def predict_ray(
                 f"row count mismatch: {summary.input_rows:,} rows read but {summary.scored:,} scored + "
                 f"{summary.errors:,} errors written; the output was not created"
             )
-        if not summary.shards:
-            _write_empty_shard(tmp, id_type, prob_columns)
-            summary.shards = 1
-        summary.seconds = time.perf_counter() - start
-        _commit(tmp, output, summary, config.overwrite)
+        try:
+            if not summary.shards:
+                _write_empty_shard(tmp, id_type, prob_columns)
+                summary.shards = 1
+            summary.seconds = time.perf_counter() - start
+            _commit(tmp, output, summary, config.overwrite)
+        except OSError as exc:
+            error = output_error(exc, output)
+            if error is None:
+                raise
+            raise error from exc
     finally:
         for handler in handlers:
             handler.removeFilter(drop)

@@ -839,3 +839,63 @@ def test_rows_in_equal_rows_out_plus_errors_for_a_hostile_mix(onnx_dir, tmp_path
     assert len(strict_json_lines(out)) == 26
     assert [row["line"] for row in strict_json_lines(errors)] == [4, 8, 12, 16]
     assert result.stderr.startswith("30 input rows = 26 scored + 4 errors;")
+
+
+# --- issue 25: one output guard for both engines ----------------------------------------------------------
+
+
+def _no_scoring(monkeypatch):
+    """Scoring fails loudly: a refusal that comes from the guard came before any work."""
+    from imdb_deploy.predict import Predictor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scored before the output was checked")
+
+    monkeypatch.setattr(Predictor, "predict_proba", refuse)
+
+
+def test_output_guard_refuses_fifos_devices_and_folders_before_any_work(onnx_dir, tmp_path, monkeypatch):
+    _no_scoring(monkeypatch)
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    base = ["predict", source, "-m", onnx_dir, "-q"]
+    for args, expected in (
+        (["-o", fifo], f"--output {str(fifo)!r} is a FIFO (named pipe)"),
+        (["-o", "/dev/null"], "--output '/dev/null' is a character device"),
+        (["--on-error", "skip", "--errors", fifo], f"--errors {str(fifo)!r} is a FIFO (named pipe)"),
+        (["-o", folder], f"--output {str(folder)!r} is a folder; name a file for the output, e.g. {folder}/"),
+        (["-o", "."], "--output '.' is a folder"),
+    ):
+        line = one_line_error(run_cli([*base, *args]))
+        assert line.startswith(f"Error: {expected}"), line
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == ["folder", "in.jsonl", "pipe"]
+
+
+def test_ray_engine_never_replaces_the_working_home_or_an_input_folder(onnx_dir, tmp_path, monkeypatch):
+    """The guard runs before Ray starts (no cluster needed): --overwrite never reaches a protected folder."""
+    work, home, data = tmp_path / "work", tmp_path / "home", tmp_path / "data"
+    for folder in (work, home, data):
+        (folder / "src").mkdir(parents=True)
+        (folder / "notes.txt").write_text("keep me")
+    source = write_jsonl(data / "in.jsonl", reviews(3))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    base = ["predict", source, "-m", onnx_dir, "--engine", "ray", "-q"]
+    for output, expected in (
+        (str(work), f"--output {str(work)!r} is the current working folder"),
+        (".", "--output '.' is the current working folder"),
+        (str(tmp_path), f"--output {str(tmp_path)!r} is a parent of the current working folder"),
+        (str(home), f"--output {str(home)!r} is your home folder"),
+        (str(data), f"--output {str(data)!r} holds the input {str(source)!r}"),
+    ):
+        line = one_line_error(run_cli([*base, "-o", output, "--overwrite"]))
+        assert line.startswith(f"Error: {expected}"), line
+    line = one_line_error(run_cli([*base, "-o", work]))  # without --overwrite: exists, one line
+    assert line == f"Error: {work} already exists; choose another output or pass --overwrite"
+    for folder in (work, home, data):
+        assert sorted(os.listdir(folder)) == sorted(["src", "notes.txt", *(["in.jsonl"] if folder == data else [])])
+    assert sorted(os.listdir(tmp_path)) == ["data", "home", "work"]  # nothing renamed away beside them
