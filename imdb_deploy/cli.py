@@ -35,7 +35,7 @@ from imdb_deploy.sources import INPUT_FORMATS
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
 from imdb_deploy.verify import VerifyConfig
-from imdb_deploy.writers import OUTPUT_FORMATS
+from imdb_deploy.writers import ON_DUPLICATE_ID, OUTPUT_FORMATS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -488,6 +488,12 @@ def verify(
     "--on-error",
     type=click.Choice(ON_ERROR),
     help="fail: stop at the first bad row (exit 1, no output); skip: set bad rows aside and score the rest.",
+)
+@_option(
+    PredictFileConfig,
+    "--on-duplicate-id",
+    type=click.Choice(ON_DUPLICATE_ID),
+    help="warn: count repeated and null ids in the summary; fail: refuse the run (exit 1, no output).",
 )
 @click.option(
     "--errors",

@@ -46,7 +46,7 @@ from imdb_deploy.sources import (
     is_url,
     local_path,
 )
-from imdb_deploy.writers import guard_output
+from imdb_deploy.writers import ON_DUPLICATE_ID, IdTally, check_ids, guard_output, id_text
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
@@ -66,7 +66,7 @@ class RayPredictConfig:
             by cpus_per_actor, fixed. With min < max Ray Data adds actors while every actor has a batch
             waiting, as far as the cluster's free CPUs allow (a node that joins mid-job gets actors).
         cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
-        input_format, text_field, id_field, on_error: as PredictFileConfig (the local engine).
+        input_format, text_field, id_field, on_error, on_duplicate_id: as PredictFileConfig (the local engine).
         chunk_size: rows per map batch (the unit of work an actor takes, and of a lost node's redone work).
         variant, batch_size, max_tokens: as Predictor.
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
@@ -84,6 +84,7 @@ class RayPredictConfig:
     text_field: str = "text"
     id_field: str | None = None
     on_error: str = "fail"
+    on_duplicate_id: str = "warn"
     chunk_size: int = 1024
     variant: str = "auto"
     batch_size: int | None = None
@@ -94,7 +95,11 @@ class RayPredictConfig:
     lean_start: bool = True
 
     def __post_init__(self) -> None:
-        for name, allowed in (("input_format", INPUT_FORMATS), ("on_error", ON_ERROR)):
+        for name, allowed in (
+            ("input_format", INPUT_FORMATS),
+            ("on_error", ON_ERROR),
+            ("on_duplicate_id", ON_DUPLICATE_ID),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r}: use one of {', '.join(allowed)}")
@@ -143,6 +148,9 @@ class RayPredictSummary:
     write_seconds: float = 0.0
     shards: int = 0
     ray_stats: str = ""
+    repeated_ids: int = 0
+    null_ids: int = 0
+    id_note: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -156,7 +164,7 @@ class RayPredictSummary:
             f"scored + {count_noun(self.errors, 'error')}; {self.rows_per_second:,.1f} rows/s "
             f"({self.seconds:.1f} s, Ray start {self.startup_seconds:.1f} s); "
             f"{count_noun(len(self.actors), 'actor')} scored {per_actor or 0} rows"
-            f"{self._per_node()}"
+            f"{self._per_node()}{self.id_note}"
         )
 
     def _per_node(self) -> str:
@@ -221,22 +229,24 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
                     stream = gunzip_if_needed(io.BufferedReader(f), stack)
                     reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix)
                 rows = 0
+                ids = IdTally()
                 for chunk in chunks(reader, config.chunk_size):
                     bad = next((row for row in chunk if row.reason is not None), None)
                     if bad is not None and config.on_error == "fail":
                         raise InputError(f"{name}, {reader.unit} {bad.line}: {bad.reason}; {bad.fix} ({SKIP_HINT})")
                     rows += len(chunk)
+                    ids.add(row.id for row in chunk if row.reason is None)
                     table = _rows_table(chunk, name, id_type)
                     busy += time.perf_counter() - start
                     yield table
                     start = time.perf_counter()
             busy += time.perf_counter() - start
-            ray.get(ledger.file_read.remote(name, rows, busy))
+            ray.get(ledger.file_read.remote(name, rows, busy, ids.keys(), ids.nulls))
 
     def _rows_table(chunk, name, id_type):
         ids = [row.id for row in chunk]
         if pa.types.is_string(id_type):
-            ids = [value if value is None or isinstance(value, str) else json.dumps(value) for value in ids]
+            ids = [id_text(value) for value in ids]  # the one id encoder: JSON numbers keep their literal
         return pa.table(
             {
                 "file": pa.array([name] * len(chunk), pa.string()),
@@ -313,10 +323,12 @@ def _ledger_class():
 
         def __init__(self) -> None:
             self.files: dict[str, tuple[int, float]] = {}
+            self.ids: dict[str, tuple[np.ndarray, int]] = {}
             self.actors: dict[str, dict] = {}
 
-        def file_read(self, name: str, rows: int, seconds: float) -> None:
+        def file_read(self, name: str, rows: int, seconds: float, keys: np.ndarray, nulls: int) -> None:
             self.files[name] = (rows, seconds)  # keyed: a retried read reports the same file once
+            self.ids[name] = (keys, nulls)
 
         def batch_scored(self, actor: str, where: dict, rows: int, tokenize_s: float, infer_s: float) -> None:
             entry = self.actors.setdefault(actor, {**where, "rows": 0, "batches": 0, "tokenize_s": 0.0, "infer_s": 0.0})
@@ -327,6 +339,13 @@ def _ledger_class():
 
         def report(self) -> tuple[dict, dict]:
             return self.files, self.actors
+
+        def id_counts(self) -> tuple[int, int]:
+            """(repeated ids, null ids) among the rows read without a reason (the rows scored)."""
+            tally = IdTally()
+            for keys, nulls in self.ids.values():
+                tally.add_keys(keys, nulls)
+            return tally.repeats(), tally.nulls
 
     return Ledger
 
@@ -361,7 +380,8 @@ def _shard_sink(folder: str, prob_columns: list[str], output: str):
                         "errors": table.filter(pc.invert(good)).select(list(ERROR_COLUMNS)),
                     }
                     if parts["errors"].num_rows:
-                        ids = pc.cast(parts["errors"].column("id"), pa.string())
+                        # the one id encoder: a struct, binary or date id has no cast to string in Arrow
+                        ids = pa.array([id_text(v) for v in parts["errors"].column("id").to_pylist()], pa.string())
                         parts["errors"] = parts["errors"].set_column(2, "id", ids)
                     for kind, part in parts.items():
                         if not part.num_rows:
@@ -667,6 +687,8 @@ def predict_ray(
                     raise
             raise error from None
         _count(summary, ray.get(ledger.report.remote()), sink.returns)
+        summary.repeated_ids, summary.null_ids = ray.get(ledger.id_counts.remote())
+        summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
         summary.ray_stats = scored.stats()
         if summary.input_rows != summary.scored + summary.errors:
             raise RuntimeError(

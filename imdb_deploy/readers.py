@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import zlib
@@ -60,6 +61,8 @@ _JSON_TYPES = {
 
 def json_kind(value) -> str:
     """How a JSON value's type reads in a message: "a number", "an array", "null", ..."""
+    if isinstance(value, JsonNumber):
+        return "a number"
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
@@ -69,7 +72,7 @@ def review_problem(text) -> tuple[str, str] | None:
     The check every reader applies to a review, for a server to call on a request body's texts too:
     a string, not blank, and at most MAX_REVIEW_BYTES of UTF-8.
     """
-    if not isinstance(text, str):
+    if not isinstance(text, str) or isinstance(text, JsonNumber):
         kind = json_kind(text)
         return f"the review is {kind}, not a string", "give the review as text"
     if not text.strip():
@@ -121,17 +124,41 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def parse_json(text: str) -> tuple[object, str | None, str | None]:
-    """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix)."""
+class JsonNumber(str):
+    """A JSON number kept as the literal text it was written in (`1.0000000000000000001` stays that, not 1.0;
+    an integer of any length stays whole). Writers put it back as a bare number (writers.id_json)."""
 
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+    def is_finite(self) -> bool:
+        """False for a literal no float can hold (`1e999`), which readers of the output would turn to infinity."""
+        return math.isfinite(float(self)) or not any(c in self for c in ".eE")
+
+
+def parse_json(text: str, exact_numbers: bool = False) -> tuple[object, str | None, str | None]:
+    """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix).
+
+    Args:
+        text: one JSON document.
+        exact_numbers: numbers come back as JsonNumber (their literal text), so none is rounded and no
+            integer is too long; else as int and float, and an integer over Python's 4,300-digit limit is
+            a bad value (reason and fix), not a ValueError.
+    """
     if json_depth(text) > MAX_JSON_DEPTH:
         return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
     try:
+        if exact_numbers:
+            return json.loads(text, parse_int=JsonNumber, parse_float=JsonNumber), None, None
         return json.loads(text), None, None
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})", "fix or remove the line"
     except RecursionError:
         return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return None, f"a number too long to read ({str(exc).split(';')[0]})", "quote it, or shorten it"
 
 
 def loads_checked(text: str):
@@ -147,12 +174,16 @@ def loads_checked(text: str):
 
 
 def _finite(value) -> bool:
-    """False when `value` holds NaN or infinity (also nested), which JSON output cannot hold."""
-
-    try:
-        json.dumps(value, allow_nan=False, default=str)
-    except ValueError:
-        return False
+    """False when `value` holds NaN or infinity (also nested, or a literal such as 1e999), which JSON output
+    cannot hold."""
+    if isinstance(value, JsonNumber):
+        return value.is_finite()
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(item) for item in value)
     return True
 
 
@@ -336,7 +367,7 @@ class InputReader:
             if isinstance(text, InputRow):
                 yield text
                 continue
-            record, reason, fix = parse_json(text.rstrip("\r\n"))
+            record, reason, fix = parse_json(text.rstrip("\r\n"), exact_numbers=True)
             if reason:
                 yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue

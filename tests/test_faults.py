@@ -899,3 +899,88 @@ def test_ray_engine_never_replaces_the_working_home_or_an_input_folder(onnx_dir,
     for folder in (work, home, data):
         assert sorted(os.listdir(folder)) == sorted(["src", "notes.txt", *(["in.jsonl"] if folder == data else [])])
     assert sorted(os.listdir(tmp_path)) == ["data", "home", "work"]  # nothing renamed away beside them
+
+
+# --- issue 25: ids kept exactly as written; repeated and null ids counted ----------------------------------
+
+
+def test_jsonl_number_ids_keep_their_literal_text_in_every_output(onnx_dir, tmp_path):
+    huge = "7" * 5000  # past Python's 4,300-digit limit for int()
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 1.0000000000000000001, "text": "good film"}\n{"id": 1.0, "text": "bad film"}\n'
+        f'{{"id": {huge}, "text": "fine"}}\n{{"id": 3, "text": "dull", "meta": {huge}}}\n'
+        '{"id": 2.50, "text": ""}\n{"id": 1e2, "text": "great"}\n'
+    )
+    out, errors, csv_out = tmp_path / "out.jsonl", tmp_path / "bad.jsonl", tmp_path / "out.csv"
+    args = ["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"]
+    result = run_cli([*args, "-o", out, "--errors", errors])
+    assert result.exit_code == 0, result.output
+    literal = [line.split(",", 1)[0].removeprefix('{"id": ') for line in out.read_text().splitlines()]
+    assert literal == ["1.0000000000000000001", "1.0", huge, "3", "1e2"]
+    assert errors.read_text().splitlines()[0].startswith(f'{{"file": "{source}", "line": 5, "id": 2.50, ')
+    assert result.stderr.startswith("6 input rows = 5 scored + 1 error;") and "repeated" not in result.stderr
+    result = run_cli([*args, "-o", csv_out, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    cells = [line.split(",", 1)[0] for line in csv_out.read_text().splitlines()[1:]]
+    assert cells == ["1.0000000000000000001", "1.0", huge, "3", "1e2"]
+
+
+def test_a_too_long_integer_is_a_bad_value_for_the_plain_json_parse():
+    from imdb_deploy.readers import loads_checked, parse_json
+
+    value, reason, fix = parse_json('{"label": ' + "1" * 4301 + "}")
+    assert value is None and reason.startswith("a number too long to read (Exceeds the limit (4300 digits)")
+    with pytest.raises(InputError, match=r"a number too long to read .*; quote it, or shorten it"):
+        loads_checked("[" + "9" * 5000 + "]")
+
+
+def test_repeated_and_null_ids_are_counted_and_on_duplicate_id_fail_refuses(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 10, "text": "good film"}\n{"id": "10", "text": "a string id, another id"}\n'
+        '{"id": 10, "text": "bad film"}\n{"id": null, "text": "fine"}\n{"id": 10, "text": "dull"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 5
+    assert result.stderr.splitlines()[0].endswith(
+        "; 2 repeated ids and 1 null id (the output cannot be joined back by id; --on-duplicate-id fail refuses this)"
+    )
+    out.unlink()
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out, "--on-duplicate-id", "fail"]))
+    assert line.startswith("Error: 2 repeated ids and 1 null id among the rows scored (--on-duplicate-id fail)")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_parquet_id_columns_of_any_type_go_through_the_one_id_encoder(onnx_dir, tmp_path):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["good film", "bad film"]
+    columns = {
+        "binary": (pa.array([b"\x00\xff", b"ok"], pa.binary()), ["00ff", "6f6b"]),
+        "timestamp": (
+            pa.array([datetime.datetime(2024, 5, 1, 12, 30), datetime.datetime(2024, 5, 2)], pa.timestamp("us")),
+            ["2024-05-01T12:30:00", "2024-05-02T00:00:00"],
+        ),
+        "date": (pa.array([datetime.date(2024, 5, 1), datetime.date(1999, 12, 31)]), ["2024-05-01", "1999-12-31"]),
+        "decimal": (pa.array([decimal.Decimal("1.10"), decimal.Decimal("-3.00")], pa.decimal128(5, 2)), [1.1, -3.0]),
+        "struct": (pa.array([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]), [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]),
+    }
+    for kind, (ids, expected) in columns.items():
+        source = tmp_path / f"{kind}.parquet"
+        pq.write_table(pa.table({"id": ids, "text": texts}), source)
+        out, csv_out = tmp_path / f"{kind}.jsonl", tmp_path / f"{kind}.csv"
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out])
+        assert result.exit_code == 0, (kind, result.output)
+        assert [row["id"] for row in strict_json_lines(out)] == expected, kind
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", csv_out, "--format", "csv"])
+        assert result.exit_code == 0, (kind, result.output)
+        cells = [line.split(",")[0] for line in csv_out.read_text().splitlines()[1:]]
+        assert "b'" not in csv_out.read_text() and len(cells) == 2, kind
+    assert (tmp_path / "decimal.jsonl").read_text().startswith('{"id": 1.10, ')  # the decimal's literal

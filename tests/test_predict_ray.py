@@ -259,3 +259,27 @@ def test_a_full_disk_while_the_shards_are_written_is_one_line_and_keeps_the_old_
     assert message.startswith(f"{out}: cannot write it: No space left on device (the disk or your quota is full)")
     assert "\n" not in message and "Traceback" not in message
     assert os.listdir(out) == ["old.parquet"] and leftovers(tmp_path) == []
+
+
+def test_struct_ids_with_a_bad_row_and_repeated_ids_are_counted(tiny_onnx_dir, tmp_path):
+    """A struct id column's bad row goes to _errors/ as the id's JSON text (Arrow has no struct -> string cast);
+    a repeated id is counted in the summary, and --on-duplicate-id fail refuses the output."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imdb_deploy.errors import OutputError
+
+    source = tmp_path / "in.parquet"
+    ids = pa.array([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, {"a": 1, "b": "x"}, {"a": 3, "b": "z"}])
+    pq.write_table(pa.table({"id": ids, "text": ["good film", "", "bad film", "fine"]}), source)
+    summary = run(tiny_onnx_dir, [str(source)], tmp_path / "out", on_error="skip", actors=(1, 1))
+    assert (summary.input_rows, summary.scored, summary.errors) == (4, 3, 1)
+    assert (summary.repeated_ids, summary.null_ids) == (1, 0)
+    assert summary.describe().endswith(
+        "; 1 repeated id (the output cannot be joined back by id; --on-duplicate-id fail refuses this)"
+    )
+    errors = pd.read_parquet(tmp_path / "out" / "_errors")
+    assert errors["id"].tolist() == ['{"a": 2, "b": "y"}']
+    with pytest.raises(OutputError, match=r"^1 repeated id among the rows scored \(--on-duplicate-id fail\)"):
+        run(tiny_onnx_dir, [str(source)], tmp_path / "out2", on_error="skip", on_duplicate_id="fail", actors=(1, 1))
+    assert not (tmp_path / "out2").exists() and leftovers(tmp_path) == []
