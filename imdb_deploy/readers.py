@@ -247,6 +247,18 @@ def open_reader(
     return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
 
 
+def _skip_newlines(stream) -> int:
+    """Consume the empty lines (b"\\n" bytes) at the head of a peekable stream, in blocks; how many."""
+    count = 0
+    while True:
+        block = stream.peek(1 << 16)
+        run = len(block) - len(block.lstrip(b"\n"))
+        if not run:
+            return count
+        stream.read(run)
+        count += run
+
+
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
     """A line's text (line ending kept) and, if its bytes are not UTF-8, the reason."""
     if isinstance(raw, _TooLong):
@@ -291,17 +303,20 @@ class InputReader:
         self.id_prefix = id_prefix
         self.unit = "line"
         self.blank_lines = 0
+        # Runs of empty lines are skipped in bulk (counted, never held) where they cannot be part of a row:
+        # everywhere but inside CSV (a quoted field may hold them), and before the first line of any format.
+        self._squeeze = hasattr(stream, "peek")
         self._lines = self._numbered(stream)
         self._peeked: list[tuple[int, bytes]] = []
-        self.format = input_format
-        if self.format == "auto":
-            first = None
-            for line, raw in self._lines:
+        first = None
+        for line, raw in self._lines:
+            if raw.strip():  # only the first real line is kept: memory flat in the blank lines before it
                 self._peeked.append((line, raw))
-                if raw.strip():
-                    first = _decode(raw, line)[0]
-                    break
-            self.format = guess_format(source, first)
+                first = _decode(raw, line)[0]
+                break
+            self.blank_lines += 1
+        self.format = guess_format(source, first) if input_format == "auto" else input_format
+        self._squeeze = self._squeeze and self.format != "csv"
 
     def fallback_id(self, line: int):
         """The id of a row without one: "PREFIX:LINE", or the line number for stdin."""
@@ -317,6 +332,11 @@ class InputReader:
                 if not raw:
                     return
                 number += 1
+                if raw == b"\n" and self._squeeze:
+                    run = _skip_newlines(stream)
+                    self.blank_lines += 1 + run
+                    number += run
+                    continue
                 if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                     size, head = len(raw), raw[:256]
                     while not raw.endswith(b"\n"):

@@ -984,3 +984,54 @@ def test_parquet_id_columns_of_any_type_go_through_the_one_id_encoder(onnx_dir, 
         cells = [line.split(",")[0] for line in csv_out.read_text().splitlines()[1:]]
         assert "b'" not in csv_out.read_text() and len(cells) == 2, kind
     assert (tmp_path / "decimal.jsonl").read_text().startswith('{"id": 1.10, ')  # the decimal's literal
+
+
+# --- issue 25: memory flat in the number of blank lines --------------------------------------------------
+
+_BLANK_LINES_SCRIPT = """
+import contextlib, json, resource, sys
+from imdb_deploy.readers import open_reader
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a reader that keeps the lines fails fast here
+report = {}
+for path, fmt in json.loads(sys.argv[1]):
+    with contextlib.ExitStack() as stack:
+        reader = open_reader(path, stack, fmt)
+        rows = [(row.line, row.text) for row in reader]
+    report[f"{path.rsplit('/', 1)[-1]}:{fmt}"] = [rows, reader.blank_lines]
+# VmHWM: this process's own peak (ru_maxrss would carry the forking test process's peak across exec)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+report["peak_mb"] = int(status["VmHWM"].split()[0]) / 1024
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from Linux's /proc")
+def test_memory_stays_flat_in_the_blank_lines_before_the_first_row_in_every_reader(tmp_path):
+    """A 50 KB gzip of 50 MB of newlines, then one row: every reader skips them in bulk (the auto format's
+    first-line peek once kept every blank line: 5 MB of newlines cost 530 MB)."""
+    import gzip
+
+    blank = 50 << 20
+    cases = []
+    for name, last, formats in (
+        ("in.gz", '{"text": "good film"}', ("auto", "jsonl", "text")),
+        ("in.csv.gz", "text\ngood film", ("auto", "csv")),
+    ):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(b"\n" * blank + last.encode() + b"\n", 9))
+        assert path.stat().st_size < 100_000
+        cases += [(str(path), fmt) for fmt in formats]
+    done = subprocess.run(
+        [sys.executable, "-c", _BLANK_LINES_SCRIPT, json.dumps(cases)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report.pop("peak_mb") < 400, report  # the interpreter, NumPy and pyarrow; flat in the blank lines
+    row = blank + 1
+    assert report == {
+        "in.gz:auto": [[[row, "good film"]], blank],
+        "in.gz:jsonl": [[[row, "good film"]], blank],
+        "in.gz:text": [[[row, '{"text": "good film"}']], blank],
+        "in.csv.gz:auto": [[[row + 1, "good film"]], blank],
+        "in.csv.gz:csv": [[[row + 1, "good film"]], blank],
+    }
