@@ -28,7 +28,7 @@ from imdb_deploy.artifacts import (
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.machine import physical_cores
-from imdb_deploy.readers import ON_ERROR, SKIP_HINT, chunks, count_noun, open_reader, review_problem
+from imdb_deploy.readers import ON_ERROR, SKIP_HINT, chunks, count_noun, is_blank, open_reader, review_problem
 from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 from imdb_deploy.writers import (
@@ -292,7 +292,7 @@ def _check_texts(texts) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputError(f"texts[{i}]: expected a string, got {type(text).__name__}")
-        problem = review_problem(text) if text.strip() else None  # blank texts are scored as they are
+        problem = None if is_blank(text) else review_problem(text)  # blank texts are scored as they are
         if problem:
             raise InputError(f"texts[{i}]: {problem[0]}; {problem[1]}")
     return texts

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -66,19 +67,48 @@ def json_kind(value) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
+# A review the tokenizer would see as empty: the BERT normaliser drops control and format characters
+# (Unicode Cc and Cf: zero-width spaces and joiners, U+FEFF, soft hyphens, bidi marks) and U+FFFD, and
+# splits on whitespace. A visible ASCII character anywhere ends the check at once.
+_VISIBLE_ASCII = re.compile(r"[!-~]")
+_DROPPED = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))  # not Cs: a lone surrogate is refused, not blank
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` holds no character the tokenizer keeps (only whitespace, control or zero-width ones)."""
+    if _VISIBLE_ASCII.search(text):
+        return False
+    return all(ch.isspace() or ch == "\ufffd" or unicodedata.category(ch) in _DROPPED for ch in text)
+
+
 def review_problem(text) -> tuple[str, str] | None:
     """Why `text` cannot be scored as a review, as (reason, fix), or None when it can.
 
-    The check every reader applies to a review, for a server to call on a request body's texts too:
-    a string, not blank, and at most MAX_REVIEW_BYTES of UTF-8.
+    The one review check, applied by every reader (local and Ray) and for a server to call on a request
+    body's texts: a string, valid Unicode (no lone surrogate such as JSON's "\\ud800"), not empty once
+    the tokenizer's normaliser has dropped whitespace, control and zero-width characters, and at most
+    MAX_REVIEW_BYTES of UTF-8.
     """
     if not isinstance(text, str) or isinstance(text, JsonNumber):
         kind = json_kind(text)
         return f"the review is {kind}, not a string", "give the review as text"
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        return (
+            f"the review holds a lone surrogate (\\u{ord(surrogate.group()):04x} at character "
+            f"{surrogate.start() + 1:,}), which is not valid Unicode",
+            "write the character as a valid pair (or UTF-8), or remove it",
+        )
     if not text.strip():
         return "the review is empty", "remove the row or give it a review"
+    if is_blank(text):
+        return (
+            "the review is empty once its control and zero-width characters are dropped",
+            "remove the row or give it a review",
+        )
     if len(text) * 4 > MAX_REVIEW_BYTES:  # only long texts pay for the encoding
-        size = len(text.encode("utf-8", "surrogatepass"))
+        size = len(text.encode("utf-8"))
         if size > MAX_REVIEW_BYTES:
             return (
                 f"the review is {size:,} bytes, over the limit of {MAX_REVIEW_BYTES:,} bytes",
@@ -612,7 +642,7 @@ class ParquetReader:
         columns = [self.text_field] + ([self.id_column] if self.id_column and self.id_column != self.text_field else [])
         present = list(self._file.schema_arrow.names)
         row = 0
-        for batch in self._file.iter_batches(batch_size=self.batch_rows, columns=columns):
+        for batch in self._batches(columns):
             texts = batch.column(self.text_field).to_pylist()
             ids = batch.column(self.id_column).to_pylist() if self.id_column else None
             for i, text in enumerate(texts):
@@ -628,6 +658,24 @@ class ParquetReader:
                     )
                     continue
                 yield self._checked(row, ids[i] if ids is not None else self.fallback_id(row), text, present, "column")
+
+    def _batches(self, columns: list[str]):
+        """The file's record batches; a page that cannot be read (corrupt compressed data, a bad encoding)
+        is an InputError naming the file and the rows read before it, not pyarrow's OSError."""
+        batches = self._file.iter_batches(batch_size=self.batch_rows, columns=columns)
+        rows_read = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(
+                    f"{self.name}: cannot read it after row {rows_read:,} ({str(exc).splitlines()[0]}); the file "
+                    "is damaged: re-create or re-download it"
+                ) from exc
+            if batch is None:
+                return
+            rows_read += batch.num_rows
+            yield batch
 
 
 def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):

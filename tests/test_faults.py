@@ -1035,3 +1035,69 @@ def test_memory_stays_flat_in_the_blank_lines_before_the_first_row_in_every_read
         "in.csv.gz:auto": [[[row + 1, "good film"]], blank],
         "in.csv.gz:csv": [[[row + 1, "good film"]], blank],
     }
+
+
+# --- issue 25: one-line errors where a traceback was; reviews empty once normalised ------------------------
+
+
+def test_a_lone_surrogate_in_a_jsonl_review_is_a_bad_row(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "good film"}\n{"text": "\\ud800 dull"}\n{"text": "bad film \\udfff"}\n')
+    result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr.splitlines()[:2] == [
+        f"skipped {source}, line 2: field 'text' holds a lone surrogate (\\ud800 at character 1), which is not "
+        "valid Unicode",
+        f"skipped {source}, line 3: field 'text' holds a lone surrogate (\\udfff at character 10), which is not "
+        "valid Unicode",
+    ]
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert line.startswith(f"Error: {source}, line 2: field 'text' holds a lone surrogate")
+    from imdb_deploy import Predictor
+
+    with pytest.raises(InputError, match=r"texts\[0\]: the review holds a lone surrogate"):
+        Predictor(onnx_dir).predict(["\ud800"])
+
+
+def test_reviews_empty_once_control_and_zero_width_characters_are_dropped_are_bad_rows(onnx_dir, tmp_path):
+    from imdb_deploy.readers import review_problem
+
+    invisible = ["\u200b", "\ufeff\u200b\u200d", "\x01\x02\x7f", "\u2060 \u00ad", "\u200e\t\u202e"]
+    for text in invisible:
+        assert review_problem(text)[0] == "the review is empty once its control and zero-width characters are dropped"
+    for text in ("é", "日本", "\u200bok", "a"):
+        assert review_problem(text) is None
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in ["good film", *invisible, "   "]])
+    result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr.splitlines()[-1].startswith("7 input rows = 1 scored + 6 errors;")
+    text_file = tmp_path / "in.txt"
+    text_file.write_text("good film\n\u200b\u200b\n")
+    line = one_line_error(run_cli(["predict", text_file, "-m", onnx_dir, "-q"]))
+    assert line.startswith(f"Error: {text_file}, line 2: the review is empty once its control and zero-width")
+
+
+def test_a_parquet_file_with_a_corrupt_data_page_is_one_line(onnx_dir, tmp_path):
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    words = random.Random(0).choices(["good", "bad", "film", "plot", "actor", "dull", "great"], k=60_000)
+    texts = [" ".join(words[i : i + 30]) for i in range(0, 60_000, 30)]
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts}), source, compression="snappy", row_group_size=1000, use_dictionary=False)
+    chunk = pq.ParquetFile(source).metadata.row_group(1).column(0)
+    data = bytearray(source.read_bytes())
+    middle = chunk.data_page_offset + chunk.total_compressed_size // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    source.write_bytes(bytes(data))
+    out = tmp_path / "out.jsonl"
+    for extra in ([], ["--on-error", "skip"]):
+        line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out, *extra]))
+        assert line.startswith(f"Error: {source}: cannot read it after row ")  # rows of the batches read before
+        assert "(Corrupt snappy compressed data" in line
+        assert line.endswith("the file is damaged: re-create or re-download it")
+    assert not out.exists() and leftovers(tmp_path) == []
