@@ -491,6 +491,11 @@ def verify(
 )
 @_option(
     PredictFileConfig,
+    "--delimiter",
+    help="CSV field separator: auto sniffs the header line among , ; tab and |; or tab, or one character.",
+)
+@_option(
+    PredictFileConfig,
     "--on-duplicate-id",
     type=click.Choice(ON_DUPLICATE_ID),
     help="warn: count repeated and null ids in the summary; fail: refuse the run (exit 1, no output).",

@@ -28,7 +28,16 @@ from imdb_deploy.artifacts import (
 from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.machine import physical_cores
-from imdb_deploy.readers import ON_ERROR, SKIP_HINT, chunks, count_noun, is_blank, open_reader, review_problem
+from imdb_deploy.readers import (
+    ON_ERROR,
+    SKIP_HINT,
+    chunks,
+    count_noun,
+    is_blank,
+    open_reader,
+    parse_delimiter,
+    review_problem,
+)
 from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 from imdb_deploy.writers import (
@@ -311,6 +320,8 @@ class PredictFileConfig:
             review per line).
         output_format: "jsonl" or "csv"; one row per scored input row, in input order.
         text_field: JSONL field or CSV column holding the review.
+        delimiter: CSV field separator: "auto" sniffs the header line among , ; tab and |; "tab" or one
+            character.
         id_field: JSONL field, CSV or Parquet column copied to the output as `id` (a row without it is bad);
             None takes the `id` field or column where rows have one, else "FILE:LINE" (stdin: the line).
         on_error: "fail" stops at the first bad row (exit 1, no output file); "skip" sets bad rows aside.
@@ -324,6 +335,7 @@ class PredictFileConfig:
     input_format: str = "auto"
     output_format: str = "jsonl"
     text_field: str = "text"
+    delimiter: str = "auto"
     id_field: str | None = None
     on_error: str = "fail"
     on_duplicate_id: str = "warn"
@@ -344,6 +356,7 @@ class PredictFileConfig:
             raise ConfigError(f"chunk_size={self.chunk_size!r}: use 1 or more")
         if not self.text_field:
             raise ConfigError("text_field='': name the field or column holding the review")
+        parse_delimiter(self.delimiter)
 
 
 @dataclass
@@ -451,7 +464,13 @@ def predict_file(
         for path in files:
             with ExitStack() as file_stack:  # one open file at a time
                 reader = open_reader(
-                    path, file_stack, config.input_format, config.text_field, config.id_field, prefixes.get(path)
+                    path,
+                    file_stack,
+                    config.input_format,
+                    config.text_field,
+                    config.id_field,
+                    prefixes.get(path),
+                    parse_delimiter(config.delimiter),
                 )
                 formats.append(reader.format)
                 for chunk in chunks(reader, config.chunk_size):

@@ -36,7 +36,16 @@ from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputE
 from imdb_deploy.fileio import output_error
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
-from imdb_deploy.readers import DEFAULT_ID_FIELD, ON_ERROR, SKIP_HINT, InputReader, ParquetReader, chunks, count_noun
+from imdb_deploy.readers import (
+    DEFAULT_ID_FIELD,
+    ON_ERROR,
+    SKIP_HINT,
+    InputReader,
+    ParquetReader,
+    chunks,
+    count_noun,
+    parse_delimiter,
+)
 from imdb_deploy.sources import (
     INPUT_FORMATS,
     expand_inputs,
@@ -66,7 +75,8 @@ class RayPredictConfig:
             by cpus_per_actor, fixed. With min < max Ray Data adds actors while every actor has a batch
             waiting, as far as the cluster's free CPUs allow (a node that joins mid-job gets actors).
         cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
-        input_format, text_field, id_field, on_error, on_duplicate_id: as PredictFileConfig (the local engine).
+        input_format, text_field, delimiter, id_field, on_error, on_duplicate_id: as PredictFileConfig (the
+            local engine).
         chunk_size: rows per map batch (the unit of work an actor takes, and of a lost node's redone work).
         variant, batch_size, max_tokens: as Predictor.
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
@@ -82,6 +92,7 @@ class RayPredictConfig:
     cpus_per_actor: int = 1
     input_format: str = "auto"
     text_field: str = "text"
+    delimiter: str = "auto"
     id_field: str | None = None
     on_error: str = "fail"
     on_duplicate_id: str = "warn"
@@ -105,6 +116,7 @@ class RayPredictConfig:
                 raise ConfigError(f"{name}={value!r}: use one of {', '.join(allowed)}")
         if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
             raise ConfigError(f"actors={self.actors!r}: use N or MIN,MAX with 1 <= MIN <= MAX")
+        parse_delimiter(self.delimiter)
         for name in ("cpus_per_actor", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
@@ -227,7 +239,8 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
                     reader = ParquetReader(name, f, config.text_field, config.id_field, prefix, config.chunk_size)
                 else:
                     stream = gunzip_if_needed(io.BufferedReader(f), stack)
-                    reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix)
+                    delimiter = parse_delimiter(config.delimiter)
+                    reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix, delimiter)
                 rows = 0
                 ids = IdTally()
                 for chunk in chunks(reader, config.chunk_size):

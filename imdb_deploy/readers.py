@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imdb_deploy.errors import InputError
+from imdb_deploy.errors import ConfigError, InputError
 from imdb_deploy.sources import (
     guess_format,
     gunzip_if_needed,
@@ -260,6 +260,7 @@ def open_reader(
     text_field: str = "text",
     id_field: str | None = None,
     id_prefix: str | None = None,
+    delimiter: str | None = None,
 ):
     """An InputReader or ParquetReader over one source (path, URL or "-"), its file closed by `stack`."""
     fmt = guess_format(source) if input_format == "auto" else input_format
@@ -274,7 +275,50 @@ def open_reader(
         stream = gunzip_if_needed(stream, stack)
     else:
         stream = open_binary(source, stack)
-    return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
+    return InputReader(source, stream, input_format, text_field, id_field, id_prefix, delimiter)
+
+
+CSV_DELIMITERS = ",;\t|"  # what --delimiter auto looks for in the header line
+
+
+def parse_delimiter(text: str) -> str | None:
+    """`--delimiter` as the reader takes it: "auto" is None (sniffed), "tab" (or "\\t") a tab, else one character.
+
+    Raises:
+        ConfigError: anything else, quoted.
+    """
+    if text == "auto":
+        return None
+    if text in ("tab", "\\t"):
+        return "\t"
+    if len(text) == 1 and text not in '"\r\n':
+        return text
+    raise ConfigError(f"delimiter={text!r}: use auto, tab or one character such as , ; |")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The CSV delimiter a header line uses, among CSV_DELIMITERS (csv.Sniffer); "," when it names one column."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """A hint when a one-column header holds another delimiter (a ;- or tab-separated file read with ",")."""
+    if len(header) != 1:
+        return ""
+    for other, spelled in ((";", "';'"), ("\t", "tab"), ("|", "'|'"), (",", "','")):
+        if other != delimiter and other in header[0]:
+            return f" (the header looks {spelled}-separated: pass --delimiter {spelled})"
+    return ""
+
+
+def name_excerpt(names: list[str], shown: int = 8) -> str:
+    """Column or field names for a message: the first `shown` (each cut to 40 characters) and how many in all."""
+    parts = [repr(name if len(name) <= 40 else name[:40] + "...") for name in names[:shown]]
+    more = f", ... ({len(names):,} in all)" if len(names) > shown else ""
+    return (", ".join(parts) or "none") + more
 
 
 def _skip_newlines(stream) -> int:
@@ -324,10 +368,12 @@ class InputReader:
         text_field: str = "text",
         id_field: str | None = None,
         id_prefix: str | None = None,
+        delimiter: str | None = None,
     ) -> None:
         self.source = source
         self.name = source_name(source)
         self.text_field = text_field
+        self.delimiter = delimiter  # CSV: None sniffs the header line (sniff_delimiter)
         # An id field the user named must be there; the default one is used where present.
         self.id_field, self.id_required = (id_field, True) if id_field else (DEFAULT_ID_FIELD, False)
         self.id_prefix = id_prefix
@@ -456,7 +502,7 @@ class InputReader:
     def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
         field = self.text_field
         if value is _MISSING:
-            shown = ", ".join(map(repr, present[:8])) or "none"
+            shown = name_excerpt(present)
             return InputRow(
                 line,
                 row_id,
@@ -500,14 +546,16 @@ class InputReader:
         field, id_field = self.text_field, self.id_field
         header: list[str] | None = None
         text_col = id_col = None
+        if self.delimiter is None:
+            self.delimiter = sniff_delimiter(_decode(self._peeked[0][1], 1)[0] if self._peeked else "")
         while True:
-            reader = csv.reader(feed(), strict=True)
+            reader = csv.reader(feed(), strict=True, delimiter=self.delimiter)
             try:
                 for record in reader:
                     start, end = pending[0][0], pending[-1][0]
                     pending.clear()
                     if header is None:
-                        header = self._csv_header(record, bad_lines)
+                        header = self._csv_header(record, bad_lines, start)
                         text_col = header.index(field)
                         id_col = header.index(id_field) if id_field in header else None
                         continue
@@ -546,17 +594,25 @@ class InputReader:
                 replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
                 pending.clear()
 
-    def _csv_header(self, record: list[str], bad_lines: dict[int, str]) -> list[str]:
+    def _csv_header(self, record: list[str], bad_lines: dict[int, str], line: int = 1) -> list[str]:
         field, id_field = self.text_field, self.id_field if self.id_required else None
         if bad_lines:
             line, bad = next(iter(bad_lines.items()))
             raise InputError(f"{self.name}, line {line}: the CSV header has {bad}; {_UTF8_FIX}")
         header = [name.strip() for name in record]
+        where = f"{self.name}, line {line}"
         for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
             if wanted is not None and wanted not in header:
                 raise InputError(
-                    f"{self.name}, line 1: no column {wanted!r} in the CSV header "
-                    f"(columns: {', '.join(map(repr, header))}); use {option} to name the column"
+                    f"{where}: no column {wanted!r} in the CSV header (columns: {name_excerpt(header)}); "
+                    f"use {option} to name the column{_delimiter_hint(header, self.delimiter)}"
+                )
+        for used in dict.fromkeys((field, self.id_field)):  # the default "id" column too, where present
+            places = [str(i + 1) for i, name in enumerate(header) if name == used]
+            if len(places) > 1:
+                raise InputError(
+                    f"{where}: the CSV header names column {used!r} {len(places)} times (columns "
+                    f"{', '.join(places[:8])}); rename all but one, so the right column is read"
                 )
         return header
 
@@ -617,7 +673,7 @@ class ParquetReader:
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.name}: not a readable Parquet file ({exc}); check or re-create it") from exc
         schema = self._file.schema_arrow
-        columns = ", ".join(map(repr, schema.names))
+        columns = name_excerpt(list(schema.names))
         if text_field not in schema.names:
             raise InputError(
                 f"{self.name}: no column {text_field!r} (columns: {columns}); use --text-field to name the column"

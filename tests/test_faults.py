@@ -1101,3 +1101,50 @@ def test_a_parquet_file_with_a_corrupt_data_page_is_one_line(onnx_dir, tmp_path)
         assert "(Corrupt snappy compressed data" in line
         assert line.endswith("the file is damaged: re-create or re-download it")
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+# --- issue 25: CSV delimiters and headers ----------------------------------------------------------------
+
+
+def test_csv_delimiter_is_sniffed_from_the_header_or_named_with_a_hint_when_it_looks_wrong(onnx_dir, tmp_path):
+    rows = [("a", "good film, really"), ("b", "bad film; truly")]
+    for delimiter in (",", ";", "\t", "|"):
+        source = tmp_path / "in.csv"
+        source.write_text(f"id{delimiter}text\n" + "".join(f'{i}{delimiter}"{t}"\n' for i, t in rows), encoding="utf-8")
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q"])
+        assert result.exit_code == 0, (delimiter, result.output)
+        assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["a", "b"], delimiter
+    source.write_text("id;text\na;good film\n")
+    result = run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", ";"])
+    assert result.exit_code == 0, result.output
+    for named, spelled in ((",", "';'"), ("|", "';'")):
+        line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", named]))
+        assert line.endswith(
+            f"use --text-field to name the column (the header looks {spelled}-separated: pass --delimiter {spelled})"
+        ), line
+    source.write_text("id\ttext\na\tgood film\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", ","]))
+    assert line.endswith("(the header looks tab-separated: pass --delimiter tab)")
+    assert run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", "tab"]).exit_code == 0
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", "ab"]))
+    assert line == "Error: delimiter='ab': use auto, tab or one character such as , ; |"
+
+
+@pytest.mark.parametrize(("header", "column", "places"), [("text,text", "text", "1, 2"), ("id,text,id", "id", "1, 3")])
+def test_a_csv_header_naming_a_column_twice_is_refused(onnx_dir, tmp_path, header, column, places):
+    source = tmp_path / "in.csv"
+    source.write_text(f"{header}\n" + ",".join(["x"] * header.count(",")) + ",good film\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert line == (
+        f"Error: {source}, line 1: the CSV header names column {column!r} 2 times (columns {places}); rename all "
+        "but one, so the right column is read"
+    )
+
+
+def test_a_csv_header_of_400k_columns_gives_a_short_error(onnx_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(",".join(f"c{i}" for i in range(400_000)) + "\n" + ",".join(["x"] * 400_000) + "\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert len(line) < 400, len(line)
+    assert line.startswith(f"Error: {source}, line 1: no column 'text' in the CSV header (columns: 'c0', 'c1',")
+    assert "... (400,000 in all)); use --text-field to name the column" in line
