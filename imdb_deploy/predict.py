@@ -25,8 +25,9 @@ from imdb_deploy.artifacts import (
     open_onnx_session,
     resolve_onnx_variant,
 )
-from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
+from imdb_deploy.errors import ConfigError, InputError, ModelLoadError, OutputError
 from imdb_deploy.evaluation import softmax
+from imdb_deploy.fileio import DISK_FULL
 from imdb_deploy.machine import physical_cores
 from imdb_deploy.readers import (
     ON_ERROR,
@@ -391,6 +392,29 @@ class PredictSummary:
         return text + self.id_note
 
 
+def _score_chunk(predictor, reader, chunk, config, writer, error_stream, stderr, ids) -> None:
+    """Score one chunk's good rows into `writer` and set its bad rows aside (or stop at the first one)."""
+    good = [row for row in chunk if row.reason is None]
+    bad = [row for row in chunk if row.reason is not None]
+    if bad and config.on_error == "fail":
+        row = bad[0]
+        raise InputError(f"{reader.name}, {reader.unit} {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})")
+    if good:
+        probabilities = predictor.predict_proba([row.text for row in good])
+        if not np.isfinite(probabilities).all():
+            raise ModelLoadError(
+                f"{predictor.model_path}: the model returned NaN or infinite scores (near {reader.name}, "
+                f"{reader.unit} {good[0].line}); its weights are broken: re-export it from the trained folder"
+            )
+        writer.write(good, probabilities)
+        ids.add(row.id for row in good)
+    for row in bad:
+        if error_stream is not None:
+            error_stream.write(error_line(reader.name, row.line, row.id, row.reason, row.fix))
+        else:
+            stderr.write(f"skipped {reader.name}, {reader.unit} {row.line}: {row.reason}\n")
+
+
 def predict_file(
     predictor: Predictor,
     source: str | os.PathLike | Sequence[str | os.PathLike],
@@ -448,65 +472,50 @@ def predict_file(
     guard_output(errors, "--errors", every_input, {"the --output file": output, **model})
     prefixes = id_prefixes(files)
     summary.files = len(files)
-    with ExitStack() as stack:
-        writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
-        error_stream = open_text_output(errors, stack, None) if errors is not None else None
-        bar = stack.enter_context(
-            tqdm(
-                desc="predict",
-                unit=" rows",
-                file=stderr,
-                disable=None if config.progress is None else not config.progress,
-            )
-        )
-        formats = []
-        ids = IdTally()
-        for path in files:
-            with ExitStack() as file_stack:  # one open file at a time
-                reader = open_reader(
-                    path,
-                    file_stack,
-                    config.input_format,
-                    config.text_field,
-                    config.id_field,
-                    prefixes.get(path),
-                    parse_delimiter(config.delimiter),
-                )
-                formats.append(reader.format)
-                for chunk in chunks(reader, config.chunk_size):
-                    good = [row for row in chunk if row.reason is None]
-                    bad = [row for row in chunk if row.reason is not None]
-                    if bad and config.on_error == "fail":
-                        row = bad[0]
-                        raise InputError(
-                            f"{reader.name}, {reader.unit} {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})"
-                        )
-                    if good:
-                        probabilities = predictor.predict_proba([row.text for row in good])
-                        if not np.isfinite(probabilities).all():
-                            raise ModelLoadError(
-                                f"{predictor.model_path}: the model returned NaN or infinite scores (near "
-                                f"{reader.name}, {reader.unit} {good[0].line}); its weights are broken: re-export "
-                                "it from the trained folder"
-                            )
-                        writer.write(good, probabilities)
-                        ids.add(row.id for row in good)
-                    for row in bad:
-                        if error_stream is not None:
-                            error_stream.write(error_line(reader.name, row.line, row.id, row.reason, row.fix))
-                        else:
-                            stderr.write(f"skipped {reader.name}, {reader.unit} {row.line}: {row.reason}\n")
-                    summary.input_rows += len(chunk)
-                    summary.scored += len(good)
-                    summary.errors += len(bad)
-                    bar.update(len(chunk))
-                summary.blank_lines += reader.blank_lines
-        summary.input_format = ",".join(dict.fromkeys(formats))
-        summary.repeated_ids, summary.null_ids = ids.repeats(), ids.nulls
-        summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
-        if summary.input_rows != summary.scored + summary.errors:  # the promise of this function; never expected
-            raise AssertionError(f"row count mismatch: {summary}")
-    if output is None:
-        stdout.flush()
+    writer = None
+    try:
+        with ExitStack() as stack:
+            writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
+            error_stream = open_text_output(errors, stack, None) if errors is not None else None
+            disable = None if config.progress is None else not config.progress
+            bar = stack.enter_context(tqdm(desc="predict", unit=" rows", file=stderr, disable=disable))
+            formats = []
+            ids = IdTally()
+            for path in files:
+                with ExitStack() as file_stack:  # one open file at a time
+                    reader = open_reader(
+                        path,
+                        file_stack,
+                        config.input_format,
+                        config.text_field,
+                        config.id_field,
+                        prefixes.get(path),
+                        parse_delimiter(config.delimiter),
+                    )
+                    formats.append(reader.format)
+                    for chunk in chunks(reader, config.chunk_size):
+                        _score_chunk(predictor, reader, chunk, config, writer, error_stream, stderr, ids)
+                        summary.input_rows += len(chunk)
+                        summary.scored += sum(row.reason is None for row in chunk)
+                        summary.errors += sum(row.reason is not None for row in chunk)
+                        bar.update(len(chunk))
+                    summary.blank_lines += reader.blank_lines
+            summary.input_format = ",".join(dict.fromkeys(formats))
+            summary.repeated_ids, summary.null_ids = ids.repeats(), ids.nulls
+            summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
+            if summary.input_rows != summary.scored + summary.errors:  # the promise of this function
+                raise AssertionError(f"row count mismatch: {summary}")
+        if output is None:
+            stdout.flush()
+    except OSError as exc:
+        if output is not None or exc.errno not in DISK_FULL:
+            raise
+        # stdout cannot be replaced atomically: the rows before the failure are already where it leads
+        rows = writer.rows_written if writer else 0
+        raise OutputError(
+            f"stdout: cannot write it: {exc.strerror or exc} (the disk or your quota is full) after {rows:,} rows "
+            "were passed to it, so what stdout leads to holds only part of the output: free some space and run "
+            "again, or write with --output (complete or not at all)"
+        ) from exc
     summary.seconds = time.perf_counter() - start
     return summary

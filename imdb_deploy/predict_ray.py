@@ -23,7 +23,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
-from imdb_deploy.fileio import output_error
+from imdb_deploy.fileio import output_error, remove_at_exit, remove_leftovers, work_dir_name
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
 from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
 from imdb_deploy.readers import (
@@ -274,23 +277,37 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
     return ReviewRows([_ray_path(path) for path in files], **_read_filesystem(files))
 
 
+def _model_folder(model: dict) -> Path:
+    """Where an actor writes its copy of a shipped model. On the driver's host: inside the job's scratch
+    folder, which the driver removes when the job ends however it ends (a killed actor, Ctrl-C). Elsewhere:
+    a folder named for this process (fileio.work_dir_name), removed at exit; the copies of killed actors
+    on this host are removed when the next actor starts (fileio.remove_leftovers)."""
+    scratch = model.get("scratch")
+    if scratch and model.get("host") == socket.gethostname() and os.path.isdir(scratch):
+        return Path(tempfile.mkdtemp(prefix="imdb-deploy-model-", dir=scratch))
+    remove_leftovers(tempfile.gettempdir())
+    folder = work_dir_name(Path(tempfile.gettempdir()) / "imdb-deploy-model")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    remove_at_exit(folder)
+    return folder
+
+
 class _Scorer:
     """One Predictor per Ray actor; scores the good rows of each batch and passes bad rows through."""
 
     def __init__(self, model, variant, threads, sizes, ledger) -> None:
-        import socket
-        import tempfile
 
         import ray
 
         from imdb_deploy.predict import Predictor
 
-        if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef}
+        if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef, "scratch": ...}
             files = ray.get(model["files"])
-            self._folder = tempfile.TemporaryDirectory(prefix="imdb-deploy-model-")
+            self._folder = _model_folder(model)
             for name, data in files.items():
-                Path(self._folder.name, name).write_bytes(data)
-            model = self._folder.name
+                Path(self._folder, name).write_bytes(data)
+            model = str(self._folder)
         self.predictor = Predictor(model, variant=variant, threads=threads, **sizes)
         self.ledger = ledger
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -502,7 +519,6 @@ def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
 def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) -> None:
     """Move the finished folder into place with its _SUCCESS marker: one rename on a local disk; on object
     stores (no rename) the shards are moved first and the marker written last."""
-    import shutil
 
     import fsspec
 
@@ -626,7 +642,6 @@ def predict_ray(
             one, or is a FIFO or device (writers.guard_output); checked before Ray starts, so --overwrite can
             never replace the reviews it reads. A full disk while the shards are written.
     """
-    import shutil
 
     import fsspec
 
@@ -659,6 +674,7 @@ def predict_ray(
     id_type = _id_type(files, config)
     parent, _, name = output.rstrip("/").rpartition("/")
     job = _job_id()
+    scratch = work_dir_name(Path(tempfile.gettempdir()) / f"imdb-deploy-job-{job}")  # actors' model copies
     tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
     model = Path(str(model_dir))
     labels = list(load_settings(model, load_tokenizer(model)).label_names)
@@ -685,7 +701,12 @@ def predict_ray(
             ray_logger.setLevel(logging.ERROR)
         # The ledger lives on the driver's node: a lost worker node never takes the counts with it.
         ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
-        model_arg = {"files": ray.put(_pack_model(model, variant))} if config.ship_model else str(model.resolve())
+        if config.ship_model:
+            scratch.mkdir(mode=0o700)
+            shipped = ray.put(_pack_model(model, variant))
+            model_arg = {"files": shipped, "scratch": str(scratch), "host": socket.gethostname()}
+        else:
+            model_arg = str(model.resolve())
         prob_columns = [f"prob_{label}" for label in labels]
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
         scored = _score(rows, config, model_arg, variant, ledger)
@@ -723,6 +744,7 @@ def predict_ray(
         for handler in handlers:
             handler.removeFilter(drop)
         ray_logger.setLevel(ray_level)
+        shutil.rmtree(scratch, ignore_errors=True)
         tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
         if tmp_fs.exists(tmp_path):
             if is_url(tmp) and not tmp.startswith("file://"):

@@ -6,8 +6,10 @@ Kept apart from the job itself (predict_ray.py): these are facts about the clust
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError
 
@@ -72,15 +74,37 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
     added = {name: value for name, value in env.items() if name not in os.environ}  # the user's settings win
     os.environ.update(added)  # Ray's processes read them as they start; this process gets its own back after
     try:
-        if address is None and not os.environ.get("RAY_ADDRESS"):
-            ray.init(num_cpus=num_cpus, **options)
-        else:
-            joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
-            ray.init(address=address, **joining)
+        with _quiet_stderr(quiet):
+            if address is None and not os.environ.get("RAY_ADDRESS"):
+                # "local": a new Ray of our own even when `ray start` left a cluster on this machine
+                ray.init(address="local", num_cpus=num_cpus, **options)
+            else:
+                joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
+                ray.init(address=address, **joining)
     finally:
         for name in added:
             os.environ.pop(name, None)
     return True
+
+
+@contextlib.contextmanager
+def _quiet_stderr(quiet: bool):
+    """While Ray starts, with `quiet`: file descriptor 2 to /dev/null. Ray's C++ core writes straight to it,
+    past Python, and announces RAY_BACKEND_LOG_LEVEL itself ("logging.cc: Set ray log level from environment
+    variable ...") before that level applies. Failures still arrive, as the exception ray.init raises."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def here() -> dict:

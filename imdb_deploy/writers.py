@@ -101,7 +101,7 @@ def open_text_output(path: Path | str | None, stack, fallback):
     its upload completed) only if the run completes."""
 
     if path is None:
-        return fallback
+        return _full_writes(fallback, stack)
     if str(path).startswith("file://"):
         path = Path(str(path).removeprefix("file://"))
     elif is_url(path):  # an object store: the object appears once complete
@@ -165,6 +165,26 @@ def error_line(file: str, line: int, row_id, reason: str | None, fix: str | None
     head = json.dumps({"file": file, "line": line}, ensure_ascii=False)[:-1]
     tail = json.dumps({"reason": reason, "fix": fix}, ensure_ascii=False)[1:]
     return f'{head}, "id": {id_json(row_id)}, {tail}\n'
+
+
+def _full_writes(stream, stack):
+    """`stream`, or, for a text stream straight over an unbuffered file (python -u, PYTHONUNBUFFERED=1, as
+    many container images set), a buffered one over the same file: TextIOWrapper drops what a short write
+    leaves (a full disk) without a word, where BufferedWriter writes the rest and so raises the error."""
+    raw = getattr(stream, "buffer", None)
+    if not isinstance(raw, io.RawIOBase):
+        return stream
+    stream.flush()
+    wrapper = io.TextIOWrapper(io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors)
+
+    def release() -> None:
+        try:
+            wrapper.flush()
+        finally:
+            wrapper.detach().detach()  # leave the file (stdout) open for the rest of the process
+
+    stack.callback(release)
+    return wrapper
 
 
 class RowWriter:

@@ -1148,3 +1148,66 @@ def test_a_csv_header_of_400k_columns_gives_a_short_error(onnx_dir, tmp_path):
     assert len(line) < 400, len(line)
     assert line.startswith(f"Error: {source}, line 1: no column 'text' in the CSV header (columns: 'c0', 'c1',")
     assert "... (400,000 in all)); use --text-field to name the column" in line
+
+
+# --- issue 25: the Ray engine leaves no model copies, and -q is quiet -----------------------------------
+
+
+def test_ray_engine_leaves_no_model_copy_in_the_temp_folder_and_q_prints_only_the_summary(onnx_copy, tmp_path):
+    """A real `predict --engine ray -q` in its own process, with its own local Ray: its actors' copies of the
+    model (found by a marker file shipped with it) are gone when it ends, and stderr holds only our two lines
+    (not Ray's logging.cc announcement of its log level)."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import glob
+    import tempfile
+    import uuid
+
+    marker = f"marker-{uuid.uuid4().hex}.txt"
+    (onnx_copy / marker).write_text("x")
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(4))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_copy), "--engine", "ray", "-o", str(out)]
+        + ["--actors", "1", "--variant", "fp32", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1 file: 4 input rows = 4 scored + 0 errors;"), done.stderr
+    assert lines[1] == f"wrote {out}"
+    temp = tempfile.gettempdir()
+    patterns = ("imdb-deploy-model-*", ".imdb-deploy-*", ".imdb-deploy-*/*")  # before the fix; after it
+    assert [path for pattern in patterns for path in glob.glob(os.path.join(temp, pattern, marker))] == []
+
+
+def test_a_full_disk_behind_a_stdout_redirect_says_the_rows_before_it_were_written(onnx_dir, tmp_path):
+    """A real EFBIG on stdout (the file size limit, as above): "Nothing was replaced" would be false here."""
+    import resource
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(300))
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    with (tmp_path / "redirected.jsonl").open("w") as stdout:
+        done = subprocess.run(
+            [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_dir), "-q"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=small_files,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: stdout: cannot write it: File too large (the disk or your quota is full) after ")
+    assert line.endswith(
+        "rows were passed to it, so what stdout leads to holds only part of the output: free some space and run "
+        "again, or write with --output (complete or not at all)"
+    )
+    assert "Nothing was replaced" not in line and (tmp_path / "redirected.jsonl").stat().st_size == 4096
