@@ -36,10 +36,9 @@ from imdb_deploy.readers import (
     count_noun,
     is_blank,
     open_reader,
-    parse_delimiter,
     review_problem,
 )
-from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes
+from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes, parse_delimiter
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 from imdb_deploy.writers import (
     ON_DUPLICATE_ID,

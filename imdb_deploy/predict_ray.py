@@ -33,21 +33,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import numpy as np
 
-from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
-from imdb_deploy.fileio import output_error, remove_at_exit, remove_leftovers, work_dir_name
+from imdb_deploy.errors import ConfigError, InputError, OutputError
+from imdb_deploy.fileio import output_error, work_dir_name
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
-from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
+from imdb_deploy.ray_cluster import (
+    ACTOR_START_TIMEOUT_S,
+    DropOurErrors,
+    connect,
+    here,
+    lost_work,
+    model_folder,
+    on_this_node,
+    pack_model,
+    per_node,
+    unwrap_error,
+)
 from imdb_deploy.readers import (
-    DEFAULT_ID_FIELD,
     ON_ERROR,
     SKIP_HINT,
     InputReader,
     ParquetReader,
     chunks,
     count_noun,
-    parse_delimiter,
+    output_id_type,
 )
 from imdb_deploy.sources import (
     INPUT_FORMATS,
@@ -57,6 +68,7 @@ from imdb_deploy.sources import (
     id_prefixes,
     is_url,
     local_path,
+    parse_delimiter,
 )
 from imdb_deploy.writers import ON_DUPLICATE_ID, IdTally, check_ids, guard_output, id_text
 
@@ -277,22 +289,6 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
     return ReviewRows([_ray_path(path) for path in files], **_read_filesystem(files))
 
 
-def _model_folder(model: dict) -> Path:
-    """Where an actor writes its copy of a shipped model. On the driver's host: inside the job's scratch
-    folder, which the driver removes when the job ends however it ends (a killed actor, Ctrl-C). Elsewhere:
-    a folder named for this process (fileio.work_dir_name), removed at exit; the copies of killed actors
-    on this host are removed when the next actor starts (fileio.remove_leftovers)."""
-    scratch = model.get("scratch")
-    if scratch and model.get("host") == socket.gethostname() and os.path.isdir(scratch):
-        return Path(tempfile.mkdtemp(prefix="imdb-deploy-model-", dir=scratch))
-    remove_leftovers(tempfile.gettempdir())
-    folder = work_dir_name(Path(tempfile.gettempdir()) / "imdb-deploy-model")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(mode=0o700)
-    remove_at_exit(folder)
-    return folder
-
-
 class _Scorer:
     """One Predictor per Ray actor; scores the good rows of each batch and passes bad rows through."""
 
@@ -304,7 +300,7 @@ class _Scorer:
 
         if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef, "scratch": ...}
             files = ray.get(model["files"])
-            self._folder = _model_folder(model)
+            self._folder = model_folder(model)
             for name, data in files.items():
                 Path(self._folder, name).write_bytes(data)
             model = str(self._folder)
@@ -427,7 +423,7 @@ def _shard_sink(folder: str, prob_columns: list[str], output: str):
                     writer.close()
                 for handle in handles:  # ParquetWriter leaves a file object it was given open: its last
                     handle.close()  # bytes (and a full disk's ENOSPC) come with this close
-            except OSError as exc:  # the store refused the upload, the disk is full: one line, through _unwrap
+            except OSError as exc:  # the store refused the upload, the disk is full: one line, through unwrap_error
                 raise url_error(exc, folder, OutputError) or output_error(exc, output) or exc from exc
             finally:
                 for closable in [*writers.values(), *handles]:
@@ -443,64 +439,6 @@ def _shard_sink(folder: str, prob_columns: list[str], output: str):
 
 
 # --- the job ----------------------------------------------------------------------------------------------
-
-
-def _id_type(files: Sequence[str], config: RayPredictConfig):
-    """The Arrow type of the output's id column, fixed before the job so every shard agrees: the id column's
-    type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids, CSV
-    values, and JSON values as their JSON text)."""
-    import fsspec
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    column = config.id_field or DEFAULT_ID_FIELD
-    types = set()
-    for path in files:
-        fmt = guess_format(path) if config.input_format == "auto" else config.input_format
-        if fmt != "parquet":
-            return pa.string()
-        try:
-            with fsspec.open(path, "rb") as f:
-                schema = pq.read_schema(f)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
-        if column not in schema.names:
-            return pa.string()
-        types.add(schema.field(column).type)
-    return types.pop() if len(types) == 1 else pa.string()
-
-
-def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
-    """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
-    from imdb_deploy.artifacts import ONNX_VARIANTS
-
-    # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
-    skip = set(ONNX_VARIANTS.values()) - {ONNX_VARIANTS[variant]}
-    return {
-        path.name: path.read_bytes()
-        for path in sorted(predictor_dir.iterdir())
-        if path.is_file() and path.name not in skip and not path.name.startswith(".")
-    }
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """Our own error inside a Ray task error, as it was raised: the user sees its message, not Ray's
-    traceback (Ray also appends its retry advice to the message, which does not apply to a bad row)."""
-    seen = exc
-    while seen is not None:
-        cause = getattr(seen, "cause", None)
-        if isinstance(cause, ImdbDeployError):
-            message = str(cause.args[0]) if cause.args else str(cause)
-            return type(cause)(message.split("\nFailed to ", 1)[0])
-        seen = seen.__cause__
-    return exc
-
-
-class _DropOurErrors(logging.Filter):
-    """Ray Data logs a task's exception with its traceback before re-raising it; ours is shown once, plainly."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], ImdbDeployError))
 
 
 def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
@@ -615,6 +553,25 @@ def _count(summary: RayPredictSummary, report: tuple[dict, dict], written: list[
     summary.nodes = per_node(actors)
 
 
+def _checked_paths(model_dir, inputs, output: str, overwrite: bool) -> tuple[list[str], str]:
+    """The input files and the output as the job will use them, after every check that needs no Ray: inputs
+    that exist, not stdin; the output through the one output guard (writers.guard_output), its bucket."""
+    files = expand_inputs(inputs)
+    if files == ["-"]:
+        raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
+    problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
+    if problem is not None:
+        raise problem
+    every_input = [*files, *map(str, inputs)]
+    guard_output(output, "--output", every_input, {"the model folder": model_dir}, folder=True, overwrite=overwrite)
+    if local_path(output) is not None:  # "out/..", "./out": one spelling for the renames in _commit
+        output = os.path.abspath(local_path(output))
+    fs, out_path = fsspec.core.url_to_fs(output)
+    if fs.exists(out_path) and not overwrite:
+        raise OutputError(f"{output} already exists; choose another output or pass --overwrite")
+    return files, output
+
+
 def predict_ray(
     model_dir: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -649,29 +606,10 @@ def predict_ray(
 
     config = config or RayPredictConfig()
     start = time.perf_counter()
-    files = expand_inputs(inputs)
-    if files == ["-"]:
-        raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
-    output = str(output)
-    problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
-    if problem is not None:
-        raise problem
-    guard_output(
-        output,
-        "--output",
-        [*files, *map(str, inputs)],
-        {"the model folder": model_dir},
-        folder=True,
-        overwrite=config.overwrite,
-    )
-    if local_path(output) is not None:  # "out/..", "./out": one spelling for the renames in _commit
-        output = os.path.abspath(local_path(output))
-    fs, out_path = fsspec.core.url_to_fs(output)
-    if fs.exists(out_path) and not config.overwrite:
-        raise OutputError(f"{output} already exists; choose another output or pass --overwrite")
+    files, output = _checked_paths(model_dir, inputs, str(output), config.overwrite)
     variant, _ = resolve_onnx_variant(model_dir, config.variant)
     prefixes = id_prefixes(files)
-    id_type = _id_type(files, config)
+    id_type = output_id_type(files, config.input_format, config.id_field)
     parent, _, name = output.rstrip("/").rpartition("/")
     job = _job_id()
     scratch = work_dir_name(Path(tempfile.gettempdir()) / f"imdb-deploy-job-{job}")  # actors' model copies
@@ -688,7 +626,7 @@ def predict_ray(
 
     ray_logger = logging.getLogger("ray.data")
     ray_level = ray_logger.level
-    drop = _DropOurErrors()
+    drop = DropOurErrors()
     handlers = [*ray_logger.handlers, *logging.getLogger().handlers]
     for handler in handlers:
         handler.addFilter(drop)
@@ -703,7 +641,7 @@ def predict_ray(
         ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
         if config.ship_model:
             scratch.mkdir(mode=0o700)
-            shipped = ray.put(_pack_model(model, variant))
+            shipped = ray.put(pack_model(model, variant))
             model_arg = {"files": shipped, "scratch": str(scratch), "host": socket.gethostname()}
         else:
             model_arg = str(model.resolve())
@@ -714,7 +652,7 @@ def predict_ray(
         try:
             scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         except Exception as exc:
-            error = _unwrap(exc)
+            error = unwrap_error(exc)
             if error is exc:
                 error = lost_work(exc, output)
                 if error is None:

@@ -6,7 +6,7 @@ when a row has one (or the one `--id-field` names), else "NAME:N" with the file'
 row starts on (1-based row for Parquet), unique across files; stdin keeps plain line numbers.
 
 Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
-the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
+the run's end and never a silent loss; `review_problem`/`validate_review` and `sources.loads_checked` are the same
 checks for callers outside a file (a server's request bodies).
 """
 
@@ -14,26 +14,33 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import re
 import unicodedata
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imdb_deploy.errors import ConfigError, InputError
+from imdb_deploy.errors import InputError
 from imdb_deploy.sources import (
+    JsonNumber,
+    _delimiter_hint,
     guess_format,
     gunzip_if_needed,
     is_url,
+    json_kind,
+    name_excerpt,
     open_binary,
     open_seekable,
     open_url,
+    parse_json,
+    sniff_delimiter,
     source_name,
 )
 
@@ -43,30 +50,12 @@ from imdb_deploy.sources import (
 # flat however long the line. JSON nested deeper than MAX_JSON_DEPTH is refused before it is parsed.
 MAX_REVIEW_BYTES = 1 << 20
 MAX_LINE_BYTES = 4 << 20
-MAX_JSON_DEPTH = 32
 # Most review characters read into one chunk, whatever the chunk's row count: 1,024 rows of the 1 MiB cap
 # would otherwise hold 1 GiB of text at once.
 MAX_CHUNK_CHARS = 16 << 20
 ON_ERROR = ("fail", "skip")
 DEFAULT_ID_FIELD = "id"  # carried to the output when rows have it, so results join back to their source
 SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
-_JSON_TYPES = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    list: "an array",
-    dict: "an object",
-}
-
-
-def json_kind(value) -> str:
-    """How a JSON value's type reads in a message: "a number", "an array", "null", ..."""
-    if isinstance(value, JsonNumber):
-        return "a number"
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 # A review the tokenizer would see as empty: the BERT normaliser drops control and format characters
 # (Unicode Cc and Cf: zero-width spaces and joiners, U+FEFF, soft hyphens, bidi marks) and U+FFFD, and
 # splits on whitespace. A visible ASCII character anywhere ends the check at once.
@@ -127,80 +116,6 @@ def validate_review(text) -> str:
     if problem:
         raise InputError(f"{problem[0]}; {problem[1]}")
     return text
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def json_depth(text: str) -> int:
-    """How deeply the arrays and objects of JSON `text` nest, counted without parsing it.
-
-    Stops counting past MAX_JSON_DEPTH. Cheap for ordinary lines: a line with fewer opening brackets than
-    the limit cannot nest deeper.
-    """
-    opening = text.count("[") + text.count("{")
-    if opening <= MAX_JSON_DEPTH:
-        return opening
-    depth = deepest = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                break
-        else:
-            depth -= 1
-    return deepest
-
-
-class JsonNumber(str):
-    """A JSON number kept as the literal text it was written in (`1.0000000000000000001` stays that, not 1.0;
-    an integer of any length stays whole). Writers put it back as a bare number (writers.id_json)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return str.__str__(self)
-
-    def is_finite(self) -> bool:
-        """False for a literal no float can hold (`1e999`), which readers of the output would turn to infinity."""
-        return math.isfinite(float(self)) or not any(c in self for c in ".eE")
-
-
-def parse_json(text: str, exact_numbers: bool = False) -> tuple[object, str | None, str | None]:
-    """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix).
-
-    Args:
-        text: one JSON document.
-        exact_numbers: numbers come back as JsonNumber (their literal text), so none is rounded and no
-            integer is too long; else as int and float, and an integer over Python's 4,300-digit limit is
-            a bad value (reason and fix), not a ValueError.
-    """
-    if json_depth(text) > MAX_JSON_DEPTH:
-        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
-    try:
-        if exact_numbers:
-            return json.loads(text, parse_int=JsonNumber, parse_float=JsonNumber), None, None
-        return json.loads(text), None, None
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})", "fix or remove the line"
-    except RecursionError:
-        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
-    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        return None, f"a number too long to read ({str(exc).split(';')[0]})", "quote it, or shorten it"
-
-
-def loads_checked(text: str):
-    """Parse JSON `text` within the depth limit (for a server's request bodies).
-
-    Raises:
-        InputError: too deep or not valid JSON.
-    """
-    value, reason, fix = parse_json(text)
-    if reason:
-        raise InputError(f"{reason}; {fix}")
-    return value
 
 
 def _finite(value) -> bool:
@@ -276,49 +191,6 @@ def open_reader(
     else:
         stream = open_binary(source, stack)
     return InputReader(source, stream, input_format, text_field, id_field, id_prefix, delimiter)
-
-
-CSV_DELIMITERS = ",;\t|"  # what --delimiter auto looks for in the header line
-
-
-def parse_delimiter(text: str) -> str | None:
-    """`--delimiter` as the reader takes it: "auto" is None (sniffed), "tab" (or "\\t") a tab, else one character.
-
-    Raises:
-        ConfigError: anything else, quoted.
-    """
-    if text == "auto":
-        return None
-    if text in ("tab", "\\t"):
-        return "\t"
-    if len(text) == 1 and text not in '"\r\n':
-        return text
-    raise ConfigError(f"delimiter={text!r}: use auto, tab or one character such as , ; |")
-
-
-def sniff_delimiter(header: str) -> str:
-    """The CSV delimiter a header line uses, among CSV_DELIMITERS (csv.Sniffer); "," when it names one column."""
-    try:
-        return csv.Sniffer().sniff(header, delimiters=CSV_DELIMITERS).delimiter
-    except csv.Error:
-        return ","
-
-
-def _delimiter_hint(header: list[str], delimiter: str) -> str:
-    """A hint when a one-column header holds another delimiter (a ;- or tab-separated file read with ",")."""
-    if len(header) != 1:
-        return ""
-    for other, spelled in ((";", "';'"), ("\t", "tab"), ("|", "'|'"), (",", "','")):
-        if other != delimiter and other in header[0]:
-            return f" (the header looks {spelled}-separated: pass --delimiter {spelled})"
-    return ""
-
-
-def name_excerpt(names: list[str], shown: int = 8) -> str:
-    """Column or field names for a message: the first `shown` (each cut to 40 characters) and how many in all."""
-    parts = [repr(name if len(name) <= 40 else name[:40] + "...") for name in names[:shown]]
-    more = f", ... ({len(names):,} in all)" if len(names) > shown else ""
-    return (", ".join(parts) or "none") + more
 
 
 def _skip_newlines(stream) -> int:
@@ -750,3 +622,28 @@ def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
             chunk, chars = [], 0
     if chunk:
         yield chunk
+
+
+def output_id_type(files: Sequence[str], input_format: str, id_field: str | None) -> pa.DataType:
+    """The Arrow type of the Ray engine's output id column, fixed before the job so every shard agrees: the id
+    column's type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids,
+    CSV values, and JSON values as their JSON text).
+
+    Raises:
+        InputError: an input that should be Parquet is not readable as Parquet.
+    """
+    column = id_field or DEFAULT_ID_FIELD
+    types = set()
+    for path in files:
+        fmt = guess_format(path) if input_format == "auto" else input_format
+        if fmt != "parquet":
+            return pa.string()
+        try:
+            with fsspec.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        if column not in schema.names:
+            return pa.string()
+        types.add(schema.field(column).type)
+    return types.pop() if len(types) == 1 else pa.string()

@@ -36,8 +36,8 @@ from fastapi.responses import JSONResponse, Response
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
 from imdb_deploy.machine import STACK, versions
-from imdb_deploy.readers import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.serve_config import ServeConfig
+from imdb_deploy.sources import MAX_JSON_DEPTH, json_depth, json_kind
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 from imdb_deploy.errors import OutputError
 from imdb_deploy.fileio import atomic_file, refuse_overlap, refuse_replacing
 from imdb_deploy.objectstore import url_output
-from imdb_deploy.readers import InputRow, JsonNumber
-from imdb_deploy.sources import is_url, local_path
+from imdb_deploy.readers import InputRow
+from imdb_deploy.sources import JsonNumber, is_url, local_path
 
 OUTPUT_FORMATS = ("jsonl", "csv")
 # --on-duplicate-id: warn counts repeated and null ids in the summary; fail refuses the output (exit 1).

@@ -374,7 +374,7 @@ def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_p
 
 
 def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
-    from imdb_deploy.readers import MAX_JSON_DEPTH
+    from imdb_deploy.sources import MAX_JSON_DEPTH
 
     deep = '{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
     source = tmp_path / "in.jsonl"
@@ -409,7 +409,8 @@ def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, m
 
 
 def test_validate_review_is_the_check_a_server_can_call():
-    from imdb_deploy.readers import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, loads_checked, validate_review
+    from imdb_deploy.readers import MAX_REVIEW_BYTES, validate_review
+    from imdb_deploy.sources import MAX_JSON_DEPTH, loads_checked
 
     assert validate_review("A fine film.") == "A fine film."
     for bad, message in (
@@ -927,7 +928,7 @@ def test_jsonl_number_ids_keep_their_literal_text_in_every_output(onnx_dir, tmp_
 
 
 def test_a_too_long_integer_is_a_bad_value_for_the_plain_json_parse():
-    from imdb_deploy.readers import loads_checked, parse_json
+    from imdb_deploy.sources import loads_checked, parse_json
 
     value, reason, fix = parse_json('{"label": ' + "1" * 4301 + "}")
     assert value is None and reason.startswith("a number too long to read (Exceeds the limit (4300 digits)")
