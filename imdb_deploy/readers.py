@@ -118,6 +118,17 @@ def validate_review(text) -> str:
     return text
 
 
+def _has_surrogate(value) -> bool:
+    """True when a JSON id (a string, or an object's keys and values, an array's items) holds a lone surrogate."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(key) or _has_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False
+
+
 def _finite(value) -> bool:
     """False when `value` holds NaN or infinity (also nested, or a literal such as 1e999), which JSON output
     cannot hold."""
@@ -367,6 +378,14 @@ class InputReader:
                     self.fallback_id(line),
                     reason=f"field {id_field!r} is {row_id!r}, which is not a valid JSON number",
                     fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
+                )
+                continue
+            elif _has_surrogate(row_id):  # no UTF-8 output (nor Arrow) can hold it
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"field {id_field!r} holds a lone surrogate, which is not valid Unicode",
+                    fix="write the character as a valid pair (or UTF-8), or remove it",
                 )
                 continue
             yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")

@@ -1055,6 +1055,15 @@ def test_a_lone_surrogate_in_a_jsonl_review_is_a_bad_row(onnx_dir, tmp_path):
     ]
     line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
     assert line.startswith(f"Error: {source}, line 2: field 'text' holds a lone surrogate")
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text(
+        '{"id": "\\ud800", "text": "good film"}\n{"id": {"k": ["\\udc00"]}, "text": "bad"}\n{"id": 1, "text": "ok"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli(["predict", ids, "-m", onnx_dir, "--on-error", "skip", "-q", "-o", out])
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in strict_json_lines(out)] == [1]
+    assert result.stderr.startswith(f"skipped {ids}, line 1: field 'id' holds a lone surrogate, which is not valid")
     from imdb_deploy import Predictor
 
     with pytest.raises(InputError, match=r"texts\[0\]: the review holds a lone surrogate"):
