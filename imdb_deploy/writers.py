@@ -30,6 +30,7 @@ from imdb_deploy.readers import InputRow
 from imdb_deploy.sources import JsonNumber, is_url, local_path
 
 OUTPUT_FORMATS = ("jsonl", "csv")
+_SYSTEM_ROOTS = ("/dev/", "/proc/", "/sys/")  # /dev/shm/ (a tmpfs for files) stays allowed
 # --on-duplicate-id: warn counts repeated and null ids in the summary; fail refuses the output (exit 1).
 ON_DUPLICATE_ID = ("warn", "fail")
 _SPECIAL = (
@@ -70,6 +71,22 @@ def guard_output(
     path = None if target is None or str(target) == "-" else local_path(target)
     if path is None:
         return
+    places = {os.path.abspath(path), os.path.realpath(path)}
+    system = next(
+        (
+            root
+            for root in _SYSTEM_ROOTS
+            for place in places
+            if place.startswith(root) and not place.startswith("/dev/shm/")
+        ),
+        None,
+    )
+    if system:  # /dev/stdout is a link a rename would replace; /proc and /sys are the kernel's
+        instead = " (leave the option out to write to stdout)" if option == "--output" else ""
+        raise OutputError(
+            f"{option} {str(target)!r} is under {system}, where a file is renamed over a device or link; "
+            f"name a regular file{instead}"
+        )
     try:
         mode = os.stat(path).st_mode
     except OSError:  # missing (or a dangling link): nothing there to harm

@@ -865,7 +865,10 @@ def test_output_guard_refuses_fifos_devices_and_folders_before_any_work(onnx_dir
     base = ["predict", source, "-m", onnx_dir, "-q"]
     for args, expected in (
         (["-o", fifo], f"--output {str(fifo)!r} is a FIFO (named pipe)"),
-        (["-o", "/dev/null"], "--output '/dev/null' is a character device"),
+        (["-o", "/dev/null"], "--output '/dev/null' is under /dev/, where a file is renamed over a device or link"),
+        (["-o", "/dev/stdout"], "--output '/dev/stdout' is under /dev/"),
+        (["--on-error", "skip", "--errors", "/dev/stderr"], "--errors '/dev/stderr' is under /dev/"),
+        (["-o", "/proc/self/fd/1"], "--output '/proc/self/fd/1' is under /"),
         (["--on-error", "skip", "--errors", fifo], f"--errors {str(fifo)!r} is a FIFO (named pipe)"),
         (["-o", folder], f"--output {str(folder)!r} is a folder; name a file for the output, e.g. {folder}/"),
         (["-o", "."], "--output '.' is a folder"),
@@ -873,6 +876,7 @@ def test_output_guard_refuses_fifos_devices_and_folders_before_any_work(onnx_dir
         line = one_line_error(run_cli([*base, *args]))
         assert line.startswith(f"Error: {expected}"), line
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert os.path.islink("/dev/stdout") or not os.path.exists("/dev/stdout")
     assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == ["folder", "in.jsonl", "pipe"]
 
 
