@@ -28,14 +28,16 @@ from imdb_deploy.export_config import (
     QUANTIZE_SOURCES,
     ExportConfig,
 )
-from imdb_deploy.inputs import INPUT_FORMATS, ON_ERROR, OUTPUT_FORMATS
 from imdb_deploy.predict import ENGINES, VARIANTS, PredictFileConfig, Predictor
 from imdb_deploy.predict_ray import RayPredictConfig
+from imdb_deploy.readers import ON_ERROR
 from imdb_deploy.runtime_choice import ISAMismatchWarning
 from imdb_deploy.serve_config import ServeConfig
+from imdb_deploy.sources import INPUT_FORMATS
 from imdb_deploy.tokenization import TRUNCATION_STRATEGIES
 from imdb_deploy.train import MIXED_PRECISION, TrainConfig
 from imdb_deploy.verify import VerifyConfig
+from imdb_deploy.writers import ON_DUPLICATE_ID, OUTPUT_FORMATS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -536,6 +538,17 @@ def verify(
     "--on-error",
     type=click.Choice(ON_ERROR),
     help="fail: stop at the first bad row (exit 1, no output); skip: set bad rows aside and score the rest.",
+)
+@_option(
+    PredictFileConfig,
+    "--delimiter",
+    help="CSV field separator: auto sniffs the header line among , ; tab and |; or tab, or one character.",
+)
+@_option(
+    PredictFileConfig,
+    "--on-duplicate-id",
+    type=click.Choice(ON_DUPLICATE_ID),
+    help="warn: count repeated and null ids in the summary; fail: refuse the run (exit 1, no output).",
 )
 @click.option(
     "--errors",

@@ -21,7 +21,7 @@ import numpy as np
 
 from imdb_deploy.artifacts import hub_errors, is_local_reference
 from imdb_deploy.errors import DataError
-from imdb_deploy.inputs import parse_json
+from imdb_deploy.sources import parse_json
 
 HUB_ALIASES = {"imdb": "stanfordnlp/imdb"}
 # Data sources shipped inside the package, by name.

@@ -21,28 +21,33 @@ from dataclasses import dataclass
 import numpy as np
 
 from imdb_deploy.artifacts import ONNX_VARIANTS, VARIANT_BATCHING, open_onnx_session
-from imdb_deploy.errors import ConfigError, InputError, ModelLoadError
+from imdb_deploy.errors import ConfigError, InputError, ModelLoadError, OutputError
 from imdb_deploy.evaluation import softmax
-from imdb_deploy.fileio import refuse_overlap
-from imdb_deploy.inputs import (
-    INPUT_FORMATS,
-    ON_ERROR,
-    OUTPUT_FORMATS,
-    SKIP_HINT,
-    RowWriter,
-    chunks,
-    count_noun,
-    expand_inputs,
-    id_prefixes,
-    local_path,
-    open_reader,
-    open_text_output,
-    review_problem,
-)
+from imdb_deploy.fileio import DISK_FULL
 from imdb_deploy.machine import physical_cores
 from imdb_deploy.model_folder import ExportFolder, open_folder
 from imdb_deploy.openvino_runtime import OPENVINO_BATCHING, OPENVINO_VARIANTS, PerReviewRunner
+from imdb_deploy.readers import (
+    ON_ERROR,
+    SKIP_HINT,
+    chunks,
+    count_noun,
+    is_blank,
+    open_reader,
+    review_problem,
+)
+from imdb_deploy.sources import INPUT_FORMATS, expand_inputs, id_prefixes, parse_delimiter
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
+from imdb_deploy.writers import (
+    ON_DUPLICATE_ID,
+    OUTPUT_FORMATS,
+    IdTally,
+    RowWriter,
+    check_ids,
+    error_line,
+    guard_output,
+    open_text_output,
+)
 
 # Most reviews in one onnxruntime call, and most padded tokens (reviews x longest) in one call. Small
 # calls keep each layer's activations in the CPU caches: on a quiet 2-core AVX2 CPU, INT8, 256 IMDb test
@@ -326,7 +331,7 @@ def _check_texts(texts) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputError(f"texts[{i}]: expected a string, got {type(text).__name__}")
-        problem = review_problem(text) if text.strip() else None  # blank texts are scored as they are
+        problem = None if is_blank(text) else review_problem(text)  # blank texts are scored as they are
         if problem:
             raise InputError(f"texts[{i}]: {problem[0]}; {problem[1]}")
     return texts
@@ -345,9 +350,13 @@ class PredictFileConfig:
             review per line).
         output_format: "jsonl" or "csv"; one row per scored input row, in input order.
         text_field: JSONL field or CSV column holding the review.
+        delimiter: CSV field separator: "auto" sniffs the header line among , ; tab and |; "tab" or one
+            character.
         id_field: JSONL field, CSV or Parquet column copied to the output as `id` (a row without it is bad);
             None takes the `id` field or column where rows have one, else "FILE:LINE" (stdin: the line).
         on_error: "fail" stops at the first bad row (exit 1, no output file); "skip" sets bad rows aside.
+        on_duplicate_id: "warn" counts repeated and null ids of the rows scored in the summary; "fail"
+            refuses the run when there are any (exit 1, no output file).
         chunk_size: rows read, sorted by length and scored together. 1024 gives a batch of 64 plenty of
             similar-length neighbours while memory stays flat for any file size.
         progress: progress bar on stderr; None shows it only when stderr is a terminal.
@@ -356,8 +365,10 @@ class PredictFileConfig:
     input_format: str = "auto"
     output_format: str = "jsonl"
     text_field: str = "text"
+    delimiter: str = "auto"
     id_field: str | None = None
     on_error: str = "fail"
+    on_duplicate_id: str = "warn"
     chunk_size: int = 1024
     progress: bool | None = None
 
@@ -366,6 +377,7 @@ class PredictFileConfig:
             ("input_format", INPUT_FORMATS),
             ("output_format", OUTPUT_FORMATS),
             ("on_error", ON_ERROR),
+            ("on_duplicate_id", ON_DUPLICATE_ID),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -374,6 +386,7 @@ class PredictFileConfig:
             raise ConfigError(f"chunk_size={self.chunk_size!r}: use 1 or more")
         if not self.text_field:
             raise ConfigError("text_field='': name the field or column holding the review")
+        parse_delimiter(self.delimiter)
 
 
 @dataclass
@@ -392,6 +405,9 @@ class PredictSummary:
     seconds: float = 0.0
     input_format: str = ""
     unverified: str | None = None
+    repeated_ids: int = 0
+    null_ids: int = 0
+    id_note: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -409,7 +425,30 @@ class PredictSummary:
             text += f"; {count_noun(self.blank_lines, 'blank line')} ignored"
         if self.unverified:
             text += f"; model UNVERIFIED: {self.unverified}"
-        return text
+        return text + self.id_note
+
+
+def _score_chunk(predictor, reader, chunk, config, writer, error_stream, stderr, ids) -> None:
+    """Score one chunk's good rows into `writer` and set its bad rows aside (or stop at the first one)."""
+    good = [row for row in chunk if row.reason is None]
+    bad = [row for row in chunk if row.reason is not None]
+    if bad and config.on_error == "fail":
+        row = bad[0]
+        raise InputError(f"{reader.name}, {reader.unit} {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})")
+    if good:
+        probabilities = predictor.predict_proba([row.text for row in good])
+        if not np.isfinite(probabilities).all():
+            raise ModelLoadError(
+                f"{predictor.model_path}: the model returned NaN or infinite scores (near {reader.name}, "
+                f"{reader.unit} {good[0].line}); its weights are broken: re-export it from the trained folder"
+            )
+        writer.write(good, probabilities)
+        ids.add(row.id for row in good)
+    for row in bad:
+        if error_stream is not None:
+            error_stream.write(error_line(reader.name, row.line, row.id, row.reason, row.fix))
+        else:
+            stderr.write(f"skipped {reader.name}, {reader.unit} {row.line}: {row.reason}\n")
 
 
 def predict_file(
@@ -427,7 +466,7 @@ def predict_file(
         predictor: the model.
         source: one input or several: JSONL, CSV, text or Parquet files (gzip recognised by content),
             folders and globs of them, fsspec URLs (s3://..., file://...), or "-" for stdin; read in the
-            order `inputs.expand_inputs` gives, one file after the other, streamed.
+            order `sources.expand_inputs` gives, one file after the other, streamed.
         output: where predictions go, written completely or not at all; None writes to `stdout`.
         errors: with on_error="skip", a JSONL file (file, line, id, reason, fix) for the rows set aside,
             written completely or not at all; None reports them on `stderr`.
@@ -442,10 +481,10 @@ def predict_file(
         InputError: a bad row with on_error="fail" (naming the line and the fix), or an unreadable input;
             no output or errors file is left behind.
         OutputError: `output` or `errors` is the input, the other output, or inside the model folder
-            (resolved paths); or it cannot be written (read-only, disk full). Checked before any work.
+            (resolved paths), a FIFO, device or folder (writers.guard_output); or it cannot be written
+            (read-only, disk full). Checked before any work.
         ModelLoadError: the model returned NaN or infinite scores.
     """
-    import json
     import sys
     import time
     from contextlib import ExitStack
@@ -465,69 +504,56 @@ def predict_file(
     files = expand_inputs(sources)
     # An output must never replace the reviews it is reading, the other output, or the model's files: each
     # file the inputs expand to, then each input as given (a folder), local paths or file:// URLs.
-    local_inputs = dict.fromkeys(local_path(item) for item in [*files, *sources])
-    local_inputs = [path for path in local_inputs if path is not None]
-    for target, option, others in (
-        (output, "--output", {"the model folder": predictor.model_dir}),
-        (errors, "--errors", {"the --output file": output, "the model folder": predictor.model_dir}),
-    ):
-        if target is not None:
-            for path in local_inputs:
-                refuse_overlap(target, {"the input": path}, option)
-            refuse_overlap(target, others, option)
+    every_input = [*files, *sources]
+    model = {"the model folder": predictor.model_dir}
+    guard_output(output, "--output", every_input, model)
+    guard_output(errors, "--errors", every_input, {"the --output file": output, **model})
     prefixes = id_prefixes(files)
     summary.files = len(files)
-    with ExitStack() as stack:
-        writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
-        error_stream = open_text_output(errors, stack, None) if errors is not None else None
-        bar = stack.enter_context(
-            tqdm(
-                desc="predict",
-                unit=" rows",
-                file=stderr,
-                disable=None if config.progress is None else not config.progress,
-            )
-        )
-        formats = []
-        for path in files:
-            with ExitStack() as file_stack:  # one open file at a time
-                reader = open_reader(
-                    path, file_stack, config.input_format, config.text_field, config.id_field, prefixes.get(path)
-                )
-                formats.append(reader.format)
-                for chunk in chunks(reader, config.chunk_size):
-                    good = [row for row in chunk if row.reason is None]
-                    bad = [row for row in chunk if row.reason is not None]
-                    if bad and config.on_error == "fail":
-                        row = bad[0]
-                        raise InputError(
-                            f"{reader.name}, {reader.unit} {row.line}: {row.reason}; {row.fix} ({SKIP_HINT})"
-                        )
-                    if good:
-                        probabilities = predictor.predict_proba([row.text for row in good])
-                        if not np.isfinite(probabilities).all():
-                            raise ModelLoadError(
-                                f"{predictor.model_path}: the model returned NaN or infinite scores (near "
-                                f"{reader.name}, {reader.unit} {good[0].line}); its weights are broken: re-export "
-                                "it from the trained folder"
-                            )
-                        writer.write(good, probabilities)
-                    for row in bad:
-                        record = {"file": reader.name, "line": row.line, "id": row.id, "reason": row.reason}
-                        record["fix"] = row.fix
-                        if error_stream is not None:
-                            error_stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-                        else:
-                            stderr.write(f"skipped {reader.name}, {reader.unit} {row.line}: {row.reason}\n")
-                    summary.input_rows += len(chunk)
-                    summary.scored += len(good)
-                    summary.errors += len(bad)
-                    bar.update(len(chunk))
-                summary.blank_lines += reader.blank_lines
-        summary.input_format = ",".join(dict.fromkeys(formats))
-        if summary.input_rows != summary.scored + summary.errors:  # the promise of this function; never expected
-            raise AssertionError(f"row count mismatch: {summary}")
-    if output is None:
-        stdout.flush()
+    writer = None
+    try:
+        with ExitStack() as stack:
+            writer = RowWriter(open_text_output(output, stack, stdout), config.output_format, predictor.label_names)
+            error_stream = open_text_output(errors, stack, None) if errors is not None else None
+            disable = None if config.progress is None else not config.progress
+            bar = stack.enter_context(tqdm(desc="predict", unit=" rows", file=stderr, disable=disable))
+            formats = []
+            ids = IdTally()
+            for path in files:
+                with ExitStack() as file_stack:  # one open file at a time
+                    reader = open_reader(
+                        path,
+                        file_stack,
+                        config.input_format,
+                        config.text_field,
+                        config.id_field,
+                        prefixes.get(path),
+                        parse_delimiter(config.delimiter),
+                    )
+                    formats.append(reader.format)
+                    for chunk in chunks(reader, config.chunk_size):
+                        _score_chunk(predictor, reader, chunk, config, writer, error_stream, stderr, ids)
+                        summary.input_rows += len(chunk)
+                        summary.scored += sum(row.reason is None for row in chunk)
+                        summary.errors += sum(row.reason is not None for row in chunk)
+                        bar.update(len(chunk))
+                    summary.blank_lines += reader.blank_lines
+            summary.input_format = ",".join(dict.fromkeys(formats))
+            summary.repeated_ids, summary.null_ids = ids.repeats(), ids.nulls
+            summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
+            if summary.input_rows != summary.scored + summary.errors:  # the promise of this function
+                raise AssertionError(f"row count mismatch: {summary}")
+        if output is None:
+            stdout.flush()
+    except OSError as exc:
+        if output is not None or exc.errno not in DISK_FULL:
+            raise
+        # stdout cannot be replaced atomically: the rows before the failure are already where it leads
+        rows = writer.rows_written if writer else 0
+        raise OutputError(
+            f"stdout: cannot write it: {exc.strerror or exc} (the disk or your quota is full) after {rows:,} rows "
+            "were passed to it, so what stdout leads to holds only part of the output: free some space and run "
+            "again, or write with --output (complete or not at all)"
+        ) from exc
     summary.seconds = time.perf_counter() - start
     return summary

@@ -3,8 +3,8 @@
 The job is three Ray Data operators, streamed (nothing is held whole in memory):
 
 1. read: Ray lists, opens and spreads the files (`FileBasedDatasource`, any filesystem pyarrow or fsspec
-   knows, e.g. s3://); each file is parsed by the local engine's readers (`inputs.InputReader`,
-   `inputs.ParquetReader`), so rows, ids and bad-row reasons are exactly the local engine's. Ray's own
+   knows, e.g. s3://); each file is parsed by the local engine's readers (`readers.InputReader`,
+   `readers.ParquetReader`), so rows, ids and bad-row reasons are exactly the local engine's. Ray's own
    `read_json`/`read_csv` parse whole blocks with pyarrow: one malformed line fails the file without naming
    the row, and no reader numbers rows, which the ids and error reports need.
 2. score: `map_batches` with a callable class, one `Predictor` per actor (onnxruntime intra-op threads =
@@ -19,37 +19,59 @@ The job is three Ray Data operators, streamed (nothing is held whole in memory):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import numpy as np
 
-from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
-from imdb_deploy.fileio import refuse_overlap
-from imdb_deploy.inputs import (
-    DEFAULT_ID_FIELD,
-    INPUT_FORMATS,
+from imdb_deploy.errors import ConfigError, InputError, OutputError
+from imdb_deploy.fileio import output_error, work_dir_name
+from imdb_deploy.model_folder import ExportFolder, FileCheck
+from imdb_deploy.objectstore import bucket_problem, protocol, url_error
+from imdb_deploy.ray_cluster import (
+    ACTOR_START_TIMEOUT_S,
+    DropOurErrors,
+    connect,
+    here,
+    lost_work,
+    model_folder,
+    on_this_node,
+    pack_model,
+    per_node,
+    unwrap_error,
+)
+from imdb_deploy.readers import (
     ON_ERROR,
     SKIP_HINT,
     InputReader,
     ParquetReader,
     chunks,
     count_noun,
+    output_id_type,
+)
+from imdb_deploy.sources import (
+    INPUT_FORMATS,
     expand_inputs,
     guess_format,
+    gunzip_if_needed,
     id_prefixes,
     is_url,
     local_path,
+    parse_delimiter,
 )
-from imdb_deploy.model_folder import ExportFolder, FileCheck
-from imdb_deploy.objectstore import bucket_problem, protocol, url_error
-from imdb_deploy.ray_cluster import ACTOR_START_TIMEOUT_S, connect, here, lost_work, on_this_node, per_node
+from imdb_deploy.writers import ON_DUPLICATE_ID, IdTally, check_ids, guard_output, id_text
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
@@ -69,7 +91,8 @@ class RayPredictConfig:
             by cpus_per_actor, fixed. With min < max Ray Data adds actors while every actor has a batch
             waiting, as far as the cluster's free CPUs allow (a node that joins mid-job gets actors).
         cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
-        input_format, text_field, id_field, on_error: as PredictFileConfig (the local engine).
+        input_format, text_field, delimiter, id_field, on_error, on_duplicate_id: as PredictFileConfig (the
+            local engine).
         chunk_size: rows per map batch (the unit of work an actor takes, and of a lost node's redone work).
         variant, batch_size, max_tokens: as Predictor.
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
@@ -87,8 +110,10 @@ class RayPredictConfig:
     cpus_per_actor: int = 1
     input_format: str = "auto"
     text_field: str = "text"
+    delimiter: str = "auto"
     id_field: str | None = None
     on_error: str = "fail"
+    on_duplicate_id: str = "warn"
     chunk_size: int = 1024
     variant: str = "auto"
     batch_size: int | None = None
@@ -100,12 +125,17 @@ class RayPredictConfig:
     allow_unverified: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (("input_format", INPUT_FORMATS), ("on_error", ON_ERROR)):
+        for name, allowed in (
+            ("input_format", INPUT_FORMATS),
+            ("on_error", ON_ERROR),
+            ("on_duplicate_id", ON_DUPLICATE_ID),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r}: use one of {', '.join(allowed)}")
         if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
             raise ConfigError(f"actors={self.actors!r}: use N or MIN,MAX with 1 <= MIN <= MAX")
+        parse_delimiter(self.delimiter)
         for name in ("cpus_per_actor", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
@@ -150,6 +180,9 @@ class RayPredictSummary:
     shards: int = 0
     ray_stats: str = ""
     unverified: str | None = None
+    repeated_ids: int = 0
+    null_ids: int = 0
+    id_note: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -163,7 +196,7 @@ class RayPredictSummary:
             f"scored + {count_noun(self.errors, 'error')}; {self.rows_per_second:,.1f} rows/s "
             f"({self.seconds:.1f} s, Ray start {self.startup_seconds:.1f} s); "
             f"{count_noun(len(self.actors), 'actor')} scored {per_actor or 0} rows"
-            f"{self._per_node()}"
+            f"{self._per_node()}{self.id_note}"
             f"{f'; model UNVERIFIED: {self.unverified}' if self.unverified else ''}"
         )
 
@@ -199,8 +232,6 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
     import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
 
-    from imdb_deploy.inputs import gunzip_if_needed
-
     names = {_row_key(path): (path, prefixes.get(path)) for path in files}
     fmt_of = {
         key: guess_format(path) if config.input_format == "auto" else config.input_format
@@ -229,24 +260,27 @@ def _rows_datasource(files, prefixes, config, id_type, ledger):
                     reader = ParquetReader(name, f, config.text_field, config.id_field, prefix, config.chunk_size)
                 else:
                     stream = gunzip_if_needed(io.BufferedReader(f), stack)
-                    reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix)
+                    delimiter = parse_delimiter(config.delimiter)
+                    reader = InputReader(name, stream, fmt, config.text_field, config.id_field, prefix, delimiter)
                 rows = 0
+                ids = IdTally()
                 for chunk in chunks(reader, config.chunk_size):
                     bad = next((row for row in chunk if row.reason is not None), None)
                     if bad is not None and config.on_error == "fail":
                         raise InputError(f"{name}, {reader.unit} {bad.line}: {bad.reason}; {bad.fix} ({SKIP_HINT})")
                     rows += len(chunk)
+                    ids.add(row.id for row in chunk if row.reason is None)
                     table = _rows_table(chunk, name, id_type)
                     busy += time.perf_counter() - start
                     yield table
                     start = time.perf_counter()
             busy += time.perf_counter() - start
-            ray.get(ledger.file_read.remote(name, rows, busy))
+            ray.get(ledger.file_read.remote(name, rows, busy, ids.keys(), ids.nulls))
 
     def _rows_table(chunk, name, id_type):
         ids = [row.id for row in chunk]
         if pa.types.is_string(id_type):
-            ids = [value if value is None or isinstance(value, str) else json.dumps(value) for value in ids]
+            ids = [id_text(value) for value in ids]  # the one id encoder: JSON numbers keep their literal
         return pa.table(
             {
                 "file": pa.array([name] * len(chunk), pa.string()),
@@ -265,19 +299,17 @@ class _Scorer:
     """One Predictor per Ray actor; scores the good rows of each batch and passes bad rows through."""
 
     def __init__(self, model, variant, threads, sizes, ledger, allow_unverified=False) -> None:
-        import socket
-        import tempfile
 
         import ray
 
         from imdb_deploy.predict import Predictor
 
-        if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef}
+        if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef, "scratch": ...}
             files = ray.get(model["files"])
-            self._folder = tempfile.TemporaryDirectory(prefix="imdb-deploy-model-")
+            self._folder = model_folder(model)
             for name, data in files.items():
-                Path(self._folder.name, name).write_bytes(data)
-            model = self._folder.name
+                Path(self._folder, name).write_bytes(data)
+            model = str(self._folder)
         # The actor checks the files it loads (a shipped copy, or the shared path) against the recorded checksums.
         self.predictor = Predictor(model, variant=variant, threads=threads, allow_unverified=allow_unverified, **sizes)
         self.ledger = ledger
@@ -324,10 +356,12 @@ def _ledger_class():
 
         def __init__(self) -> None:
             self.files: dict[str, tuple[int, float]] = {}
+            self.ids: dict[str, tuple[np.ndarray, int]] = {}
             self.actors: dict[str, dict] = {}
 
-        def file_read(self, name: str, rows: int, seconds: float) -> None:
+        def file_read(self, name: str, rows: int, seconds: float, keys: np.ndarray, nulls: int) -> None:
             self.files[name] = (rows, seconds)  # keyed: a retried read reports the same file once
+            self.ids[name] = (keys, nulls)
 
         def batch_scored(self, actor: str, where: dict, rows: int, tokenize_s: float, infer_s: float) -> None:
             entry = self.actors.setdefault(actor, {**where, "rows": 0, "batches": 0, "tokenize_s": 0.0, "infer_s": 0.0})
@@ -339,10 +373,17 @@ def _ledger_class():
         def report(self) -> tuple[dict, dict]:
             return self.files, self.actors
 
+        def id_counts(self) -> tuple[int, int]:
+            """(repeated ids, null ids) among the rows read without a reason (the rows scored)."""
+            tally = IdTally()
+            for keys, nulls in self.ids.values():
+                tally.add_keys(keys, nulls)
+            return tally.repeats(), tally.nulls
+
     return Ledger
 
 
-def _shard_sink(folder: str, prob_columns: list[str]):
+def _shard_sink(folder: str, prob_columns: list[str], output: str):
     from ray.data.datasource import Datasink
 
     class ShardSink(Datasink):
@@ -361,6 +402,7 @@ def _shard_sink(folder: str, prob_columns: list[str]):
             fs, root = fsspec.core.url_to_fs(folder)
             name = f"part-{ctx.task_idx:05d}.parquet"
             writers: dict[str, pq.ParquetWriter] = {}
+            handles: list = []
             counts = {"shard": name, "scored": 0, "errors": 0}
             try:
                 for block in blocks:
@@ -371,7 +413,8 @@ def _shard_sink(folder: str, prob_columns: list[str]):
                         "errors": table.filter(pc.invert(good)).select(list(ERROR_COLUMNS)),
                     }
                     if parts["errors"].num_rows:
-                        ids = pc.cast(parts["errors"].column("id"), pa.string())
+                        # the one id encoder: a struct, binary or date id has no cast to string in Arrow
+                        ids = pa.array([id_text(v) for v in parts["errors"].column("id").to_pylist()], pa.string())
                         parts["errors"] = parts["errors"].set_column(2, "id", ids)
                     for kind, part in parts.items():
                         if not part.num_rows:
@@ -379,14 +422,20 @@ def _shard_sink(folder: str, prob_columns: list[str]):
                         if kind not in writers:
                             path = f"{root}/{name}" if kind == "scored" else f"{root}/{ERRORS_FOLDER}/{name}"
                             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                            writers[kind] = pq.ParquetWriter(fs.open(path, "wb"), part.schema)
+                            handles.append(fs.open(path, "wb"))
+                            writers[kind] = pq.ParquetWriter(handles[-1], part.schema)
                         writers[kind].write_table(part)
                         counts[kind] += part.num_rows
-            except OSError as exc:  # e.g. the store refused the upload: one line, through _unwrap
-                raise url_error(exc, folder, OutputError) or exc from exc
-            finally:
                 for writer in writers.values():
                     writer.close()
+                for handle in handles:  # ParquetWriter leaves a file object it was given open: its last
+                    handle.close()  # bytes (and a full disk's ENOSPC) come with this close
+            except OSError as exc:  # the store refused the upload, the disk is full: one line, through unwrap_error
+                raise url_error(exc, folder, OutputError) or output_error(exc, output) or exc from exc
+            finally:
+                for closable in [*writers.values(), *handles]:
+                    with contextlib.suppress(OSError):  # a second close is a no-op; a failed one may fail again
+                        closable.close()
             counts["seconds"] = time.perf_counter() - start
             return counts
 
@@ -397,69 +446,6 @@ def _shard_sink(folder: str, prob_columns: list[str]):
 
 
 # --- the job ----------------------------------------------------------------------------------------------
-
-
-def _id_type(files: Sequence[str], config: RayPredictConfig):
-    """The Arrow type of the output's id column, fixed before the job so every shard agrees: the id column's
-    type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids, CSV
-    values, and JSON values as their JSON text)."""
-    import fsspec
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    column = config.id_field or DEFAULT_ID_FIELD
-    types = set()
-    for path in files:
-        fmt = guess_format(path) if config.input_format == "auto" else config.input_format
-        if fmt != "parquet":
-            return pa.string()
-        try:
-            with fsspec.open(path, "rb") as f:
-                schema = pq.read_schema(f)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
-        if column not in schema.names:
-            return pa.string()
-        types.add(schema.field(column).type)
-    return types.pop() if len(types) == 1 else pa.string()
-
-
-def _pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
-    """The files a Predictor needs from an exported folder: all but the ONNX variants it will not run."""
-    from imdb_deploy.artifacts import ONNX_VARIANTS
-    from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS
-
-    # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
-    # An OpenVINO IR is its .xml and .bin.
-    files = {**ONNX_VARIANTS, **OPENVINO_VARIANTS}
-    ir = {Path(f).with_suffix(".bin").name for f in OPENVINO_VARIANTS.values()}
-    keep = {files[variant], Path(files[variant]).with_suffix(".bin").name}
-    skip = (set(files.values()) | ir) - keep
-    return {
-        path.name: path.read_bytes()
-        for path in sorted(predictor_dir.iterdir())
-        if path.is_file() and path.name not in skip and not path.name.startswith(".")
-    }
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """Our own error inside a Ray task error, as it was raised: the user sees its message, not Ray's
-    traceback (Ray also appends its retry advice to the message, which does not apply to a bad row)."""
-    seen = exc
-    while seen is not None:
-        cause = getattr(seen, "cause", None)
-        if isinstance(cause, ImdbDeployError):
-            message = str(cause.args[0]) if cause.args else str(cause)
-            return type(cause)(message.split("\nFailed to ", 1)[0])
-        seen = seen.__cause__
-    return exc
-
-
-class _DropOurErrors(logging.Filter):
-    """Ray Data logs a task's exception with its traceback before re-raising it; ours is shown once, plainly."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], ImdbDeployError))
 
 
 def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
@@ -478,7 +464,6 @@ def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
 def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) -> None:
     """Move the finished folder into place with its _SUCCESS marker: one rename on a local disk; on object
     stores (no rename) the shards are moved first and the marker written last."""
-    import shutil
 
     import fsspec
 
@@ -506,6 +491,11 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool) 
     fs.rm(shards)
     with fs.open(f"{out_path}/{SUCCESS_MARKER}", "w") as f:
         f.write(marker + "\n")
+
+
+def _job_id() -> str:
+    """A short id for this job's temporary folder and ledger name."""
+    return uuid.uuid4().hex[:8]
 
 
 def _pool(config: RayPredictConfig) -> tuple[int, int]:
@@ -579,6 +569,25 @@ def _open_model(model_dir: str | os.PathLike, config: RayPredictConfig) -> tuple
     return folder, variant, folder.check_files(graph, config.allow_unverified)
 
 
+def _checked_paths(model_dir, inputs, output: str, overwrite: bool) -> tuple[list[str], str]:
+    """The input files and the output as the job will use them, after every check that needs no Ray: inputs
+    that exist, not stdin; the output through the one output guard (writers.guard_output), its bucket."""
+    files = expand_inputs(inputs)
+    if files == ["-"]:
+        raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
+    problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
+    if problem is not None:
+        raise problem
+    every_input = [*files, *map(str, inputs)]
+    guard_output(output, "--output", every_input, {"the model folder": model_dir}, folder=True, overwrite=overwrite)
+    if local_path(output) is not None:  # "out/..", "./out": one spelling for the renames in _commit
+        output = os.path.abspath(local_path(output))
+    fs, out_path = fsspec.core.url_to_fs(output)
+    if fs.exists(out_path) and not overwrite:
+        raise OutputError(f"{output} already exists; choose another output or pass --overwrite")
+    return files, output
+
+
 def predict_ray(
     model_dir: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -601,38 +610,23 @@ def predict_ray(
     Raises:
         InputError: a bad row with on_error="fail" (naming file and line), an unreadable input, a glob that
             matches nothing; no output folder is left behind.
-        FileExistsError: the output exists and overwrite is False.
-        OutputError: the output (a local path or file:// URL) is, holds or sits inside an input or the model
-            folder; checked before Ray starts, so --overwrite can never replace the reviews it reads.
+        OutputError: the output exists and overwrite is False; the output (a local path or file:// URL) is,
+            holds or sits inside an input or the model folder, is the working or home folder or a parent of
+            one, or is a FIFO or device (writers.guard_output); checked before Ray starts, so --overwrite can
+            never replace the reviews it reads. A full disk while the shards are written.
     """
-    import shutil
-    import uuid
 
     import fsspec
 
     config = config or RayPredictConfig()
     start = time.perf_counter()
-    files = expand_inputs(inputs)
-    if files == ["-"]:
-        raise InputError("stdin: --engine ray reads files, folders or URLs; save the input or use --engine local")
-    output = str(output)
-    problem = bucket_problem(output, OutputError)  # a wrong bucket fails here, not in every write task
-    if problem is not None:
-        raise problem
-    fs, out_path = fsspec.core.url_to_fs(output)
-    if fs.exists(out_path) and not config.overwrite:
-        raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
-    target = local_path(output)
-    if target is not None:
-        for path in dict.fromkeys(local_path(item) for item in [*files, *map(str, inputs)]):
-            if path is not None:
-                refuse_overlap(target, {"the input": path}, "--output")
-        refuse_overlap(target, {"the model folder": model_dir}, "--output")
+    files, output = _checked_paths(model_dir, inputs, str(output), config.overwrite)
     folder, variant, checked = _open_model(model_dir, config)  # a changed file is refused before Ray starts
     prefixes = id_prefixes(files)
-    id_type = _id_type(files, config)
+    id_type = output_id_type(files, config.input_format, config.id_field)
     parent, _, name = output.rstrip("/").rpartition("/")
-    job = uuid.uuid4().hex[:8]
+    job = _job_id()
+    scratch = work_dir_name(Path(tempfile.gettempdir()) / f"imdb-deploy-job-{job}")  # actors' model copies
     tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
     model = folder.path
     labels = list(folder.label_names)
@@ -647,7 +641,7 @@ def predict_ray(
 
     ray_logger = logging.getLogger("ray.data")
     ray_level = ray_logger.level
-    drop = _DropOurErrors()
+    drop = DropOurErrors()
     handlers = [*ray_logger.handlers, *logging.getLogger().handlers]
     for handler in handlers:
         handler.addFilter(drop)
@@ -660,36 +654,50 @@ def predict_ray(
             ray_logger.setLevel(logging.ERROR)
         # The ledger lives on the driver's node: a lost worker node never takes the counts with it.
         ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
-        model_arg = {"files": ray.put(_pack_model(model, variant))} if config.ship_model else str(model.resolve())
+        if config.ship_model:
+            scratch.mkdir(mode=0o700)
+            shipped = ray.put(pack_model(model, variant))
+            model_arg = {"files": shipped, "scratch": str(scratch), "host": socket.gethostname()}
+        else:
+            model_arg = str(model.resolve())
         prob_columns = [f"prob_{label}" for label in labels]
         rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
         scored = _score(rows, config, model_arg, variant, ledger)
-        sink = _shard_sink(tmp, prob_columns)
+        sink = _shard_sink(tmp, prob_columns, output)
         try:
             scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         except Exception as exc:
-            error = _unwrap(exc)
+            error = unwrap_error(exc)
             if error is exc:
                 error = lost_work(exc, output)
                 if error is None:
                     raise
             raise error from None
         _count(summary, ray.get(ledger.report.remote()), sink.returns)
+        summary.repeated_ids, summary.null_ids = ray.get(ledger.id_counts.remote())
+        summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
         summary.ray_stats = scored.stats()
         if summary.input_rows != summary.scored + summary.errors:
             raise RuntimeError(
                 f"row count mismatch: {summary.input_rows:,} rows read but {summary.scored:,} scored + "
                 f"{summary.errors:,} errors written; the output was not created"
             )
-        if not summary.shards:
-            _write_empty_shard(tmp, id_type, prob_columns)
-            summary.shards = 1
-        summary.seconds = time.perf_counter() - start
-        _commit(tmp, output, summary, config.overwrite)
+        try:
+            if not summary.shards:
+                _write_empty_shard(tmp, id_type, prob_columns)
+                summary.shards = 1
+            summary.seconds = time.perf_counter() - start
+            _commit(tmp, output, summary, config.overwrite)
+        except OSError as exc:
+            error = output_error(exc, output)
+            if error is None:
+                raise
+            raise error from exc
     finally:
         for handler in handlers:
             handler.removeFilter(drop)
         ray_logger.setLevel(ray_level)
+        shutil.rmtree(scratch, ignore_errors=True)
         tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
         if tmp_fs.exists(tmp_path):
             if is_url(tmp) and not tmp.startswith("file://"):

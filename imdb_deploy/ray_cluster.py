@@ -6,10 +6,19 @@ Kept apart from the job itself (predict_ray.py): these are facts about the clust
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
 
+from imdb_deploy.artifacts import ONNX_VARIANTS
 from imdb_deploy.errors import ConfigError, ImdbDeployError
+from imdb_deploy.fileio import remove_at_exit, remove_leftovers, work_dir_name
+from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS
 
 # What a Ray started by `predict` turns off when `lean` (the default): on a 2-core node each costs a
 # process or a thread that competes with the actors for the same cores, and a job run from the CLI has
@@ -72,15 +81,37 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
     added = {name: value for name, value in env.items() if name not in os.environ}  # the user's settings win
     os.environ.update(added)  # Ray's processes read them as they start; this process gets its own back after
     try:
-        if address is None and not os.environ.get("RAY_ADDRESS"):
-            ray.init(num_cpus=num_cpus, **options)
-        else:
-            joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
-            ray.init(address=address, **joining)
+        with _quiet_stderr(quiet):
+            if address is None and not os.environ.get("RAY_ADDRESS"):
+                # "local": a new Ray of our own even when `ray start` left a cluster on this machine
+                ray.init(address="local", num_cpus=num_cpus, **options)
+            else:
+                joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
+                ray.init(address=address, **joining)
     finally:
         for name in added:
             os.environ.pop(name, None)
     return True
+
+
+@contextlib.contextmanager
+def _quiet_stderr(quiet: bool):
+    """While Ray starts, with `quiet`: file descriptor 2 to /dev/null. Ray's C++ core writes straight to it,
+    past Python, and announces RAY_BACKEND_LOG_LEVEL itself ("logging.cc: Set ray log level from environment
+    variable ...") before that level applies. Failures still arrive, as the exception ray.init raises."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def here() -> dict:
@@ -134,3 +165,57 @@ def lost_work(exc: BaseException, output: str) -> RayJobError | None:
             )
         seen = seen.__cause__ or getattr(seen, "cause", None)
     return None
+
+
+# --- shipping the model to actors, and Ray errors as ours -------------------------------------------------
+
+
+def model_folder(model: dict) -> Path:
+    """Where an actor writes its copy of a shipped model. On the driver's host: inside the job's scratch
+    folder, which the driver removes when the job ends however it ends (a killed actor, Ctrl-C). Elsewhere:
+    a folder named for this process (fileio.work_dir_name), removed at exit; the copies of killed actors
+    on this host are removed when the next actor starts (fileio.remove_leftovers)."""
+    scratch = model.get("scratch")
+    if scratch and model.get("host") == socket.gethostname() and os.path.isdir(scratch):
+        return Path(tempfile.mkdtemp(prefix="imdb-deploy-model-", dir=scratch))
+    remove_leftovers(tempfile.gettempdir())
+    folder = work_dir_name(Path(tempfile.gettempdir()) / "imdb-deploy-model")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    remove_at_exit(folder)
+    return folder
+
+
+def pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
+    """The files a Predictor needs from an exported folder: all but the variants it will not run."""
+    # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
+    # An OpenVINO IR is its .xml and .bin.
+    files = {**ONNX_VARIANTS, **OPENVINO_VARIANTS}
+    ir = {Path(f).with_suffix(".bin").name for f in OPENVINO_VARIANTS.values()}
+    keep = {files[variant], Path(files[variant]).with_suffix(".bin").name}
+    skip = (set(files.values()) | ir) - keep
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(predictor_dir.iterdir())
+        if path.is_file() and path.name not in skip and not path.name.startswith(".")
+    }
+
+
+def unwrap_error(exc: BaseException) -> BaseException:
+    """Our own error inside a Ray task error, as it was raised: the user sees its message, not Ray's
+    traceback (Ray also appends its retry advice to the message, which does not apply to a bad row)."""
+    seen = exc
+    while seen is not None:
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, ImdbDeployError):
+            message = str(cause.args[0]) if cause.args else str(cause)
+            return type(cause)(message.split("\nFailed to ", 1)[0])
+        seen = seen.__cause__
+    return exc
+
+
+class DropOurErrors(logging.Filter):
+    """Ray Data logs a task's exception with its traceback before re-raising it; ours is shown once, plainly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ImdbDeployError))

@@ -26,9 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from imdb_deploy.errors import ModelLoadError
 from imdb_deploy.evaluation import softmax
-from imdb_deploy.inputs import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.model_folder import ExportFolder
 from imdb_deploy.serve_config import ServeConfig
+from imdb_deploy.sources import MAX_JSON_DEPTH, json_depth, json_kind
 
 # Paths that get their own label in the request metrics; anything else is counted as "other" so that a
 # scan of random URLs cannot grow the metrics without bound.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imdb_deploy.errors import ConfigError
-from imdb_deploy.inputs import MAX_REVIEW_BYTES
+from imdb_deploy.readers import MAX_REVIEW_BYTES
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ServeConfig:
             TEI's batch-size error.
         max_body_bytes: largest request body; bigger ones get 413 before they are read (text-embeddings-
             inference's 2 MB payload limit).
-        max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (inputs.MAX_REVIEW_BYTES,
+        max_review_bytes: largest single text, in UTF-8 bytes: the project's review cap (readers.MAX_REVIEW_BYTES,
             the same for predict and serve; a review is tokenized whole before it is cut to max_length, so this
             bounds the tokenizer's work per text); bigger ones get 413.
             Long reviews under it are cut exactly as in training (unless a request sends "truncate": false).

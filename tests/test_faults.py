@@ -357,7 +357,7 @@ def test_a_quote_never_closed_to_the_end_of_the_file_is_one_bad_row(onnx_dir, tm
 
 
 def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.inputs as inputs
+    import imdb_deploy.readers as inputs
 
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 2000)
     source = tmp_path / "in.csv"
@@ -375,7 +375,7 @@ def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_p
 
 
 def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
-    from imdb_deploy.inputs import MAX_JSON_DEPTH
+    from imdb_deploy.sources import MAX_JSON_DEPTH
 
     deep = '{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
     source = tmp_path / "in.jsonl"
@@ -389,7 +389,7 @@ def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
 
 
 def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.inputs as inputs
+    import imdb_deploy.readers as inputs
 
     monkeypatch.setattr(inputs, "MAX_REVIEW_BYTES", 1000)
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 4000)
@@ -410,7 +410,8 @@ def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, m
 
 
 def test_validate_review_is_the_check_a_server_can_call():
-    from imdb_deploy.inputs import MAX_JSON_DEPTH, MAX_REVIEW_BYTES, loads_checked, validate_review
+    from imdb_deploy.readers import MAX_REVIEW_BYTES, validate_review
+    from imdb_deploy.sources import MAX_JSON_DEPTH, loads_checked
 
     assert validate_review("A fine film.") == "A fine film."
     for bad, message in (
@@ -840,3 +841,391 @@ def test_rows_in_equal_rows_out_plus_errors_for_a_hostile_mix(onnx_dir, tmp_path
     assert len(strict_json_lines(out)) == 26
     assert [row["line"] for row in strict_json_lines(errors)] == [4, 8, 12, 16]
     assert result.stderr.startswith("30 input rows = 26 scored + 4 errors;")
+
+
+# --- issue 25: one output guard for both engines ----------------------------------------------------------
+
+
+def _no_scoring(monkeypatch):
+    """Scoring fails loudly: a refusal that comes from the guard came before any work."""
+    from imdb_deploy.predict import Predictor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scored before the output was checked")
+
+    monkeypatch.setattr(Predictor, "predict_proba", refuse)
+
+
+def test_output_guard_refuses_fifos_devices_and_folders_before_any_work(onnx_dir, tmp_path, monkeypatch):
+    _no_scoring(monkeypatch)
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    base = ["predict", source, "-m", onnx_dir, "-q"]
+    for args, expected in (
+        (["-o", fifo], f"--output {str(fifo)!r} is a FIFO (named pipe)"),
+        (["-o", "/dev/null"], "--output '/dev/null' is under /dev/, where a file is renamed over a device or link"),
+        (["-o", "/dev/stdout"], "--output '/dev/stdout' is under /dev/"),
+        (["--on-error", "skip", "--errors", "/dev/stderr"], "--errors '/dev/stderr' is under /dev/"),
+        (["-o", "/proc/self/fd/1"], "--output '/proc/self/fd/1' is under /"),
+        (["--on-error", "skip", "--errors", fifo], f"--errors {str(fifo)!r} is a FIFO (named pipe)"),
+        (["-o", folder], f"--output {str(folder)!r} is a folder; name a file for the output, e.g. {folder}/"),
+        (["-o", "."], "--output '.' is a folder"),
+    ):
+        line = one_line_error(run_cli([*base, *args]))
+        assert line.startswith(f"Error: {expected}"), line
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert os.path.islink("/dev/stdout") or not os.path.exists("/dev/stdout")
+    assert os.listdir(folder) == [] and sorted(os.listdir(tmp_path)) == ["folder", "in.jsonl", "pipe"]
+
+
+def test_ray_engine_never_replaces_the_working_home_or_an_input_folder(onnx_dir, tmp_path, monkeypatch):
+    """The guard runs before Ray starts (no cluster needed): --overwrite never reaches a protected folder."""
+    work, home, data = tmp_path / "work", tmp_path / "home", tmp_path / "data"
+    for folder in (work, home, data):
+        (folder / "src").mkdir(parents=True)
+        (folder / "notes.txt").write_text("keep me")
+    source = write_jsonl(data / "in.jsonl", reviews(3))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    base = ["predict", source, "-m", onnx_dir, "--engine", "ray", "-q"]
+    for output, expected in (
+        (str(work), f"--output {str(work)!r} is the current working folder"),
+        (".", "--output '.' is the current working folder"),
+        (str(tmp_path), f"--output {str(tmp_path)!r} is a parent of the current working folder"),
+        (str(home), f"--output {str(home)!r} is your home folder"),
+        (str(data), f"--output {str(data)!r} holds the input {str(source)!r}"),
+    ):
+        line = one_line_error(run_cli([*base, "-o", output, "--overwrite"]))
+        assert line.startswith(f"Error: {expected}"), line
+    line = one_line_error(run_cli([*base, "-o", work]))  # without --overwrite: exists, one line
+    assert line == f"Error: {work} already exists; choose another output or pass --overwrite"
+    for folder in (work, home, data):
+        assert sorted(os.listdir(folder)) == sorted(["src", "notes.txt", *(["in.jsonl"] if folder == data else [])])
+    assert sorted(os.listdir(tmp_path)) == ["data", "home", "work"]  # nothing renamed away beside them
+
+
+# --- issue 25: ids kept exactly as written; repeated and null ids counted ----------------------------------
+
+
+def test_jsonl_number_ids_keep_their_literal_text_in_every_output(onnx_dir, tmp_path):
+    huge = "7" * 5000  # past Python's 4,300-digit limit for int()
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 1.0000000000000000001, "text": "good film"}\n{"id": 1.0, "text": "bad film"}\n'
+        f'{{"id": {huge}, "text": "fine"}}\n{{"id": 3, "text": "dull", "meta": {huge}}}\n'
+        '{"id": 2.50, "text": ""}\n{"id": 1e2, "text": "great"}\n'
+    )
+    out, errors, csv_out = tmp_path / "out.jsonl", tmp_path / "bad.jsonl", tmp_path / "out.csv"
+    args = ["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"]
+    result = run_cli([*args, "-o", out, "--errors", errors])
+    assert result.exit_code == 0, result.output
+    literal = [line.split(",", 1)[0].removeprefix('{"id": ') for line in out.read_text().splitlines()]
+    assert literal == ["1.0000000000000000001", "1.0", huge, "3", "1e2"]
+    assert errors.read_text().splitlines()[0].startswith(f'{{"file": "{source}", "line": 5, "id": 2.50, ')
+    assert result.stderr.startswith("6 input rows = 5 scored + 1 error;") and "repeated" not in result.stderr
+    result = run_cli([*args, "-o", csv_out, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    cells = [line.split(",", 1)[0] for line in csv_out.read_text().splitlines()[1:]]
+    assert cells == ["1.0000000000000000001", "1.0", huge, "3", "1e2"]
+
+
+def test_a_too_long_integer_is_a_bad_value_for_the_plain_json_parse():
+    from imdb_deploy.sources import loads_checked, parse_json
+
+    value, reason, fix = parse_json('{"label": ' + "1" * 4301 + "}")
+    assert value is None and reason.startswith("a number too long to read (Exceeds the limit (4300 digits)")
+    with pytest.raises(InputError, match=r"a number too long to read .*; quote it, or shorten it"):
+        loads_checked("[" + "9" * 5000 + "]")
+
+
+def test_repeated_and_null_ids_are_counted_and_on_duplicate_id_fail_refuses(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 10, "text": "good film"}\n{"id": "10", "text": "a string id, another id"}\n'
+        '{"id": 10, "text": "bad film"}\n{"id": null, "text": "fine"}\n{"id": 10, "text": "dull"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 5
+    assert result.stderr.splitlines()[0].endswith(
+        "; 2 repeated ids and 1 null id (the output cannot be joined back by id; --on-duplicate-id fail refuses this)"
+    )
+    out.unlink()
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out, "--on-duplicate-id", "fail"]))
+    assert line.startswith("Error: 2 repeated ids and 1 null id among the rows scored (--on-duplicate-id fail)")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_parquet_id_columns_of_any_type_go_through_the_one_id_encoder(onnx_dir, tmp_path):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["good film", "bad film"]
+    columns = {
+        "binary": (pa.array([b"\x00\xff", b"ok"], pa.binary()), ["00ff", "6f6b"]),
+        "timestamp": (
+            pa.array([datetime.datetime(2024, 5, 1, 12, 30), datetime.datetime(2024, 5, 2)], pa.timestamp("us")),
+            ["2024-05-01T12:30:00", "2024-05-02T00:00:00"],
+        ),
+        "date": (pa.array([datetime.date(2024, 5, 1), datetime.date(1999, 12, 31)]), ["2024-05-01", "1999-12-31"]),
+        "decimal": (pa.array([decimal.Decimal("1.10"), decimal.Decimal("-3.00")], pa.decimal128(5, 2)), [1.1, -3.0]),
+        "struct": (pa.array([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]), [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]),
+    }
+    for kind, (ids, expected) in columns.items():
+        source = tmp_path / f"{kind}.parquet"
+        pq.write_table(pa.table({"id": ids, "text": texts}), source)
+        out, csv_out = tmp_path / f"{kind}.jsonl", tmp_path / f"{kind}.csv"
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out])
+        assert result.exit_code == 0, (kind, result.output)
+        assert [row["id"] for row in strict_json_lines(out)] == expected, kind
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", csv_out, "--format", "csv"])
+        assert result.exit_code == 0, (kind, result.output)
+        cells = [line.split(",")[0] for line in csv_out.read_text().splitlines()[1:]]
+        assert "b'" not in csv_out.read_text() and len(cells) == 2, kind
+    assert (tmp_path / "decimal.jsonl").read_text().startswith('{"id": 1.10, ')  # the decimal's literal
+
+
+# --- issue 25: memory flat in the number of blank lines --------------------------------------------------
+
+_BLANK_LINES_SCRIPT = """
+import contextlib, json, resource, sys
+from imdb_deploy.readers import open_reader
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a reader that keeps the lines fails fast here
+report = {}
+for path, fmt in json.loads(sys.argv[1]):
+    with contextlib.ExitStack() as stack:
+        reader = open_reader(path, stack, fmt)
+        rows = [(row.line, row.text) for row in reader]
+    report[f"{path.rsplit('/', 1)[-1]}:{fmt}"] = [rows, reader.blank_lines]
+# VmHWM: this process's own peak (ru_maxrss would carry the forking test process's peak across exec)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+report["peak_mb"] = int(status["VmHWM"].split()[0]) / 1024
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from Linux's /proc")
+def test_memory_stays_flat_in_the_blank_lines_before_the_first_row_in_every_reader(tmp_path):
+    """A 50 KB gzip of 50 MB of newlines, then one row: every reader skips them in bulk (the auto format's
+    first-line peek once kept every blank line: 5 MB of newlines cost 530 MB)."""
+    import gzip
+
+    blank = 50 << 20
+    cases = []
+    for name, last, formats in (
+        ("in.gz", '{"text": "good film"}', ("auto", "jsonl", "text")),
+        ("in.csv.gz", "text\ngood film", ("auto", "csv")),
+    ):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(b"\n" * blank + last.encode() + b"\n", 9))
+        assert path.stat().st_size < 100_000
+        cases += [(str(path), fmt) for fmt in formats]
+    done = subprocess.run(
+        [sys.executable, "-c", _BLANK_LINES_SCRIPT, json.dumps(cases)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report.pop("peak_mb") < 400, report  # the interpreter, NumPy and pyarrow; flat in the blank lines
+    row = blank + 1
+    assert report == {
+        "in.gz:auto": [[[row, "good film"]], blank],
+        "in.gz:jsonl": [[[row, "good film"]], blank],
+        "in.gz:text": [[[row, '{"text": "good film"}']], blank],
+        "in.csv.gz:auto": [[[row + 1, "good film"]], blank],
+        "in.csv.gz:csv": [[[row + 1, "good film"]], blank],
+    }
+
+
+# --- issue 25: one-line errors where a traceback was; reviews empty once normalised ------------------------
+
+
+def test_a_lone_surrogate_in_a_jsonl_review_is_a_bad_row(onnx_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "good film"}\n{"text": "\\ud800 dull"}\n{"text": "bad film \\udfff"}\n')
+    result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr.splitlines()[:2] == [
+        f"skipped {source}, line 2: field 'text' holds a lone surrogate (\\ud800 at character 1), which is not "
+        "valid Unicode",
+        f"skipped {source}, line 3: field 'text' holds a lone surrogate (\\udfff at character 10), which is not "
+        "valid Unicode",
+    ]
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert line.startswith(f"Error: {source}, line 2: field 'text' holds a lone surrogate")
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text(
+        '{"id": "\\ud800", "text": "good film"}\n{"id": {"k": ["\\udc00"]}, "text": "bad"}\n{"id": 1, "text": "ok"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run_cli(["predict", ids, "-m", onnx_dir, "--on-error", "skip", "-q", "-o", out])
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in strict_json_lines(out)] == [1]
+    assert result.stderr.startswith(f"skipped {ids}, line 1: field 'id' holds a lone surrogate, which is not valid")
+    from imdb_deploy import Predictor
+
+    with pytest.raises(InputError, match=r"texts\[0\]: the review holds a lone surrogate"):
+        Predictor(onnx_dir).predict(["\ud800"])
+
+
+def test_reviews_empty_once_control_and_zero_width_characters_are_dropped_are_bad_rows(onnx_dir, tmp_path):
+    from imdb_deploy.readers import review_problem
+
+    invisible = ["\u200b", "\ufeff\u200b\u200d", "\x01\x02\x7f", "\u2060 \u00ad", "\u200e\t\u202e"]
+    for text in invisible:
+        assert review_problem(text)[0] == "the review is empty once its control and zero-width characters are dropped"
+    for text in ("é", "日本", "\u200bok", "a"):
+        assert review_problem(text) is None
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in ["good film", *invisible, "   "]])
+    result = run_cli(["predict", source, "-m", onnx_dir, "--on-error", "skip", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr.splitlines()[-1].startswith("7 input rows = 1 scored + 6 errors;")
+    text_file = tmp_path / "in.txt"
+    text_file.write_text("good film\n\u200b\u200b\n")
+    line = one_line_error(run_cli(["predict", text_file, "-m", onnx_dir, "-q"]))
+    assert line.startswith(f"Error: {text_file}, line 2: the review is empty once its control and zero-width")
+
+
+def test_a_parquet_file_with_a_corrupt_data_page_is_one_line(onnx_dir, tmp_path):
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    words = random.Random(0).choices(["good", "bad", "film", "plot", "actor", "dull", "great"], k=60_000)
+    texts = [" ".join(words[i : i + 30]) for i in range(0, 60_000, 30)]
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts}), source, compression="snappy", row_group_size=1000, use_dictionary=False)
+    chunk = pq.ParquetFile(source).metadata.row_group(1).column(0)
+    data = bytearray(source.read_bytes())
+    middle = chunk.data_page_offset + chunk.total_compressed_size // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    source.write_bytes(bytes(data))
+    out = tmp_path / "out.jsonl"
+    for extra in ([], ["--on-error", "skip"]):
+        line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "-o", out, *extra]))
+        assert line.startswith(f"Error: {source}: cannot read it after row ")  # rows of the batches read before
+        assert "(Corrupt snappy compressed data" in line
+        assert line.endswith("the file is damaged: re-create or re-download it")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+# --- issue 25: CSV delimiters and headers ----------------------------------------------------------------
+
+
+def test_csv_delimiter_is_sniffed_from_the_header_or_named_with_a_hint_when_it_looks_wrong(onnx_dir, tmp_path):
+    rows = [("a", "good film, really"), ("b", "bad film; truly")]
+    for delimiter in (",", ";", "\t", "|"):
+        source = tmp_path / "in.csv"
+        source.write_text(f"id{delimiter}text\n" + "".join(f'{i}{delimiter}"{t}"\n' for i, t in rows), encoding="utf-8")
+        result = run_cli(["predict", source, "-m", onnx_dir, "-q"])
+        assert result.exit_code == 0, (delimiter, result.output)
+        assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["a", "b"], delimiter
+    source.write_text("id;text\na;good film\n")
+    result = run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", ";"])
+    assert result.exit_code == 0, result.output
+    for named, spelled in ((",", "';'"), ("|", "';'")):
+        line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", named]))
+        assert line.endswith(
+            f"use --text-field to name the column (the header looks {spelled}-separated: pass --delimiter {spelled})"
+        ), line
+    source.write_text("id\ttext\na\tgood film\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", ","]))
+    assert line.endswith("(the header looks tab-separated: pass --delimiter tab)")
+    assert run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", "tab"]).exit_code == 0
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q", "--delimiter", "ab"]))
+    assert line == "Error: delimiter='ab': use auto, tab or one character such as , ; |"
+
+
+@pytest.mark.parametrize(("header", "column", "places"), [("text,text", "text", "1, 2"), ("id,text,id", "id", "1, 3")])
+def test_a_csv_header_naming_a_column_twice_is_refused(onnx_dir, tmp_path, header, column, places):
+    source = tmp_path / "in.csv"
+    source.write_text(f"{header}\n" + ",".join(["x"] * header.count(",")) + ",good film\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert line == (
+        f"Error: {source}, line 1: the CSV header names column {column!r} 2 times (columns {places}); rename all "
+        "but one, so the right column is read"
+    )
+
+
+def test_a_csv_header_of_400k_columns_gives_a_short_error(onnx_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(",".join(f"c{i}" for i in range(400_000)) + "\n" + ",".join(["x"] * 400_000) + "\n")
+    line = one_line_error(run_cli(["predict", source, "-m", onnx_dir, "-q"]))
+    assert len(line) < 400, len(line)
+    assert line.startswith(f"Error: {source}, line 1: no column 'text' in the CSV header (columns: 'c0', 'c1',")
+    assert "... (400,000 in all)); use --text-field to name the column" in line
+
+
+# --- issue 25: the Ray engine leaves no model copies, and -q is quiet -----------------------------------
+
+
+def test_ray_engine_leaves_no_model_copy_in_the_temp_folder_and_q_prints_only_the_summary(onnx_copy, tmp_path):
+    """A real `predict --engine ray -q` in its own process, with its own local Ray: its actors' copies of the
+    model (found by a marker file shipped with it) are gone when it ends, and stderr holds only our two lines
+    (not Ray's logging.cc announcement of its log level)."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import glob
+    import tempfile
+    import uuid
+
+    marker = f"marker-{uuid.uuid4().hex}.txt"
+    (onnx_copy / marker).write_text("x")
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(4))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_copy), "--engine", "ray", "-o", str(out)]
+        + ["--actors", "1", "--variant", "fp32", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert "logging.cc" not in done.stderr, done.stderr
+    assert lines[-2].startswith("1 file: 4 input rows = 4 scored + 0 errors;"), done.stderr
+    assert lines[-1] == f"wrote {out}"
+    assert len(lines) == 2, done.stderr  # nothing else from Ray on stderr
+    temp = tempfile.gettempdir()
+    patterns = ("imdb-deploy-model-*", ".imdb-deploy-*", ".imdb-deploy-*/*")  # before the fix; after it
+    left = [path for pattern in patterns for path in glob.glob(os.path.join(temp, pattern, marker))]
+    assert left == [], done.stderr
+
+
+def test_a_full_disk_behind_a_stdout_redirect_says_the_rows_before_it_were_written(onnx_dir, tmp_path):
+    """A real EFBIG on stdout (the file size limit, as above): "Nothing was replaced" would be false here."""
+    import resource
+
+    source = write_jsonl(tmp_path / "in.jsonl", reviews(300))
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    with (tmp_path / "redirected.jsonl").open("w") as stdout:
+        done = subprocess.run(
+            [*IMDB_DEPLOY, "predict", str(source), "-m", str(onnx_dir), "-q"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=small_files,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: stdout: cannot write it: File too large (the disk or your quota is full) after ")
+    assert line.endswith(
+        "rows were passed to it, so what stdout leads to holds only part of the output: free some space and run "
+        "again, or write with --output (complete or not at all)"
+    )
+    assert "Nothing was replaced" not in line and (tmp_path / "redirected.jsonl").stat().st_size == 4096

@@ -284,7 +284,7 @@ def test_export_writes_openvino_only_where_asked(monkeypatch):
 
 
 def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
-    from imdb_deploy.predict_ray import _pack_model
+    from imdb_deploy.ray_cluster import pack_model as _pack_model
 
     files = set(_pack_model(ov_dir, "openvino-int8"))
     assert {"openvino_int8.xml", "openvino_int8.bin", "tokenizer.json", "train_config.json"} <= files

@@ -618,7 +618,7 @@ def test_parquet_rows_get_the_review_cap_and_non_finite_ids_are_bad_rows(onnx_di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imdb_deploy.inputs import MAX_REVIEW_BYTES
+    from imdb_deploy.readers import MAX_REVIEW_BYTES
 
     source = tmp_path / "reviews.parquet"
     texts = ["great film", "awful plot", "x" * (MAX_REVIEW_BYTES + 1), "fine"]

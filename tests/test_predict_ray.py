@@ -174,7 +174,9 @@ def test_existing_output_is_kept_unless_overwrite(tiny_onnx_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError, match=r"already exists; choose another output or pass --overwrite"):
+    from imdb_deploy.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"already exists; choose another output or pass --overwrite"):
         run(tiny_onnx_dir, [str(tmp_path / "out" / "keep.txt")], out)
     assert os.listdir(out) == ["keep.txt"]
 
@@ -229,3 +231,55 @@ def test_overwrite_never_replaces_an_input_or_the_model(tiny_onnx_dir, tmp_path)
     with pytest.raises(OutputError, match=r"is inside the model folder"):
         run(tiny_onnx_dir, [str(data)], f"file://{tiny_onnx_dir}/out", overwrite=True)
     assert os.listdir(data) == ["a.jsonl"]
+
+
+def test_a_full_disk_while_the_shards_are_written_is_one_line_and_keeps_the_old_output(
+    tiny_onnx_dir, tmp_path, monkeypatch
+):
+    """A real ENOSPC in the write task: the job's temporary folder is made ahead with its shard names linked to
+    /dev/full (every write there fails with "No space left on device")."""
+    import imdb_deploy.predict_ray as predict_ray
+    from imdb_deploy.errors import OutputError
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(toy_reviews(20)[0])))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.parquet").write_text("the previous run")
+    monkeypatch.setattr(predict_ray, "_job_id", lambda: "01234567")
+    partial = tmp_path / ".out.01234567.partial"
+    partial.mkdir()
+    for task in range(4):
+        (partial / f"part-{task:05d}.parquet").symlink_to("/dev/full")
+    with pytest.raises(OutputError) as caught:
+        run(tiny_onnx_dir, [str(source)], out, overwrite=True, actors=(1, 1))
+    message = str(caught.value)
+    assert message.startswith(f"{out}: cannot write it: No space left on device (the disk or your quota is full)")
+    assert "\n" not in message and "Traceback" not in message
+    assert os.listdir(out) == ["old.parquet"] and leftovers(tmp_path) == []
+
+
+def test_struct_ids_with_a_bad_row_and_repeated_ids_are_counted(tiny_onnx_dir, tmp_path):
+    """A struct id column's bad row goes to _errors/ as the id's JSON text (Arrow has no struct -> string cast);
+    a repeated id is counted in the summary, and --on-duplicate-id fail refuses the output."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imdb_deploy.errors import OutputError
+
+    source = tmp_path / "in.parquet"
+    ids = pa.array([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, {"a": 1, "b": "x"}, {"a": 3, "b": "z"}])
+    pq.write_table(pa.table({"id": ids, "text": ["good film", "", "bad film", "fine"]}), source)
+    summary = run(tiny_onnx_dir, [str(source)], tmp_path / "out", on_error="skip", actors=(1, 1))
+    assert (summary.input_rows, summary.scored, summary.errors) == (4, 3, 1)
+    assert (summary.repeated_ids, summary.null_ids) == (1, 0)
+    assert summary.describe().endswith(
+        "; 1 repeated id (the output cannot be joined back by id; --on-duplicate-id fail refuses this)"
+    )
+    errors = pd.read_parquet(tmp_path / "out" / "_errors")
+    assert errors["id"].tolist() == ['{"a": 2, "b": "y"}']
+    with pytest.raises(OutputError, match=r"^1 repeated id among the rows scored \(--on-duplicate-id fail\)"):
+        run(tiny_onnx_dir, [str(source)], tmp_path / "out2", on_error="skip", on_duplicate_id="fail", actors=(1, 1))
+    assert not (tmp_path / "out2").exists() and leftovers(tmp_path) == []

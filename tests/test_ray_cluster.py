@@ -89,7 +89,7 @@ def test_cli_joins_the_cluster_ships_the_model_and_scores_on_both_nodes(
     model = tmp_path / "model"
     shutil.copytree(tiny_onnx_dir, model)
     expected = local_engine(model, reviews, tmp_path)
-    real_pack = predict_ray._pack_model
+    real_pack = predict_ray.pack_model
 
     def pack_then_hide(folder, variant):
         """Once packed, the driver's folder is gone: a worker can only have the model from the object store."""
@@ -97,7 +97,7 @@ def test_cli_joins_the_cluster_ships_the_model_and_scores_on_both_nodes(
         os.rename(folder, tmp_path / "hidden")
         return files
 
-    monkeypatch.setattr(predict_ray, "_pack_model", pack_then_hide)
+    monkeypatch.setattr(predict_ray, "pack_model", pack_then_hide)
     out = tmp_path / "out"
     args = ["predict", str(reviews), "-m", str(model), "--engine", "ray", "-o", str(out), "-q"]
     args += ["--address", cluster.address, "--ship-model", "--actors", "2", "--chunk-size", "32"]

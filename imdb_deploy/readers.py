@@ -1,78 +1,103 @@
-"""Streaming readers and writers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet, gzip, stdin.
+"""Streaming readers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet (gzip and stdin via sources).
 
-Inputs are files, folders and globs (local, or any fsspec URL such as s3:// where it is configured),
-expanded by `expand_inputs`. Rows are read lazily (line by line; Parquet by record batch); a bad row comes
-back as an `InputRow` with its reason and fix, so the caller decides whether to stop or set it aside.
-Ids: the `id` field or column when a row has one (or the one `--id-field` names), else "NAME:N" with the
-file's name and the line the row starts on (1-based row for Parquet), unique across files; stdin keeps
-plain line numbers. Outputs are written under a temporary name and renamed only when the run completes.
+Rows are read lazily (line by line; Parquet by record batch); a bad row comes back as an `InputRow` with
+its reason and fix, so the caller decides whether to stop or set it aside. Ids: the `id` field or column
+when a row has one (or the one `--id-field` names), else "NAME:N" with the file's name and the line the
+row starts on (1-based row for Parquet), unique across files; stdin keeps plain line numbers.
 
 Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
-the run's end and never a silent loss; `review_problem`/`validate_review` and `loads_checked` are the same
+the run's end and never a silent loss; `review_problem`/`validate_review` and `sources.loads_checked` are the same
 checks for callers outside a file (a server's request bodies).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
 import re
+import unicodedata
+import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from imdb_deploy.errors import InputError
-from imdb_deploy.objectstore import bucket_problem, url_error, url_output
+from imdb_deploy.sources import (
+    JsonNumber,
+    _delimiter_hint,
+    guess_format,
+    gunzip_if_needed,
+    is_url,
+    json_kind,
+    name_excerpt,
+    open_binary,
+    open_seekable,
+    open_url,
+    parse_json,
+    sniff_delimiter,
+    source_name,
+)
 
-INPUT_FORMATS = ("auto", "jsonl", "csv", "text", "parquet")
 # Limits on one row. IMDb's longest review is about 14 KB; a review is cut to 512 tokens anyway, so 1 MiB
 # of text is far past any real review while a hostile line cannot take the memory with it. A line (JSON
 # escapes can triple a text) or CSV field over MAX_LINE_BYTES is set aside unread, in pieces: memory stays
 # flat however long the line. JSON nested deeper than MAX_JSON_DEPTH is refused before it is parsed.
 MAX_REVIEW_BYTES = 1 << 20
 MAX_LINE_BYTES = 4 << 20
-MAX_JSON_DEPTH = 32
 # Most review characters read into one chunk, whatever the chunk's row count: 1,024 rows of the 1 MiB cap
 # would otherwise hold 1 GiB of text at once.
 MAX_CHUNK_CHARS = 16 << 20
-OUTPUT_FORMATS = ("jsonl", "csv")
 ON_ERROR = ("fail", "skip")
 DEFAULT_ID_FIELD = "id"  # carried to the output when rows have it, so results join back to their source
-# What a folder contributes: files with these endings (gzip allowed for the text formats). Names that start
-# with "_" or "." are skipped, as Spark, pyarrow and Ray do (_SUCCESS markers, .crc files, hidden temp files).
-PARQUET_SUFFIXES = (".parquet", ".pq")
-TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".txt", ".text")
-READABLE_SUFFIXES = PARQUET_SUFFIXES + TEXT_SUFFIXES + tuple(f"{suffix}.gz" for suffix in TEXT_SUFFIXES)
 SKIP_HINT = "or pass --on-error skip --errors FILE to score the other rows and set bad ones aside"
-_JSON_TYPES = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    list: "an array",
-    dict: "an object",
-}
+# A review the tokenizer would see as empty: the BERT normaliser drops control and format characters
+# (Unicode Cc and Cf: zero-width spaces and joiners, U+FEFF, soft hyphens, bidi marks) and U+FFFD, and
+# splits on whitespace. A visible ASCII character anywhere ends the check at once.
+_VISIBLE_ASCII = re.compile(r"[!-~]")
+_DROPPED = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))  # not Cs: a lone surrogate is refused, not blank
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def json_kind(value) -> str:
-    """How a JSON value's type reads in a message: "a number", "an array", "null", ..."""
-    return _JSON_TYPES.get(type(value), type(value).__name__)
+def is_blank(text: str) -> bool:
+    """True when `text` holds no character the tokenizer keeps (only whitespace, control or zero-width ones)."""
+    if _VISIBLE_ASCII.search(text):
+        return False
+    return all(ch.isspace() or ch == "\ufffd" or unicodedata.category(ch) in _DROPPED for ch in text)
 
 
 def review_problem(text) -> tuple[str, str] | None:
     """Why `text` cannot be scored as a review, as (reason, fix), or None when it can.
 
-    The check every reader applies to a review, for a server to call on a request body's texts too:
-    a string, not blank, and at most MAX_REVIEW_BYTES of UTF-8.
+    The one review check, applied by every reader (local and Ray) and for a server to call on a request
+    body's texts: a string, valid Unicode (no lone surrogate such as JSON's "\\ud800"), not empty once
+    the tokenizer's normaliser has dropped whitespace, control and zero-width characters, and at most
+    MAX_REVIEW_BYTES of UTF-8.
     """
-    if not isinstance(text, str):
+    if not isinstance(text, str) or isinstance(text, JsonNumber):
         kind = json_kind(text)
         return f"the review is {kind}, not a string", "give the review as text"
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        return (
+            f"the review holds a lone surrogate (\\u{ord(surrogate.group()):04x} at character "
+            f"{surrogate.start() + 1:,}), which is not valid Unicode",
+            "write the character as a valid pair (or UTF-8), or remove it",
+        )
     if not text.strip():
         return "the review is empty", "remove the row or give it a review"
+    if is_blank(text):
+        return (
+            "the review is empty once its control and zero-width characters are dropped",
+            "remove the row or give it a review",
+        )
     if len(text) * 4 > MAX_REVIEW_BYTES:  # only long texts pay for the encoding
-        size = len(text.encode("utf-8", "surrogatepass"))
+        size = len(text.encode("utf-8"))
         if size > MAX_REVIEW_BYTES:
             return (
                 f"the review is {size:,} bytes, over the limit of {MAX_REVIEW_BYTES:,} bytes",
@@ -93,65 +118,28 @@ def validate_review(text) -> str:
     return text
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def json_depth(text: str) -> int:
-    """How deeply the arrays and objects of JSON `text` nest, counted without parsing it.
-
-    Stops counting past MAX_JSON_DEPTH. Cheap for ordinary lines: a line with fewer opening brackets than
-    the limit cannot nest deeper.
-    """
-    opening = text.count("[") + text.count("{")
-    if opening <= MAX_JSON_DEPTH:
-        return opening
-    depth = deepest = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                break
-        else:
-            depth -= 1
-    return deepest
-
-
-def parse_json(text: str) -> tuple[object, str | None, str | None]:
-    """JSON `text` parsed within the limits: (value, None, None), or (None, reason, fix)."""
-    import json
-
-    if json_depth(text) > MAX_JSON_DEPTH:
-        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
-    try:
-        return json.loads(text), None, None
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})", "fix or remove the line"
-    except RecursionError:
-        return None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "flatten the record"
-
-
-def loads_checked(text: str):
-    """Parse JSON `text` within the depth limit (for a server's request bodies).
-
-    Raises:
-        InputError: too deep or not valid JSON.
-    """
-    value, reason, fix = parse_json(text)
-    if reason:
-        raise InputError(f"{reason}; {fix}")
-    return value
+def _has_surrogate(value) -> bool:
+    """True when a JSON id (a string, or an object's keys and values, an array's items) holds a lone surrogate."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(key) or _has_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False
 
 
 def _finite(value) -> bool:
-    """False when `value` holds NaN or infinity (also nested), which JSON output cannot hold."""
-    import json
-
-    try:
-        json.dumps(value, allow_nan=False, default=str)
-    except ValueError:
-        return False
+    """False when `value` holds NaN or infinity (also nested, or a literal such as 1e999), which JSON output
+    cannot hold."""
+    if isinstance(value, JsonNumber):
+        return value.is_finite()
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(item) for item in value)
     return True
 
 
@@ -191,134 +179,6 @@ def count_noun(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def source_name(source: str | os.PathLike) -> str:
-    return "stdin" if str(source) == "-" else str(source)
-
-
-def is_url(source: str | os.PathLike) -> bool:
-    """True for "scheme://..." inputs, opened through fsspec (s3://, gs://, file://, ...)."""
-    return "://" in str(source)
-
-
-def local_path(source: str | os.PathLike) -> str | None:
-    """The local path an input or output names (a file:// URL's path), or None for stdin, other URLs and
-    globs: what the overlap checks (fileio.refuse_overlap) compare."""
-    import glob
-
-    text = str(source)
-    if text.startswith("file://"):
-        return text.removeprefix("file://")
-    if text == "-" or is_url(text) or glob.has_magic(text):
-        return None
-    return text
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """The files behind the inputs, in order: each file as given, each folder's readable files (recursive,
-    sorted, skipping names that start with "_" or "."), each glob's matching files (sorted); "-" is stdin.
-
-    Raises:
-        InputError: no inputs, stdin mixed with files, a path that does not exist, a glob that matches
-            nothing, or a folder with no readable file.
-    """
-    import glob
-
-    inputs = [str(item) for item in inputs]
-    if not inputs:
-        raise InputError("no input: name files, folders or globs (or - for stdin)")
-    if "-" in inputs:
-        if len(inputs) > 1:
-            raise InputError("- (stdin) cannot be combined with other inputs; pass files, folders or globs instead")
-        return ["-"]
-    files: list[str] = []
-    for item in inputs:
-        if is_url(item):
-            files += _expand_url(item)
-        elif glob.has_magic(item):
-            matches = sorted(path for path in glob.glob(item, recursive=True) if os.path.isfile(path))
-            if not matches:
-                raise InputError(f"{item}: the pattern matches no file; check it (and quote it so the shell leaves it)")
-            files += matches
-        elif os.path.isdir(item):
-            files += _folder_files(item, _walk_local(item), os.sep)
-        elif os.path.exists(item):
-            files.append(item)
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    return list(dict.fromkeys(files))
-
-
-def _walk_local(folder: str) -> list[str]:
-    return [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-
-
-def _folder_files(folder: str, paths: list[str], sep: str) -> list[str]:
-    def wanted(path: str) -> bool:
-        parts = path[len(folder) :].strip(sep).split(sep)
-        return not any(part.startswith(("_", ".")) for part in parts) and path.lower().endswith(READABLE_SUFFIXES)
-
-    found = sorted(path for path in paths if wanted(path))
-    if not found:
-        raise InputError(
-            f"{folder}: no readable file in this folder (looked for {', '.join(READABLE_SUFFIXES[:8])}, "
-            "also .gz); name the files or pass a glob"
-        )
-    return found
-
-
-def _expand_url(url: str) -> list[str]:
-    import glob
-
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        if glob.has_magic(path):
-            hidden_ok = path.rsplit("/", 1)[-1].startswith(".")  # as Python's glob: "*" skips dot files
-            matches = sorted(
-                p for p in fs.glob(path) if (hidden_ok or not p.rsplit("/", 1)[-1].startswith(".")) and fs.isfile(p)
-            )
-            if not matches:
-                raise InputError(f"{url}: the pattern matches no file; check it")
-            return [fs.unstrip_protocol(p) for p in matches]
-        if fs.isdir(path):
-            return [fs.unstrip_protocol(p) for p in _folder_files(path.rstrip("/"), fs.find(path), "/")]
-        if fs.isfile(path):
-            return [url]
-    except (ImportError, ValueError, OSError) as exc:
-        error = url_error(exc, url, InputError)
-        raise error or InputError(
-            f"{url}: cannot list it ({exc}); check the URL and that its filesystem is configured"
-        ) from exc
-    raise bucket_problem(url, InputError) or InputError(f"{url}: no such file or folder")
-
-
-def id_prefixes(files: Sequence[str]) -> dict[str, str]:
-    """A short unique name per file for fallback ids: its path below the folder all files share
-    (a single file: its name), e.g. "train-00001.parquet" or "year=2024/part-0.parquet"."""
-    import posixpath
-
-    if list(files) == ["-"]:
-        return {}
-    keys = {
-        path: path.split("://", 1)[1] if is_url(path) else os.path.abspath(path).replace(os.sep, "/") for path in files
-    }
-    try:
-        common = posixpath.commonpath([posixpath.dirname(key) for key in keys.values()])
-    except ValueError:  # URLs on different buckets or hosts, or no files: keep the whole path
-        common = ""
-    return {path: posixpath.relpath(key, common) if common else key for path, key in keys.items()}
-
-
-def guess_format(source: str | os.PathLike, first_line: str | None = None) -> str:
-    """Input format by suffix (.parquet/.pq, .jsonl/.ndjson/.json, .csv, .txt; .gz stripped), else by the
-    first line ("{" means JSONL, anything else plain text)."""
-    name = "" if str(source) == "-" else str(source).rsplit("/", 1)[-1].lower()
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    return _guess_format(source, first_line)
-
-
 def open_reader(
     source: str,
     stack,
@@ -326,69 +186,34 @@ def open_reader(
     text_field: str = "text",
     id_field: str | None = None,
     id_prefix: str | None = None,
+    delimiter: str | None = None,
 ):
     """An InputReader or ParquetReader over one source (path, URL or "-"), its file closed by `stack`."""
     fmt = guess_format(source) if input_format == "auto" else input_format
     if fmt == "parquet":
         if str(source) == "-":
             raise InputError("stdin: Parquet cannot be read from a stream; save it to a file and pass its path")
-        return ParquetReader(source, _open_seekable(source, stack), text_field, id_field, id_prefix)
+        return ParquetReader(source, open_seekable(source, stack), text_field, id_field, id_prefix)
     if is_url(source):
-        stream = _open_url(source, stack)
+        stream = open_url(source, stack)
         if not hasattr(stream, "peek"):
-            import io
-
             stream = io.BufferedReader(stream)
         stream = gunzip_if_needed(stream, stack)
     else:
         stream = open_binary(source, stack)
-    return InputReader(source, stream, input_format, text_field, id_field, id_prefix)
+    return InputReader(source, stream, input_format, text_field, id_field, id_prefix, delimiter)
 
 
-def _open_url(source: str, stack):
-    import fsspec
-
-    try:
-        return stack.enter_context(fsspec.open(source, "rb"))
-    except (ImportError, ValueError, OSError) as exc:
-        raise url_error(exc, source, InputError) or InputError(f"{source}: cannot read it ({exc})") from exc
-
-
-def _open_seekable(source: str, stack):
-    if is_url(source):
-        return _open_url(source, stack)
-    try:
-        return stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-
-
-def gunzip_if_needed(raw, stack):
-    """`raw` (a buffered binary stream), decompressed when its first bytes are gzip's magic number."""
-    import gzip
-
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
-
-
-def open_binary(source: str | os.PathLike, stack):
-    """The input as a binary stream; gzip is recognised by its magic bytes, whatever the name."""
-    import io
-    import sys
-
-    if str(source) == "-":
-        if sys.stdin is None or sys.stdin.closed:
-            raise InputError("stdin is closed: pipe the reviews in (`... | imdb-deploy predict -`) or name a file")
-        raw = sys.stdin.buffer
-    else:
-        try:
-            raw = stack.enter_context(open(source, "rb"))  # noqa: SIM115 (closed by the caller's ExitStack)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-    if not hasattr(raw, "peek"):
-        raw = io.BufferedReader(raw)
-    return gunzip_if_needed(raw, stack)
+def _skip_newlines(stream) -> int:
+    """Consume the empty lines (b"\\n" bytes) at the head of a peekable stream, in blocks; how many."""
+    count = 0
+    while True:
+        block = stream.peek(1 << 16)
+        run = len(block) - len(block.lstrip(b"\n"))
+        if not run:
+            return count
+        stream.read(run)
+        count += run
 
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
@@ -404,18 +229,6 @@ def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
 
 
 _UTF8_FIX = "re-save the file as UTF-8"
-
-
-def _guess_format(source: str | os.PathLike, first_line: str | None) -> str:
-    name = "" if str(source) == "-" else Path(str(source)).name.lower()
-    name = name.removesuffix(".gz")
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".txt", ".text")):
-        return "text"
-    return "jsonl" if (first_line or "").lstrip().startswith("{") else "text"
 
 
 class InputReader:
@@ -438,26 +251,31 @@ class InputReader:
         text_field: str = "text",
         id_field: str | None = None,
         id_prefix: str | None = None,
+        delimiter: str | None = None,
     ) -> None:
         self.source = source
         self.name = source_name(source)
         self.text_field = text_field
+        self.delimiter = delimiter  # CSV: None sniffs the header line (sniff_delimiter)
         # An id field the user named must be there; the default one is used where present.
         self.id_field, self.id_required = (id_field, True) if id_field else (DEFAULT_ID_FIELD, False)
         self.id_prefix = id_prefix
         self.unit = "line"
         self.blank_lines = 0
+        # Runs of empty lines are skipped in bulk (counted, never held) where they cannot be part of a row:
+        # everywhere but inside CSV (a quoted field may hold them), and before the first line of any format.
+        self._squeeze = hasattr(stream, "peek")
         self._lines = self._numbered(stream)
         self._peeked: list[tuple[int, bytes]] = []
-        self.format = input_format
-        if self.format == "auto":
-            first = None
-            for line, raw in self._lines:
+        first = None
+        for line, raw in self._lines:
+            if raw.strip():  # only the first real line is kept: memory flat in the blank lines before it
                 self._peeked.append((line, raw))
-                if raw.strip():
-                    first = _decode(raw, line)[0]
-                    break
-            self.format = _guess_format(source, first)
+                first = _decode(raw, line)[0]
+                break
+            self.blank_lines += 1
+        self.format = guess_format(source, first) if input_format == "auto" else input_format
+        self._squeeze = self._squeeze and self.format != "csv"
 
     def fallback_id(self, line: int):
         """The id of a row without one: "PREFIX:LINE", or the line number for stdin."""
@@ -465,7 +283,6 @@ class InputReader:
 
     def _numbered(self, stream):
         """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
-        import zlib
 
         number = 0
         try:
@@ -474,6 +291,11 @@ class InputReader:
                 if not raw:
                     return
                 number += 1
+                if raw == b"\n" and self._squeeze:
+                    run = _skip_newlines(stream)
+                    self.blank_lines += 1 + run
+                    number += run
+                    continue
                 if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                     size, head = len(raw), raw[:256]
                     while not raw.endswith(b"\n"):
@@ -524,7 +346,7 @@ class InputReader:
             if isinstance(text, InputRow):
                 yield text
                 continue
-            record, reason, fix = parse_json(text.rstrip("\r\n"))
+            record, reason, fix = parse_json(text.rstrip("\r\n"), exact_numbers=True)
             if reason:
                 yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
@@ -558,12 +380,20 @@ class InputReader:
                     fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
                 )
                 continue
+            elif _has_surrogate(row_id):  # no UTF-8 output (nor Arrow) can hold it
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"field {id_field!r} holds a lone surrogate, which is not valid Unicode",
+                    fix="write the character as a valid pair (or UTF-8), or remove it",
+                )
+                continue
             yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")
 
     def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
         field = self.text_field
         if value is _MISSING:
-            shown = ", ".join(map(repr, present[:8])) or "none"
+            shown = name_excerpt(present)
             return InputRow(
                 line,
                 row_id,
@@ -580,8 +410,6 @@ class InputReader:
         """CSV rows. A row whose quoting is broken (a quote never closed, a field over MAX_LINE_BYTES, text
         after a closing quote) is a bad row on the line it starts, and reading goes on from the next line:
         one stray quote cannot swallow the rest of the file."""
-        import csv
-        from collections import deque
 
         csv.field_size_limit(MAX_LINE_BYTES)
         lines = self._raw_lines()
@@ -609,14 +437,16 @@ class InputReader:
         field, id_field = self.text_field, self.id_field
         header: list[str] | None = None
         text_col = id_col = None
+        if self.delimiter is None:
+            self.delimiter = sniff_delimiter(_decode(self._peeked[0][1], 1)[0] if self._peeked else "")
         while True:
-            reader = csv.reader(feed(), strict=True)
+            reader = csv.reader(feed(), strict=True, delimiter=self.delimiter)
             try:
                 for record in reader:
                     start, end = pending[0][0], pending[-1][0]
                     pending.clear()
                     if header is None:
-                        header = self._csv_header(record, bad_lines)
+                        header = self._csv_header(record, bad_lines, start)
                         text_col = header.index(field)
                         id_col = header.index(id_field) if id_field in header else None
                         continue
@@ -655,17 +485,25 @@ class InputReader:
                 replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
                 pending.clear()
 
-    def _csv_header(self, record: list[str], bad_lines: dict[int, str]) -> list[str]:
+    def _csv_header(self, record: list[str], bad_lines: dict[int, str], line: int = 1) -> list[str]:
         field, id_field = self.text_field, self.id_field if self.id_required else None
         if bad_lines:
             line, bad = next(iter(bad_lines.items()))
             raise InputError(f"{self.name}, line {line}: the CSV header has {bad}; {_UTF8_FIX}")
         header = [name.strip() for name in record]
+        where = f"{self.name}, line {line}"
         for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
             if wanted is not None and wanted not in header:
                 raise InputError(
-                    f"{self.name}, line 1: no column {wanted!r} in the CSV header "
-                    f"(columns: {', '.join(map(repr, header))}); use {option} to name the column"
+                    f"{where}: no column {wanted!r} in the CSV header (columns: {name_excerpt(header)}); "
+                    f"use {option} to name the column{_delimiter_hint(header, self.delimiter)}"
+                )
+        for used in dict.fromkeys((field, self.id_field)):  # the default "id" column too, where present
+            places = [str(i + 1) for i, name in enumerate(header) if name == used]
+            if len(places) > 1:
+                raise InputError(
+                    f"{where}: the CSV header names column {used!r} {len(places)} times (columns "
+                    f"{', '.join(places[:8])}); rename all but one, so the right column is read"
                 )
         return header
 
@@ -718,8 +556,6 @@ class ParquetReader:
         id_prefix: str | None = None,
         batch_rows: int = 1024,
     ) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.source, self.name = source, source_name(source)
         self.text_field, self.id_prefix, self.batch_rows = text_field, id_prefix, batch_rows
@@ -728,7 +564,7 @@ class ParquetReader:
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.name}: not a readable Parquet file ({exc}); check or re-create it") from exc
         schema = self._file.schema_arrow
-        columns = ", ".join(map(repr, schema.names))
+        columns = name_excerpt(list(schema.names))
         if text_field not in schema.names:
             raise InputError(
                 f"{self.name}: no column {text_field!r} (columns: {columns}); use --text-field to name the column"
@@ -753,7 +589,7 @@ class ParquetReader:
         columns = [self.text_field] + ([self.id_column] if self.id_column and self.id_column != self.text_field else [])
         present = list(self._file.schema_arrow.names)
         row = 0
-        for batch in self._file.iter_batches(batch_size=self.batch_rows, columns=columns):
+        for batch in self._batches(columns):
             texts = batch.column(self.text_field).to_pylist()
             ids = batch.column(self.id_column).to_pylist() if self.id_column else None
             for i, text in enumerate(texts):
@@ -769,6 +605,24 @@ class ParquetReader:
                     )
                     continue
                 yield self._checked(row, ids[i] if ids is not None else self.fallback_id(row), text, present, "column")
+
+    def _batches(self, columns: list[str]):
+        """The file's record batches; a page that cannot be read (corrupt compressed data, a bad encoding)
+        is an InputError naming the file and the rows read before it, not pyarrow's OSError."""
+        batches = self._file.iter_batches(batch_size=self.batch_rows, columns=columns)
+        rows_read = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(
+                    f"{self.name}: cannot read it after row {rows_read:,} ({str(exc).splitlines()[0]}); the file "
+                    "is damaged: re-create or re-download it"
+                ) from exc
+            if batch is None:
+                return
+            rows_read += batch.num_rows
+            yield batch
 
 
 def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
@@ -789,55 +643,26 @@ def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
         yield chunk
 
 
-def open_text_output(path: Path | str | None, stack, fallback):
-    """A text stream for `path` (or an object-store URL), written under a temporary name and renamed (or
-    its upload completed) only if the run completes."""
-    import gzip
-    import io
+def output_id_type(files: Sequence[str], input_format: str, id_field: str | None) -> pa.DataType:
+    """The Arrow type of the Ray engine's output id column, fixed before the job so every shard agrees: the id
+    column's type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids,
+    CSV values, and JSON values as their JSON text).
 
-    from imdb_deploy.fileio import atomic_file
-
-    if path is None:
-        return fallback
-    if str(path).startswith("file://"):
-        path = Path(str(path).removeprefix("file://"))
-    elif is_url(path):  # an object store: the object appears once complete
-        text = {"encoding": "utf-8", "newline": ""}
-        if str(path).endswith(".gz"):
-            return stack.enter_context(url_output(str(path), lambda raw: gzip.open(raw, "wt", **text)))
-        return stack.enter_context(url_output(str(path), lambda raw: io.TextIOWrapper(raw, **text)))
-    tmp = stack.enter_context(atomic_file(path))
-    if str(path).endswith(".gz"):
-        return stack.enter_context(gzip.open(tmp, "wt", encoding="utf-8", newline=""))
-    return stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-
-
-class RowWriter:
-    """Prediction rows as JSONL or CSV: id, label, score of that label, probability of every label."""
-
-    def __init__(self, stream, fmt: str, label_names: Sequence[str]) -> None:
-        import csv
-        import json
-
-        self._dumps = json.dumps
-        self.stream = stream
-        self.label_names = list(label_names)
-        self.columns = ["id", "label", "score", *(f"prob_{name}" for name in self.label_names)]
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(self.columns)
-
-    def write(self, rows: Sequence[InputRow], probabilities: np.ndarray) -> None:
-        best = probabilities.argmax(axis=1)
-        rounded = np.round(probabilities.astype(np.float64), 6).tolist()
-        lines = []
-        for row, k, probs in zip(rows, best.tolist(), rounded, strict=True):
-            values = [row.id, self.label_names[k], probs[k], *probs]
-            if self._csv is not None:
-                self._csv.writerow(values)
-            else:
-                record = dict(zip(self.columns, values, strict=True))
-                # allow_nan=False: the reader refuses non-finite ids, so this only guards the promise
-                lines.append(self._dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-        if lines:
-            self.stream.write("".join(lines))
+    Raises:
+        InputError: an input that should be Parquet is not readable as Parquet.
+    """
+    column = id_field or DEFAULT_ID_FIELD
+    types = set()
+    for path in files:
+        fmt = guess_format(path) if input_format == "auto" else input_format
+        if fmt != "parquet":
+            return pa.string()
+        try:
+            with fsspec.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        if column not in schema.names:
+            return pa.string()
+        types.add(schema.field(column).type)
+    return types.pop() if len(types) == 1 else pa.string()
