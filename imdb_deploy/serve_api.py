@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from imdb_deploy.errors import ModelLoadError
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.model_folder import ExportFolder
+from imdb_deploy.readers import is_blank
 from imdb_deploy.serve_config import ServeConfig
 from imdb_deploy.sources import MAX_JSON_DEPTH, json_depth, json_kind
 
@@ -238,8 +239,12 @@ def parse_predict_body(body: bytes, config: ServeConfig) -> PredictCall:
         except UnicodeEncodeError as exc:
             raise _validation(f"{place}: not valid Unicode (a lone surrogate at character {exc.start})") from exc
     for text, place in zip(texts, where, strict=True):
-        if not text.strip():
-            raise RequestError(400, "Empty", f"{place}: empty text; give a review")
+        if is_blank(text):  # the readers' rule: nothing the tokenizer keeps (whitespace, control, zero-width)
+            raise RequestError(
+                400,
+                "Empty",
+                f"{place}: empty text (nothing but whitespace, control or zero-width characters); give a review",
+            )
     if len(texts) > config.max_client_batch_size:
         raise _validation(
             f"inputs: batch size {len(texts)} > maximum allowed batch size {config.max_client_batch_size}; "

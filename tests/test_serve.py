@@ -227,6 +227,8 @@ BAD_BODIES = [
     (b'{"inputs": ["good film", {"text": "x"}]}', 422, "inputs[1]: expected a string, got an object"),
     (b'{"inputs": ["good film", "fine", ""]}', 400, "inputs[2]: empty text"),
     (b'{"inputs": "   "}', 400, "inputs: empty text"),
+    # Empty once the tokenizer drops control and zero-width characters: refused like blank, as predict does.
+    (json.dumps({"inputs": "\u200b\ufeff\u0007"}).encode(), 400, "inputs: empty text"),
     (b'{"inputs": ["good", "fine", "bad \\ud800"]}', 422, "inputs[2]: not valid Unicode"),
     (b'{"inputs": ' + b"[" * 1500 + b"]" * 1500 + b"}", 422, "nested too deeply"),
     (json.dumps({"inputs": ["a", "b", "c", "d"]}).encode(), 422, "batch size 4 > maximum allowed batch size 3"),
