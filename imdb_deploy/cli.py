@@ -639,24 +639,24 @@ def predict(
     if errors_path is not None and options["on_error"] != "skip":
         raise click.UsageError("--errors needs --on-error skip (with --on-error fail the first bad row stops the run)")
     if engine == "ray":
+        not_for_ray = {
+            "--errors": (errors_path, "bad rows go to OUTPUT/_errors/"),
+            "--threads": (threads, "use --cpus-per-actor"),
+            "--io-binding": (io_binding, "actors run on the CPU"),
+            "--format": (None if options.pop("output_format") == "jsonl" else True, "it writes Parquet"),
+            "--provider": (None if provider == "cpu" else provider, "actors run on the CPU"),
+        }
+        ray_options = dict(address=address, actors=actors, cpus_per_actor=cpus_per_actor, ship_model=ship_model)
+        ray_options |= dict(variant=variant, batch_size=batch_size, max_tokens=max_tokens, overwrite=overwrite)
         _predict_ray(
             inputs,
             model_dir,
             output,
-            errors_path,
-            variant,
-            provider,
-            threads,
-            io_binding,
-            quiet,
-            address,
-            actors,
-            cpus_per_actor,
-            ship_model,
-            overwrite,
-            batch_size,
-            max_tokens,
-            {**options, "allow_unverified": allow_unverified},
+            not_for_ray,
+            allow_unverified=allow_unverified,
+            quiet=quiet,
+            **options,
+            **ray_options,
         )
         return
     for name, value in (("--address", address), ("--actors", actors), ("--overwrite", overwrite or None)):
@@ -683,53 +683,19 @@ def predict(
         echo_err(f"wrote {output}")
 
 
-def _predict_ray(
-    inputs,
-    model_dir,
-    output,
-    errors_path,
-    variant,
-    provider,
-    threads,
-    io_binding,
-    quiet,
-    address,
-    actors,
-    cpus_per_actor,
-    ship_model,
-    overwrite,
-    batch_size,
-    max_tokens,
-    options,
-) -> None:
-    """`predict --engine ray`: check the options that do not apply, run predict_ray.predict_ray, print."""
-    from imdb_deploy.predict_ray import parse_actors, predict_ray
+def _predict_ray(inputs, model_dir, output, not_for_ray: dict, quiet: bool, **options) -> None:
+    """`predict --engine ray`: refuse the local engine's options, run predict_ray.predict_ray (its config checks
+    its own options, for Python callers too), print."""
+    from imdb_deploy.predict_ray import predict_ray
 
     if output is None:
         raise click.UsageError("--engine ray needs --output FOLDER (Parquet shards are written there)")
-    for name, value, instead in (
-        ("--errors", errors_path, "bad rows go to OUTPUT/_errors/"),
-        ("--threads", threads, "use --cpus-per-actor"),
-        ("--io-binding", io_binding, "actors run on the CPU"),
-        ("--format", None if options["output_format"] == "jsonl" else options["output_format"], "it writes Parquet"),
-        ("--provider", None if provider == "cpu" else provider, "actors run on the CPU"),
-    ):
+    for name, (value, instead) in not_for_ray.items():
         if value is not None:
             raise click.UsageError(f"{name} does not apply to --engine ray ({instead})")
-    options.pop("output_format")
-    config = RayPredictConfig(
-        address=address,
-        actors=parse_actors(actors) if actors else None,
-        cpus_per_actor=cpus_per_actor,
-        variant=variant,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        ship_model=ship_model,
-        overwrite=overwrite,
-        progress=False if quiet else None,
-        **options,
+    summary = predict_ray(
+        model_dir, list(inputs), output, RayPredictConfig(progress=False if quiet else None, **options)
     )
-    summary = predict_ray(model_dir, list(inputs), output, config)
     echo_err(summary.describe())
     echo_err(f"wrote {output}")
 

@@ -341,29 +341,29 @@ def _check_texts(texts) -> list[str]:
 
 
 @dataclass(frozen=True)
-class PredictFileConfig:
-    """How `predict_file` reads, scores and writes a file of reviews.
+class ReadOptions:
+    """How reviews are read and bad rows handled: the options both engines share (predict_file and
+    predict_ray.predict_ray), checked here once for either.
 
     Attributes:
         input_format: "auto" picks per file by suffix (.parquet/.pq, .jsonl/.ndjson/.json, .csv, .txt; .gz
             stripped first) and otherwise by the first line ("{" means JSONL, anything else plain text, one
             review per line).
-        output_format: "jsonl" or "csv"; one row per scored input row, in input order.
         text_field: JSONL field or CSV column holding the review.
         delimiter: CSV field separator: "auto" sniffs the header line among , ; tab and |; "tab" or one
             character.
         id_field: JSONL field, CSV or Parquet column copied to the output as `id` (a row without it is bad);
             None takes the `id` field or column where rows have one, else "FILE:LINE" (stdin: the line).
-        on_error: "fail" stops at the first bad row (exit 1, no output file); "skip" sets bad rows aside.
+        on_error: "fail" stops at the first bad row (exit 1, no output); "skip" sets bad rows aside.
         on_duplicate_id: "warn" counts repeated and null ids of the rows scored in the summary; "fail"
-            refuses the run when there are any (exit 1, no output file).
-        chunk_size: rows read, sorted by length and scored together. 1024 gives a batch of 64 plenty of
-            similar-length neighbours while memory stays flat for any file size.
-        progress: progress bar on stderr; None shows it only when stderr is a terminal.
+            refuses the run when there are any (exit 1, no output).
+        chunk_size: rows read, sorted by length and scored together (on Ray: a map batch, the unit of work an
+            actor takes and of a lost node's redone work). 1024 gives a batch of 64 plenty of similar-length
+            neighbours while memory stays flat for any file size.
+        progress: progress bars on stderr; None shows them only when stderr is a terminal.
     """
 
     input_format: str = "auto"
-    output_format: str = "jsonl"
     text_field: str = "text"
     delimiter: str = "auto"
     id_field: str | None = None
@@ -375,7 +375,6 @@ class PredictFileConfig:
     def __post_init__(self) -> None:
         for name, allowed in (
             ("input_format", INPUT_FORMATS),
-            ("output_format", OUTPUT_FORMATS),
             ("on_error", ON_ERROR),
             ("on_duplicate_id", ON_DUPLICATE_ID),
         ):
@@ -387,6 +386,22 @@ class PredictFileConfig:
         if not self.text_field:
             raise ConfigError("text_field='': name the field or column holding the review")
         parse_delimiter(self.delimiter)
+
+
+@dataclass(frozen=True)
+class PredictFileConfig(ReadOptions):
+    """How `predict_file` reads, scores and writes a file of reviews: the shared ReadOptions, and
+
+    Attributes:
+        output_format: "jsonl" or "csv"; one row per scored input row, in input order.
+    """
+
+    output_format: str = "jsonl"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"output_format={self.output_format!r}: use one of {', '.join(OUTPUT_FORMATS)}")
 
 
 @dataclass

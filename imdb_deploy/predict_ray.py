@@ -40,6 +40,7 @@ from imdb_deploy.errors import ConfigError, InputError, OutputError
 from imdb_deploy.fileio import output_error, work_dir_name
 from imdb_deploy.model_folder import ExportFolder, FileCheck
 from imdb_deploy.objectstore import bucket_problem, protocol, url_error
+from imdb_deploy.predict import Predictor, PredictSummary, ReadOptions
 from imdb_deploy.ray_cluster import (
     ACTOR_START_TIMEOUT_S,
     DropOurErrors,
@@ -53,7 +54,6 @@ from imdb_deploy.ray_cluster import (
     unwrap_error,
 )
 from imdb_deploy.readers import (
-    ON_ERROR,
     SKIP_HINT,
     InputReader,
     ParquetReader,
@@ -62,7 +62,6 @@ from imdb_deploy.readers import (
     output_id_type,
 )
 from imdb_deploy.sources import (
-    INPUT_FORMATS,
     expand_inputs,
     guess_format,
     gunzip_if_needed,
@@ -71,7 +70,7 @@ from imdb_deploy.sources import (
     local_path,
     parse_delimiter,
 )
-from imdb_deploy.writers import ON_DUPLICATE_ID, IdTally, check_ids, guard_output, id_text
+from imdb_deploy.writers import IdTally, check_ids, guard_output, id_text
 
 __all__ = ["RayPredictConfig", "RayPredictSummary", "connect", "parse_actors", "predict_ray"]
 
@@ -81,64 +80,45 @@ ERROR_COLUMNS = ("file", "line", "id", "reason", "fix")
 
 
 @dataclass(frozen=True)
-class RayPredictConfig:
-    """How `predict_ray` reads, scores and writes.
+class RayPredictConfig(ReadOptions):
+    """How `predict_ray` reads, scores and writes: the local engine's ReadOptions (input_format, text_field,
+    delimiter, id_field, on_error, on_duplicate_id, chunk_size, progress; checked by the same code), and
 
     Attributes:
         address: None starts a local Ray on this machine (all its CPUs) unless RAY_ADDRESS is set;
             "auto", "HOST:PORT" (the head's address) or "ray://host:10001" joins an existing cluster.
-        actors: (min, max) actors in the pool (equal for a fixed pool); None: the cluster's CPUs divided
-            by cpus_per_actor, fixed. With min < max Ray Data adds actors while every actor has a batch
-            waiting, as far as the cluster's free CPUs allow (a node that joins mid-job gets actors).
-        cpus_per_actor: CPUs Ray reserves per actor, and the actor's onnxruntime intra-op threads.
-        input_format, text_field, delimiter, id_field, on_error, on_duplicate_id: as PredictFileConfig (the
-            local engine).
-        chunk_size: rows per map batch (the unit of work an actor takes, and of a lost node's redone work).
-        variant, batch_size, max_tokens: as Predictor.
+        actors: (min, max) actors in the pool (equal for a fixed pool), or the CLI's text "N" / "MIN,MAX"
+            (parse_actors); None: the cluster's CPUs divided by cpus_per_actor, fixed. With min < max Ray
+            Data adds actors while every actor has a batch waiting, as far as the cluster's free CPUs allow.
+        cpus_per_actor: CPUs Ray reserves per actor, and the actor's intra-op threads.
+        variant, batch_size, max_tokens, allow_unverified: as Predictor (the driver and every actor check
+            the model's files; allow_unverified runs changed ones and says so in the summary).
         ship_model: put the model folder's files in Ray's object store so workers need no shared storage;
             False loads the folder from the same path on every worker (shared storage).
         overwrite: replace an existing output folder once the new one is complete.
-        progress: Ray Data's progress bars on stderr; None shows them only when stderr is a terminal.
         lean_start: a Ray started here runs without dashboard, metrics collection and usage stats
             (ray_cluster.start_options); False keeps Ray's defaults. No effect when joining a cluster.
-        allow_unverified: as Predictor: run model files that differ from the recorded checksums (the
-            driver and every actor check them), and say so in the summary.
     """
 
     address: str | None = None
-    actors: tuple[int, int] | None = None
+    actors: tuple[int, int] | str | None = None
     cpus_per_actor: int = 1
-    input_format: str = "auto"
-    text_field: str = "text"
-    delimiter: str = "auto"
-    id_field: str | None = None
-    on_error: str = "fail"
-    on_duplicate_id: str = "warn"
-    chunk_size: int = 1024
     variant: str = "auto"
     batch_size: int | None = None
     max_tokens: int | None = None
     ship_model: bool = True
     overwrite: bool = False
-    progress: bool | None = None
     lean_start: bool = True
     allow_unverified: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("input_format", INPUT_FORMATS),
-            ("on_error", ON_ERROR),
-            ("on_duplicate_id", ON_DUPLICATE_ID),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"{name}={value!r}: use one of {', '.join(allowed)}")
+        super().__post_init__()
+        if isinstance(self.actors, str):
+            object.__setattr__(self, "actors", parse_actors(self.actors))
         if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
             raise ConfigError(f"actors={self.actors!r}: use N or MIN,MAX with 1 <= MIN <= MAX")
-        parse_delimiter(self.delimiter)
-        for name in ("cpus_per_actor", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: use 1 or more")
+        if self.cpus_per_actor < 1:
+            raise ConfigError(f"cpus_per_actor={self.cpus_per_actor!r}: use 1 or more")
 
 
 def parse_actors(text: str) -> tuple[int, int]:
@@ -159,19 +139,16 @@ def parse_actors(text: str) -> tuple[int, int]:
 
 
 @dataclass
-class RayPredictSummary:
-    """What `predict_ray` did. input_rows == scored + errors, always (checked before the output appears).
+class RayPredictSummary(PredictSummary):
+    """What `predict_ray` did: the local engine's PredictSummary (rows, errors, ids, seconds, the model's
+    verification) and where the work ran. input_rows == scored + errors, always (checked before the output
+    appears).
 
     actors and nodes count the rows each actor (HOST:PID) and each Ray node (node id: address, actors,
     rows, batches) scored; a batch redone after a node was lost counts again where it was redone.
     """
 
     output: str = ""
-    files: int = 0
-    input_rows: int = 0
-    scored: int = 0
-    errors: int = 0
-    seconds: float = 0.0
     startup_seconds: float = 0.0
     actors: dict[str, dict] = field(default_factory=dict)
     nodes: dict[str, dict] = field(default_factory=dict)
@@ -179,14 +156,6 @@ class RayPredictSummary:
     write_seconds: float = 0.0
     shards: int = 0
     ray_stats: str = ""
-    unverified: str | None = None
-    repeated_ids: int = 0
-    null_ids: int = 0
-    id_note: str = ""
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.input_rows / self.seconds if self.seconds > 0 else 0.0
 
     def describe(self) -> str:
         """One line for people, e.g. `8 files: 4,000 input rows = 4,000 scored + 0 errors; ...`."""
@@ -301,8 +270,6 @@ class _Scorer:
     def __init__(self, model, variant, threads, sizes, ledger, allow_unverified=False) -> None:
 
         import ray
-
-        from imdb_deploy.predict import Predictor
 
         if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef, "scratch": ...}
             files = ray.get(model["files"])
