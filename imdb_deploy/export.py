@@ -352,23 +352,7 @@ def export(
     report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
 
     exporter = resolve_exporter(config.exporter)
-    quantization = None
-    if config.quantize:
-        detected, info = detect_quantization_target()
-        target = detected if config.quantize_target == "auto" else config.quantize_target
-        report.cpu = {**info, "detected_target": detected, "quantize_target": target}
-        quantization = quantization_settings(target, config.per_channel, config.reduce_range)
-        if not info.get("int8_dot_product"):
-            # A note, not an alarm: on 2 AVX2 cores without VNNI, INT8 still ran 1.7x ONNX fp32 at
-            # distilbert-base size (README, bench), but VNNI doubles the int8 multiply-add rate.
-            report.warnings.append(
-                "this CPU has no VNNI-class int8 dot-product instructions (AVX512-VNNI / AVX-VNNI / ARM dotprod), "
-                "so INT8 runs on the slower multiply-and-widen path (half VNNI's rate); it usually still beats fp32 "
-                "and shrinks the model about 4x: `imdb-deploy bench` measures both on this machine"
-            )
-            log(f"note: {report.warnings[-1]}")
-        if info.get("note"):
-            report.warnings.append(info["note"])
+    quantization = _quantization_for_this_cpu(config, report, log) if config.quantize else None
 
     with _full_disk_is_not_the_model(out_dir), atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
         started = time.perf_counter()
@@ -417,57 +401,88 @@ def export(
             "openvino": openvino_record,
         }
         report.exporter = describe_exporter(exporter, opset)
-        report.variants = {
-            name: {
-                "file": path.name,
-                "bytes": path.stat().st_size,
-                "operators": operator_counts(path),
-                **VARIANT_BATCHING[name].to_dict(),
-            }
-            for name, path in onnx_variants(tmp).items()
-        }
-        for name in openvino_record or {}:
-            path = tmp / OPENVINO_VARIANTS[name]
-            report.variants[name] = {
-                "file": path.name,
-                "bytes": path.stat().st_size + path.with_suffix(".bin").stat().st_size,
-                "runtime": "openvino",
-                **OPENVINO_BATCHING[name].to_dict(),
-            }
+        report.variants = _variant_table(tmp, openvino_record or {})
         report.default_variant = resolve_onnx_variant(tmp, "auto", gpu=config.device == "cuda")[0]
 
         if config.verify:
-            from imdb_deploy.verify import VerifyConfig, check_parity
-
-            started = time.perf_counter()
-            verify_config = VerifyConfig(
-                data=config.data,
-                split=config.split,
-                samples=config.verify_samples,
-                exact_samples=config.verify_exact_samples,
-                threshold_overrides=config.threshold_overrides,
-                optimize_level=config.optimize,
-                provider=config.device,  # check the graphs where they will run (fp16 on the GPU)
-            )
-            parity = check_parity(tmp, model=model_ref, config=verify_config, log=log)
-            report.seconds["verify"] = round(time.perf_counter() - started, 2)
-            report.parity = {**parity.to_dict(), "onnx_dir": str(out_dir)}
-            log(parity.summary())
-            parity.raise_for_failure()  # inside atomic_dir: a failed gate leaves no output folder
-            report.verified = True
-            if config.device == "cpu":
-                started = time.perf_counter()
-                report.runtime_choice = choose_default(
-                    tmp, report.parity, config.data, config.split, config.timing_samples, log
-                )
-                report.default_variant = report.runtime_choice["winner"]
-                report.seconds["timing"] = round(time.perf_counter() - started, 2)
-                log(_describe_choice(report.runtime_choice))
+            _gate_and_choose(tmp, model_ref, out_dir, config, report, log)  # raises: no folder is written
         else:
             report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
         report.checksums = file_checksums(tmp)  # every file of the folder, last: what the gate judged, unchanged
         write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
     return report
+
+
+def _quantization_for_this_cpu(config: ExportConfig, report: ExportReport, log: Callable[[str], None]):
+    """The INT8 settings for the target CPU (this one for "auto"); the CPU's facts and notes go in the report."""
+    detected, info = detect_quantization_target()
+    target = detected if config.quantize_target == "auto" else config.quantize_target
+    report.cpu = {**info, "detected_target": detected, "quantize_target": target}
+    if not info.get("int8_dot_product"):
+        # A note, not an alarm: INT8 usually still beats fp32 without VNNI (bench measures both), but VNNI
+        # doubles the int8 multiply-add rate.
+        report.warnings.append(
+            "this CPU has no VNNI-class int8 dot-product instructions (AVX512-VNNI / AVX-VNNI / ARM dotprod), "
+            "so INT8 runs on the slower multiply-and-widen path (half VNNI's rate); it usually still beats fp32 "
+            "and shrinks the model about 4x: `imdb-deploy bench` measures both on this machine"
+        )
+        log(f"note: {report.warnings[-1]}")
+    if info.get("note"):
+        report.warnings.append(info["note"])
+    return quantization_settings(target, config.per_channel, config.reduce_range)
+
+
+def _variant_table(folder: Path, openvino_record: dict) -> dict[str, dict]:
+    """export_report.json's `variants`: each file written, its size, fused operators and batching."""
+    variants = {
+        name: {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "operators": operator_counts(path),
+            **VARIANT_BATCHING[name].to_dict(),
+        }
+        for name, path in onnx_variants(folder).items()
+    }
+    for name in openvino_record:
+        path = folder / OPENVINO_VARIANTS[name]
+        variants[name] = {
+            "file": path.name,
+            "bytes": path.stat().st_size + path.with_suffix(".bin").stat().st_size,
+            "runtime": "openvino",
+            **OPENVINO_BATCHING[name].to_dict(),
+        }
+    return variants
+
+
+def _gate_and_choose(tmp: Path, model_ref: str, out_dir: Path, config: ExportConfig, report: ExportReport, log):
+    """The parity gate on the folder being written (raises ParityError on a failure: inside atomic_dir, no
+    folder is written), then, on the CPU, the measured choice of the default variant."""
+    from imdb_deploy.verify import VerifyConfig, check_parity
+
+    started = time.perf_counter()
+    verify_config = VerifyConfig(
+        data=config.data,
+        split=config.split,
+        samples=config.verify_samples,
+        exact_samples=config.verify_exact_samples,
+        threshold_overrides=config.threshold_overrides,
+        optimize_level=config.optimize,
+        provider=config.device,  # check the graphs where they will run (fp16 on the GPU)
+    )
+    parity = check_parity(tmp, model=model_ref, config=verify_config, log=log)
+    report.seconds["verify"] = round(time.perf_counter() - started, 2)
+    report.parity = {**parity.to_dict(), "onnx_dir": str(out_dir)}
+    log(parity.summary())
+    parity.raise_for_failure()
+    report.verified = True
+    if config.device == "cpu":
+        started = time.perf_counter()
+        report.runtime_choice = choose_default(
+            tmp, report.parity, config.data, config.split, config.timing_samples, log
+        )
+        report.default_variant = report.runtime_choice["winner"]
+        report.seconds["timing"] = round(time.perf_counter() - started, 2)
+        log(_describe_choice(report.runtime_choice))
 
 
 def choose_default(

@@ -1,20 +1,17 @@
 """`imdb-deploy serve`: an HTTP service over `Predictor` with dynamic batching, backpressure and metrics.
 
-One FastAPI app on uvicorn, speaking text-embeddings-inference's `/predict` (`imdb_deploy.serve_api` holds the
-contract). A request is admitted by its body bytes before the body is read and by its reviews once parsed;
-its reviews are tokenized in a tokenizer thread (the event loop never waits on the tokenizer; requests of
-more than FAST_LANE_BYTES go to a second thread, so one long review cannot hold up short ones), and queued
-one review per entry. A single batcher task takes reviews from the front of the queue, across requests, until
-the next one would push the batch past `max_batch_tokens` padded tokens (reviews x longest, the rule
+One FastAPI app on uvicorn, speaking text-embeddings-inference's `/predict` (the contract: serve_api). A request
+is admitted by its body bytes before the body is read and by its reviews once parsed; its reviews are tokenized in
+a tokenizer thread (requests over FAST_LANE_BYTES go to a second one, so one long review cannot hold up short
+ones) and queued one review per entry. A single batcher task takes reviews from the front of the queue, across
+requests, until the next would push the batch past `max_batch_tokens` padded tokens (reviews x longest, the rule
 text-embeddings-inference uses for padded models), and hands the batch to a model thread:
-`Predictor.logits_from_ids` sorts it by length and runs it in cache-sized onnxruntime calls (onnxruntime
-releases the GIL), or, for a per-review variant (the default INT8), one review per call on the Predictor's
-`workers` threads, with up to `workers` batches in flight so that no core idles at a batch's end. Every
-request's future is answered from the batch's rows. /health scores its pre-tokenized probe review on a
+`Predictor.logits_from_ids` sorts it by length and runs it in cache-sized calls (the runtimes release the GIL),
+or, for a per-review variant, one review per call on the Predictor's `workers` threads, with up to `workers`
+batches in flight so that no core idles at a batch's end. /health scores its pre-tokenized probe review on a
 thread of its own, so it never waits behind client work.
 
-Scoring goes through the Predictor's public methods (its tokenizer and settings, logits_from_ids), so the
-server answers exactly as `Predictor.predict` does, with whatever batch-invariance the Predictor's variant has.
+Scoring goes through the Predictor's public methods, so the server answers exactly as `Predictor.predict` does.
 """
 
 from __future__ import annotations

@@ -343,7 +343,7 @@ def test_serve_answers_concurrent_clients_from_openvino_exactly_as_offline(ov_di
     predictor = Predictor(ov_dir, variant="openvino-int8", threads=2)
     expected = predictor.predict_proba(texts)
     app = create_app(predictor, ServeConfig(access_log=False), ov_dir)
-    bodies = [{"inputs": texts[i : i + 3]} for i in range(0, 24, 3)]
+    bodies = [{"inputs": texts[i : i + 3], "details": True} for i in range(0, 24, 3)]  # our answer: probabilities
 
     async def post_all(base_url):
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
