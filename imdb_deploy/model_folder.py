@@ -127,6 +127,7 @@ class ExportFolder:
         path: the folder, as given.
         report: its export_report.json ({} when it has none, or it cannot be read: see `report_problem`).
         variants: the ONNX variants present, by name (artifacts.ONNX_VARIANTS).
+        openvino_variants: the OpenVINO IRs present (.xml and .bin), by name (openvino_runtime.OPENVINO_VARIANTS).
         tokenizer, settings, label_names: loaded on first use, once.
 
     Raises:
@@ -139,6 +140,7 @@ class ExportFolder:
             raise ModelLoadError(f"ONNX folder {str(path)!r}: no such folder; create it with `imdb-deploy export`")
         refuse_custom_code(self.path)
         self.variants = onnx_variants(self.path)
+        self.openvino_variants = openvino_variants(self.path)  # present whether or not the runtime is installed
         self.report: dict = {}
         self.report_problem: str | None = None
         if (self.path / EXPORT_REPORT).is_file():
@@ -187,9 +189,8 @@ class ExportFolder:
         name, path = pick_onnx_variant(self.path, self.variants, variant, gpu)
         if variant == "auto" and not gpu:
             available = list(self.variants)
-            on_openvino = openvino_variants(self.path)
-            if on_openvino and unavailable_reason() is None:
-                available += list(on_openvino)
+            if self.openvino_variants and unavailable_reason() is None:
+                available += list(self.openvino_variants)
             chosen = recorded_default(self.path, self.report, available)
             if chosen and chosen != name:
                 return self.resolve_variant(chosen)

@@ -37,7 +37,7 @@ from imdb_deploy.model_folder import (
     graph_companions,
     open_folder,
 )
-from imdb_deploy.openvino_runtime import LOSSY_PRECISIONS, OPENVINO_VARIANTS, openvino_variants, unavailable_reason
+from imdb_deploy.openvino_runtime import LOSSY_PRECISIONS, OPENVINO_VARIANTS, unavailable_reason
 
 # Every variant the gate checks (onnxruntime's and OpenVINO's), and the pseudo-variant whose thresholds an
 # openvino-fp32 gets when the CPU compiles it to a lossy precision (bf16 on AVX512-BF16/AMX CPUs).
@@ -514,7 +514,7 @@ def compare(
 def present_variants(onnx_dir: str | os.PathLike | ExportFolder) -> dict[str, Path]:
     """Every variant the folder holds: the ONNX ones, then the OpenVINO IRs."""
     folder = open_folder(onnx_dir)
-    return {**folder.variants, **openvino_variants(folder.path)}
+    return {**folder.variants, **folder.openvino_variants}
 
 
 def source_model(onnx_dir: str | os.PathLike | ExportFolder) -> str:

@@ -44,18 +44,23 @@ def cluster():
     cluster.shutdown()
 
 
+def write_parts(folder, rows: int, parts: int, seed: int, parquet_every: int = 0):
+    """`rows` toy reviews in `parts` equal files part-NN, JSONL, or Parquet for every `parquet_every`-th one."""
+    texts, _ = toy_reviews(rows, seed=seed, min_words=1, max_words=60)
+    size = rows // parts
+    for i in range(parts):
+        part = texts[i * size : (i + 1) * size]
+        if parquet_every and i % parquet_every == 0:
+            pd.DataFrame({"text": part}).to_parquet(folder / f"part-{i:02d}.parquet")
+        else:
+            (folder / f"part-{i:02d}.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in part))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory):
     """1,200 toy reviews in four files, two Parquet and two JSONL (ids are FILE:LINE)."""
-    folder = tmp_path_factory.mktemp("cluster-data")
-    texts, _ = toy_reviews(1200, seed=26, min_words=1, max_words=60)
-    for i in range(4):
-        part = texts[i * 300 : (i + 1) * 300]
-        if i % 2:
-            (folder / f"part-{i}.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in part))
-        else:
-            pd.DataFrame({"text": part}).to_parquet(folder / f"part-{i}.parquet")
-    return folder
+    return write_parts(tmp_path_factory.mktemp("cluster-data"), 1200, 4, seed=26, parquet_every=2)
 
 
 def local_engine(model, data, tmp_path) -> pd.DataFrame:
@@ -159,39 +164,6 @@ def test_a_worker_node_killed_mid_job_loses_no_row(cluster, reviews, tiny_onnx_d
     assert summary.nodes[victim.node_id]["rows"] > 0
     assert_same_rows(out, expected)
     assert sorted(os.listdir(tmp_path)) == ["local.jsonl", "out"]
-
-
-@pytest.fixture(scope="module")
-def many_files(tmp_path_factory):
-    """6,000 toy reviews in 30 JSONL files: a read task per file, so a pool that grows has work to take."""
-    folder = tmp_path_factory.mktemp("cluster-many")
-    texts, _ = toy_reviews(6000, seed=27, min_words=1, max_words=60)
-    for i in range(30):
-        part = texts[i * 200 : (i + 1) * 200]
-        (folder / f"part-{i:02d}.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in part))
-    return folder
-
-
-def test_an_autoscaling_pool_grows_onto_every_worker_node(cluster, many_files, tiny_onnx_dir, tmp_path):
-    """`--actors 1,4` starts one actor and Ray Data adds actors while each holds a waiting batch, as far as the
-    cluster's CPUs allow: both 1-CPU worker nodes end up scoring, every row once. (A node that joins mid-job
-    was not given an actor by Ray Data 2.60 within this job's seconds: README "Ray engine" says so.)"""
-    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
-
-    cluster, workers = cluster
-    expected = local_engine(tiny_onnx_dir, many_files, tmp_path)
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-    try:
-        config = RayPredictConfig(address=cluster.address, actors=(1, 4), chunk_size=4, progress=False)
-        summary = predict_ray(tiny_onnx_dir, [str(many_files)], tmp_path / "out", config)
-    finally:
-        ray.shutdown()
-
-    assert (summary.input_rows, summary.scored, summary.errors) == (6000, 6000, 0)
-    assert len(summary.actors) >= 2, summary.actors  # the pool grew past its minimum of 1
-    scored_on = {node for node, entry in summary.nodes.items() if entry["rows"] > 0}
-    assert {worker.node_id for worker in workers} <= scored_on, summary.nodes
-    assert_same_rows(tmp_path / "out", expected)
 
 
 def _rows_on(node: str) -> tuple[int, int] | None:
