@@ -33,3 +33,7 @@ class ConfigError(ImdbDeployError):
 
 class OutputError(ImdbDeployError):
     """An output cannot be written where asked: it exists, overlaps an input, or the disk refuses it."""
+
+
+class ISAMismatchWarning(UserWarning):
+    """The folder's default variant was measured on a CPU with other instruction-set flags."""

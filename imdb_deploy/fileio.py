@@ -12,48 +12,43 @@
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import errno
+import functools
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from imdb_deploy.errors import OutputError
+from imdb_deploy.machine import current_umask
 
 # Errors that mean "this place cannot take the output", not "the input is wrong".
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-_LEFTOVER = re.compile(r"^\..+\.imdb-([A-Za-z0-9]*)-(\d+)-[^.]*\.(?:tmp|partial|old)$")
+
+_LEFTOVER = re.compile(r"^\..+\.imdb-([A-Za-z0-9]*)-(\d+)-[^.]*\.(?:tmp|partial|old|swap)$")
 
 
 def _host_tag() -> str:
     """This machine's name, letters and digits only: a process id means nothing on another host (or in
     another container sharing the folder), so only our own host's leftovers are judged by pid."""
-    import socket
 
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16]
 
 
 _TEMP_TAG = f"imdb-{_host_tag()}-"
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it (Linux's /proc; os.umask twice elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError | None:
@@ -110,11 +105,12 @@ def honour_umask(folder: str | os.PathLike) -> None:
             os.chmod(path, mode)
 
 
-def _temp_name(path: Path) -> str:
+def temp_prefix(path: Path) -> str:
+    """The start of every temporary name this process uses beside `path` (see remove_leftovers)."""
     return f".{path.name}.{_TEMP_TAG}{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,7 +142,7 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
         if not match or match.group(1) != _host_tag():
             continue
         pid = int(match.group(2))
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -156,7 +152,7 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _make_parent(path: Path) -> None:
+def make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
@@ -200,9 +196,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         OutputError: the folder cannot be written (read-only, no permission) or the disk is full.
     """
     path = Path(path)
-    _make_parent(path)
+    make_parent(path)
     try:
-        fd, name = tempfile.mkstemp(prefix=_temp_name(path), suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise output_error(exc, path) or exc from exc
     os.close(fd)
@@ -221,123 +217,98 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     remove_leftovers(path.parent)
 
 
-def _is_protected(path: Path) -> str | None:
-    """Why replacing `path` would be destructive (the working folder, home, or one of their parents)."""
-    cwd, home = Path.cwd().resolve(), Path.home().resolve()
-    if path == cwd or path in cwd.parents:
-        return "the current working folder" if path == cwd else "a parent of the current working folder"
-    if path == home or path in home.parents:
-        return "your home folder" if path == home else "a parent of your home folder"
-    return None
+# renameat2(2) flags (Linux 3.15+, glibc 2.28+): fail instead of replacing; swap two names atomically.
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
 
 
-def refuse_replacing(path: str | os.PathLike, option: str = "--output") -> None:
-    """Refuse to replace the working folder, the home folder or one of their parents.
+@functools.cache
+def _renameat2():
+    """glibc's renameat2, or None where the C library has none (not Linux, musl, old glibc)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
 
-    Raises:
-        OutputError: naming the folder and the fix.
+
+def _rename2(src: Path, dst: Path, flags: int) -> bool:
+    """renameat2(src, dst, flags); False where the system cannot do it (no renameat2, or a filesystem without
+    the flag: EINVAL), so the caller falls back. Raises the OSError of a real failure (EEXIST, ENOENT...)."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
+
+
+def rename_noreplace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename `src` to `dst` only if nothing is at `dst`; FileExistsError otherwise, and `src` stays where it is.
+
+    Atomic where the system has renameat2's RENAME_NOREPLACE (Linux); a file elsewhere goes by a hard link (which
+    fails on an existing name) and an unlink; a folder elsewhere by a check and a rename, which a run starting in
+    the same instant can race.
     """
-    resolved = Path(path).expanduser().resolve()
-    why = _is_protected(resolved)
-    if why:
-        raise OutputError(
-            f"{option} {str(path)!r} is {why} ({resolved}); replacing it would delete everything in it. "
-            "Choose a new folder for the output"
-        )
+    src, dst = Path(src), Path(dst)
+    if _rename2(src, dst, _RENAME_NOREPLACE):
+        return
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    if src.is_dir() and not src.is_symlink():
+        os.rename(src, dst)
+        return
+    os.link(src, dst, follow_symlinks=False)
+    os.unlink(src)
 
 
-def _resolved(path: str | os.PathLike) -> Path:
-    return Path(path).expanduser().resolve()
+def exchange(first: str | os.PathLike, second: str | os.PathLike) -> None:
+    """Swap two existing names in one step (renameat2's RENAME_EXCHANGE); where the system cannot, by three
+    renames through a temporary name (not atomic: a crash in between leaves `second` under that name)."""
+    first, second = Path(first), Path(second)
+    if _rename2(first, second, _RENAME_EXCHANGE):
+        return
+    parked = second.with_name(f".{second.name}.{_TEMP_TAG}{os.getpid()}-.swap")
+    os.rename(second, parked)
+    os.rename(first, second)
+    os.rename(parked, first)
 
 
-def refuse_overlap(output: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], option: str) -> None:
-    """Refuse an output that is, holds, or sits inside one of the inputs (resolved paths, symlinks followed).
-
-    Args:
-        output: the output file or folder.
-        inputs: what each input is ("the input file", "the model folder") -> its path; None and "-" skip.
-        option: how the user named the output, e.g. "--output".
-
-    Raises:
-        OutputError: naming both paths and the fix.
-    """
-    out = _resolved(output)
-    for what, source in inputs.items():
-        if source is None or str(source) == "-":
-            continue
-        src = _resolved(source)
-        same = out == src
-        if not same and out.exists() and src.exists():
-            try:
-                same = os.path.samefile(out, src)  # hard links
-            except OSError:
-                same = False
-        if same:
-            relation = "is"
-        elif out in src.parents:
-            relation = "holds"
-        elif src in out.parents:
-            relation = "is inside"
-        else:
-            continue
-        raise OutputError(
-            f"{option} {str(output)!r} {relation} {what} {str(source)!r}; writing there could destroy the "
-            "input. Choose an output outside it"
-        )
+def remove_path(path: str | os.PathLike) -> None:
+    """Delete a file, a link or a folder tree; nothing if it is gone."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
-@contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it becomes `path` only if the block completes.
-
-    The folder is created with the mode `0777 & ~umask`. An existing `path` is replaced only at the end,
-    by two renames; when the block completes, leftovers of killed runs beside it are removed.
-
-    Args:
-        path: the final folder.
-        overwrite: replace an existing folder at `path` (else OutputError before any work).
+def temp_sibling(path: str | os.PathLike, folder: bool) -> Path:
+    """Create a temporary file or folder beside `path`, named so that remove_leftovers recognises it once this
+    process is gone, with the mode a new file or folder gets (`0666` / `0777` & ~umask).
 
     Raises:
-        OutputError: `path` exists and `overwrite` is False; `path` is the working or home folder (or a
-            parent of one); the place is not writable or the disk is full.
+        OutputError: the place cannot be written (a parent is a file, read-only, no permission, disk full).
     """
     path = Path(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise OutputError(f"{path} already exists; choose another output or pass --overwrite")
-        refuse_replacing(path)
-    _make_parent(path)
+    make_parent(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_name(path), suffix=".partial", dir=path.parent))
+        if folder:
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".partial", dir=path.parent))
+            os.chmod(tmp, 0o777 & ~current_umask())
+        else:
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+            os.chmod(tmp, 0o666 & ~current_umask())
     except OSError as exc:
         raise output_error(exc, path) or exc from exc
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())
-        yield tmp
-        replace_dir(tmp, path)
-    except OSError as exc:
-        error = output_error(exc, path)
-        if error is None:
-            raise
-        raise error from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    remove_leftovers(path.parent)
-
-
-def replace_dir(new: Path, path: Path) -> None:
-    """Put the complete folder `new` at `path`, replacing what is there by two renames, then delete the old."""
-    if path.exists() or path.is_symlink():
-        old = path.with_name(f".{path.name}.{_TEMP_TAG}{os.getpid()}-.old")
-        os.replace(path, old)
-        os.replace(new, path)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        os.replace(new, path)
+    return tmp
 
 
 def work_dir_name(path: str | os.PathLike) -> Path:
@@ -351,7 +322,6 @@ def work_dir_name(path: str | os.PathLike) -> Path:
 
 def remove_at_exit(path: str | os.PathLike) -> None:
     """Remove the folder `path` when the process exits, if it is still there (an interrupted run's work)."""
-    import atexit
 
     atexit.register(shutil.rmtree, Path(path), True)
 
@@ -366,7 +336,33 @@ def terminate_like_interrupt() -> None:
     Every temporary output is removed by the `finally` blocks it then runs through; call once from the
     main thread of a command-line process.
     """
-    import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+
+
+# --- checksums ---------------------------------------------------------------------------------------------
+
+_HASH_BLOCK = 1 << 20
+
+_digests: dict[tuple[str, int, int, int, int], str] = {}
+
+_digests_lock = threading.Lock()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, computed once per process while its inode, size and mtime stay the same."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _digests_lock:
+        known = _digests.get(key)
+    if known is not None:
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+    with _digests_lock:
+        _digests[key] = digest.hexdigest()
+    return _digests[key]

@@ -11,6 +11,7 @@ import gc
 import os
 import platform
 import re
+import resource
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -18,8 +19,23 @@ from pathlib import Path
 
 import psutil
 
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux's /proc; os.umask twice elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 # The libraries that produce and run the models, as export_report.json records them.
 STACK = ("imdb-deploy", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime")
+
 # A distribution that provides the same module under another name (the GPU build of onnxruntime).
 _ALTERNATIVES = {"onnxruntime": ("onnxruntime-gpu",)}
 
@@ -54,15 +70,13 @@ INT8_PATHS = (
     ("avx2", 32, "VPMADDUBSW ymm + VPMADDWD ymm (widen to int32): 32 multiply-adds per 2 multiply uops, 2/cycle"),
     ("sse4_1", 16, "PMADDUBSW xmm + PMADDWD xmm: 16 multiply-adds per 2 multiply uops, 2/cycle"),
 )
+
 # fp32 multiply-adds per cycle per core: two FMA units of W/32 lanes.
 FP32_PATHS = (
     ("avx512f", 32, "2 x VFMADD zmm (16 lanes) per cycle"),
     ("fma", 16, "2 x VFMADD ymm (8 lanes) per cycle"),
     ("sse2", 8, "2 x (MULPS + ADDPS) xmm (4 lanes) per cycle"),
 )
-
-
-# --- CPU ------------------------------------------------------------------------------------------------
 
 
 @functools.cache
@@ -134,9 +148,6 @@ def clock_ghz() -> tuple[float | None, str]:
     return None, "unknown (pass --cpu-ghz)"
 
 
-# --- memory ---------------------------------------------------------------------------------------------
-
-
 def memory_gib() -> float:
     """Total memory of the machine in GiB (one decimal)."""
     return round(psutil.virtual_memory().total / 2**30, 1)
@@ -155,7 +166,6 @@ def _peak_resident_mb() -> float:
             return round(int(match.group(1)) / 1024, 1)
     except OSError:
         pass
-    import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
@@ -183,9 +193,6 @@ class PeakMemory:
         self.peak_mb = _peak_resident_mb()
 
 
-# --- software -------------------------------------------------------------------------------------------
-
-
 def versions(names: Sequence[str] = STACK) -> dict[str, str | None]:
     """Installed versions of these distributions (None for a missing one)."""
     out = {}
@@ -198,9 +205,6 @@ def versions(names: Sequence[str] = STACK) -> dict[str, str | None]:
             except PackageNotFoundError:
                 continue
     return out
-
-
-# --- the whole machine and its peaks --------------------------------------------------------------------
 
 
 def machine_info(cpu_ghz: float | None = None, packages: Sequence[str] = (*STACK, "numpy")) -> dict:

@@ -1,10 +1,30 @@
-"""Classification metrics, computed with scikit-learn (the Hub's `evaluate` metrics need network access)."""
+"""Classification metrics (scikit-learn) and the numeric helpers every stage shares: softmax, cross-entropy."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, for stable probability comparisons."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits: np.ndarray, labels) -> float:
+    """Mean cross-entropy of logits against labels."""
+    probs = softmax(logits)
+    picked = probs[np.arange(len(probs)), np.asarray(labels, dtype=np.int64)]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+
+def metrics_from_logits(logits: np.ndarray, labels) -> dict:
+    """Classification metrics plus loss from logits."""
+    return classification_metrics(labels, logits.argmax(axis=1), loss=cross_entropy(logits, labels))
 
 
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int], loss: float | None = None) -> dict:
@@ -18,7 +38,6 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], lo
     Returns:
         A JSON-ready dict; `confusion_matrix` is [[TN, FP], [FN, TP]].
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # slow to import
 
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)

@@ -17,6 +17,7 @@ import numpy as np
 from imdb_deploy.errors import ConfigError
 
 TRUNCATION_STRATEGIES = ("head", "head+tail")
+
 LABEL_NAMES = ("negative", "positive")
 
 

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imdb_deploy.artifacts import onnx_variants, open_onnx_session  # noqa: E402
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
-from imdb_deploy.evaluation import softmax  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.metrics import softmax  # noqa: E402
+from imdb_deploy.rows.labelled import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.runtimes.onnx import onnx_variants, open_onnx_session  # noqa: E402
+from imdb_deploy.runtimes.predictor import Predictor  # noqa: E402
 
 PAIRS = (("one", "default"), ("one", "random32"), ("default", "random32"), ("one", "random32-raw"))
 
@@ -78,7 +78,8 @@ def static_predictors(onnx_dir: Path, work: Path, calibration: int) -> dict[str,
     """Static INT8 (QDQ and QOperator, per channel) of the folder's fp32 graph, calibrated on train reviews."""
     from invariance_speed import DATA, quantize_static
 
-    from imdb_deploy.artifacts import load_settings, load_tokenizer
+    from imdb_deploy.folders import load_settings
+    from imdb_deploy.runtimes.folder import load_tokenizer
     from imdb_deploy.tokenization import encode
 
     tokenizer = load_tokenizer(onnx_dir)

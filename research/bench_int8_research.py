@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.architectures import save_random_classifier, useful_macs
-from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
-from imdb_deploy.data import load_split, stratified_sample
-from imdb_deploy.export import cls_only_last_layer
+from imdb_deploy.export.stage import cls_only_last_layer
+from imdb_deploy.folders import load_settings
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier
 from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted_batches, pad
+from imdb_deploy.training.architectures import save_random_classifier, useful_macs
 
 
 def log(*parts) -> None:

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.artifacts import ONNX_VARIANTS, load_tokenizer
-from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.fileio import write_json_atomic
-from imdb_deploy.predict import Predictor
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.config import ONNX_VARIANTS
+from imdb_deploy.runtimes.folder import load_tokenizer
+from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.tokenization import length_sorted_batches
 
 

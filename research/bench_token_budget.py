@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from imdb_deploy.data import load_split, stratified_sample
-from imdb_deploy.predict import Predictor
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.predictor import Predictor
 
 
 def main() -> None:

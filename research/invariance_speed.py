@@ -40,11 +40,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imdb_deploy.artifacts import load_settings, load_tokenizer, open_onnx_session  # noqa: E402
-from imdb_deploy.bench import BenchConfig, build_random_model, parse_architecture  # noqa: E402
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.folders import load_settings  # noqa: E402
+from imdb_deploy.rows.labelled import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.runtimes.folder import load_tokenizer  # noqa: E402
+from imdb_deploy.runtimes.onnx import open_onnx_session  # noqa: E402
+from imdb_deploy.runtimes.predictor import Predictor  # noqa: E402
 from imdb_deploy.tokenization import encode  # noqa: E402
+from imdb_deploy.training.architectures import save_random_classifier  # noqa: E402
 
 SIZES = {
     "base": ("distilbert-base", 512),
@@ -58,14 +60,14 @@ def log(*parts) -> None:
 
 def prepare(work: Path, size: str, calibration: int, data: str, tokenizer: str) -> Path:
     """Random-weight model, its export (fp32, fused, dynamic INT8) and two static INT8 files."""
-    from imdb_deploy.export import ExportConfig, export
+    from imdb_deploy.export.config import ExportConfig
+    from imdb_deploy.export.stage import export
 
     spec, max_length = SIZES[size]
     folder = work / size
     onnx_dir = folder / "onnx"
     if not (onnx_dir / "model_quantized.onnx").is_file():
-        config = BenchConfig(tokenizer=tokenizer, max_length=max_length)
-        build_random_model(spec, parse_architecture(spec), folder / "model", config)
+        save_random_classifier(spec, folder / "model", tokenizer=tokenizer, max_length=max_length)
         export(folder / "model", onnx_dir, ExportConfig(quantize=True, verify=False, overwrite=True), log=log)
     tokenizer = load_tokenizer(onnx_dir)
     settings = load_settings(onnx_dir, tokenizer)

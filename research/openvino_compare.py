@@ -29,10 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imdb_deploy import openvino_runtime as ovr  # noqa: E402
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
-from imdb_deploy.evaluation import softmax  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.metrics import softmax  # noqa: E402
+from imdb_deploy.rows.labelled import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.runtimes import config as ov_config  # noqa: E402
+from imdb_deploy.runtimes import openvino as ovr  # noqa: E402
+from imdb_deploy.runtimes.predictor import Predictor  # noqa: E402
 
 # name -> (kind, settings). kind: pytorch | ort | ov; ov settings: graph, precision, hint.
 CANDIDATES = {
@@ -53,7 +54,7 @@ def log(message: str) -> None:
 
 
 def int8_path(work: Path, source: str, samples: int) -> Path:
-    return work / f"int8-{source}-{samples}" / ovr.INT8_IR
+    return work / f"int8-{source}-{samples}" / ov_config.INT8_IR
 
 
 def quantize(args) -> None:
@@ -75,7 +76,7 @@ def open_candidate(name: str, args, torch_dir: str):
     if kind == "pytorch":
         import torch
 
-        from imdb_deploy.artifacts import load_tokenizer, load_torch_classifier
+        from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier
         from imdb_deploy.tokenization import length_sorted_batches, pad
 
         torch.set_num_threads(args.threads)
@@ -118,7 +119,7 @@ def timed(score, ids, repeats: int) -> tuple[np.ndarray, list[float]]:
 
 
 def compare(args) -> None:
-    from imdb_deploy.verify import source_model
+    from imdb_deploy.runtimes.folder import source_model
 
     torch_dir = args.torch or source_model(args.onnx)
     data = stratified_sample(load_split(args.data, "test"), args.samples, args.seed)
@@ -160,7 +161,7 @@ def compare(args) -> None:
         for ref in ("predict", "pytorch-fp32"):
             if ref in results:
                 row[f"ratio_vs_{ref}"] = row["reviews_per_s"] / results[ref]["reviews_per_s"]
-    from imdb_deploy.bench import machine_info
+    from imdb_deploy.machine import machine_info
 
     report = {
         "onnx": args.onnx,
@@ -200,7 +201,7 @@ def main() -> None:
     parser.add_argument("--torch", default=None, help="PyTorch folder; default: the export report's source")
     parser.add_argument("--data", default="imdb", help="Hub id (imdb) or a local folder with train/test files")
     parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--calibration-samples", type=int, default=ovr.DEFAULT_CALIBRATION_SAMPLES)
+    parser.add_argument("--calibration-samples", type=int, default=ov_config.DEFAULT_CALIBRATION_SAMPLES)
     parser.add_argument("--sources", default="fp32,optimized", help="graphs to quantize (--stage quantize)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)

@@ -27,11 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from imdb_deploy import openvino_runtime as ovr  # noqa: E402
-from imdb_deploy.artifacts import ONNX_VARIANTS  # noqa: E402
-from imdb_deploy.data import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.export import stage as export_stage  # noqa: E402
 from imdb_deploy.machine import machine_info  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.rows.labelled import load_split, stratified_sample  # noqa: E402
+from imdb_deploy.runtimes import config as ov_config  # noqa: E402
+from imdb_deploy.runtimes import openvino as ovr  # noqa: E402
+from imdb_deploy.runtimes.config import ONNX_VARIANTS  # noqa: E402
+from imdb_deploy.runtimes.predictor import Predictor  # noqa: E402
 
 # Bucket of an op, by (lower-cased) op type or OpenVINO layer type / name, first match wins.
 BUCKETS = (
@@ -100,10 +102,12 @@ def profile_onnxruntime(onnx_dir: Path, encoded: list[list[int]], work: Path) ->
 def profile_openvino(onnx_dir: Path, encoded: list[list[int]], work: Path, calibration: int, data: str) -> dict:
     import openvino as ov
 
-    ir = onnx_dir / ovr.INT8_IR if (onnx_dir / ovr.INT8_IR).is_file() else work / ovr.INT8_IR
+    ir = onnx_dir / ov_config.INT8_IR if (onnx_dir / ov_config.INT8_IR).is_file() else work / ov_config.INT8_IR
     if not ir.is_file():
         log(f"nncf static INT8 on {calibration} training reviews -> {ir}")
-        ovr.quantize_static(onnx_dir, ovr.calibration_reviews(data, calibration).texts, ir, calibration_source=data)
+        ovr.quantize_static(
+            onnx_dir, export_stage.calibration_reviews(data, calibration).texts, ir, calibration_source=data
+        )
     core = ov.Core()
     properties = {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1}
     compiled = core.compile_model(core.read_model(str(ir)), "CPU", properties)

@@ -22,10 +22,10 @@ import json
 import time
 from pathlib import Path
 
-from imdb_deploy.artifacts import load_export_report
-from imdb_deploy.data import load_split, stratified_sample
+from imdb_deploy.folders import load_export_report
 from imdb_deploy.machine import machine_info
-from imdb_deploy.predict import Predictor
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.predictor import Predictor
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 
 def write_shards(data: str, split: str, skip: int, rows: int, shards: int, folder: Path) -> list[Path]:
     """`rows` reviews of `split` from row `skip` on, as `shards` Parquet files (text column only: ids are FILE:ROW)."""
-    from imdb_deploy.data import load_split
+    from imdb_deploy.rows.labelled import load_split
 
     texts = load_split(data, split).texts
     frame = pd.DataFrame({"text": texts[skip : skip + rows]})
@@ -46,8 +46,9 @@ def write_shards(data: str, split: str, skip: int, rows: int, shards: int, folde
 
 
 def run_local(model: str, shards: Path, out: Path, threads: int, chunk_size: int) -> dict:
-    from imdb_deploy import Predictor
-    from imdb_deploy.predict import PredictFileConfig, predict_file
+    from imdb_deploy.engines.config import PredictFileConfig
+    from imdb_deploy.engines.local import predict_file
+    from imdb_deploy.runtimes.predictor import Predictor
 
     start = time.perf_counter()
     predictor = Predictor(model, threads=threads)
@@ -66,7 +67,8 @@ def run_local(model: str, shards: Path, out: Path, threads: int, chunk_size: int
 
 
 def run_ray(model: str, shards: Path, out: Path, actors: int, cpus: int, chunk_size: int, start: str) -> dict:
-    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     config = RayPredictConfig(
         actors=(actors, actors), cpus_per_actor=cpus, chunk_size=chunk_size, progress=False, lean_start=start == "lean"

@@ -290,9 +290,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from imdb_deploy.bench import machine_info
-    from imdb_deploy.data import load_split
-    from imdb_deploy.predict import Predictor
+    from imdb_deploy.machine import machine_info
+    from imdb_deploy.rows.labelled import load_split
+    from imdb_deploy.runtimes.predictor import Predictor
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

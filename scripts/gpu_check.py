@@ -38,9 +38,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the GPU machine runs the working tree, not an installed package
 
-from imdb_deploy.architectures import TINY, random_classifier, useful_macs  # noqa: E402
 from imdb_deploy.fileio import write_json_atomic  # noqa: E402
 from imdb_deploy.machine import logical_cpus, versions  # noqa: E402
+from imdb_deploy.outputs import Output  # noqa: E402
+from imdb_deploy.training.architectures import TINY, random_classifier, useful_macs  # noqa: E402
 
 SCHEMA = "imdb-deploy/gpu-check/1"
 SECTIONS = ("setup", "train_bf16", "inference", "full_recipe")
@@ -175,12 +176,11 @@ def prepare(source: str, tokenizer_dir: str, out: Path, train_reviews: int, test
     """Write the folder that travels: train.parquet, test.parquet, tokenizer/ and manifest.json."""
     import pandas as pd
 
-    from imdb_deploy.artifacts import load_tokenizer
-    from imdb_deploy.data import load_split, stratified_sample
-    from imdb_deploy.fileio import atomic_dir
+    from imdb_deploy.rows.labelled import load_split, stratified_sample
+    from imdb_deploy.runtimes.folder import load_tokenizer
 
     counts = {}
-    with atomic_dir(out, overwrite=True) as tmp:
+    with Output(out, {"the --data source": source}, folder=True, overwrite=True).writing() as tmp:
         for split, n in (("train", train_reviews), ("test", test_reviews)):
             sample = stratified_sample(load_split(source, split), n, seed)
             pd.DataFrame({"text": sample.texts, "label": sample.labels}).to_parquet(tmp / f"{split}.parquet")
@@ -255,8 +255,8 @@ def setup(entry: dict, data_dir: Path, tokenizer_dir: Path, profile: Profile, sm
     """Device, tokenizer and tokenized reviews; times encode() on this machine's CPU."""
     import torch
 
-    from imdb_deploy.artifacts import load_tokenizer
-    from imdb_deploy.data import load_split, stratified_sample
+    from imdb_deploy.rows.labelled import load_split, stratified_sample
+    from imdb_deploy.runtimes.folder import load_tokenizer
     from imdb_deploy.tokenization import TokenizationSettings, encode
 
     if not data_dir.is_dir():
@@ -313,7 +313,7 @@ def train_bf16(entry: dict, state: dict, profile: Profile) -> None:
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from imdb_deploy.tokenization import pad
-    from imdb_deploy.train_step import make_optimizer, training_step
+    from imdb_deploy.training.step import make_optimizer, training_step
 
     device, tokenizer = state["device"], state["tokenizer"]
     ids, labels = state["train"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imdb_deploy.data import load_split, stratified_sample
+from imdb_deploy.rows.labelled import load_split, stratified_sample
 
 RESOURCES = Path(__file__).resolve().parents[1] / "imdb_deploy" / "resources"
 # Published sha256 of the full labelled splits (the Hub's stanfordnlp/imdb, as Parquet).

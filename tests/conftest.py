@@ -77,7 +77,8 @@ def tiny_classifier_dir(tmp_path_factory, tiny_model_dir):
     """
     import torch
 
-    from imdb_deploy.artifacts import load_tokenizer, load_torch_classifier, write_train_config
+    from imdb_deploy.folders import write_train_config
+    from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier
     from imdb_deploy.tokenization import TokenizationSettings
 
     folder = tmp_path_factory.mktemp("tiny-classifier")
@@ -107,7 +108,8 @@ def tiny_onnx_dir(tmp_path_factory, tiny_classifier_dir):
     """`tiny_classifier_dir` exported by `imdb-deploy export --quantize`: model.onnx, model_optimized.onnx,
     model_quantized.onnx, tokenizer, config.json, train_config.json, export_report.json (parity not run).
     """
-    from imdb_deploy.export import ExportConfig, export
+    from imdb_deploy.export.config import ExportConfig
+    from imdb_deploy.export.stage import export
 
     folder = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
     export(tiny_classifier_dir, folder, ExportConfig(quantize=True, verify=False))
@@ -120,7 +122,7 @@ class Interrupted(Exception):
 
 def interrupt_at_step(monkeypatch, step: int) -> None:
     """Make train's `step`-th optimizer step raise Interrupted (one batch per step: no accumulation)."""
-    import imdb_deploy.train as train_module
+    import imdb_deploy.training.train as train_module
 
     calls = {"n": 0}
     real_step = train_module.training_step

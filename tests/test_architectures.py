@@ -6,8 +6,14 @@ import json
 
 import pytest
 
-from imdb_deploy.architectures import TINY, parse_architecture, random_classifier, save_random_classifier, useful_macs
 from imdb_deploy.errors import ConfigError
+from imdb_deploy.training.architectures import (
+    TINY,
+    parse_architecture,
+    random_classifier,
+    save_random_classifier,
+    useful_macs,
+)
 
 
 def test_useful_macs_counts_real_tokens():

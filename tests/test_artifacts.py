@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from imdb_deploy import __version__
-from imdb_deploy.artifacts import TRAIN_CONFIG, TRAIN_CONFIG_FIELDS, load_settings, write_train_config
+from imdb_deploy.folders import TRAIN_CONFIG, TRAIN_CONFIG_FIELDS, load_settings, write_train_config
 from imdb_deploy.tokenization import TokenizationSettings
+from imdb_deploy.version import __version__
 
 
 def test_every_key_is_written_and_the_settings_read_back(tmp_path):

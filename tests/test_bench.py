@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import bench, bench_report
+from imdb_deploy.bench import config as bench_config
+from imdb_deploy.bench import report as bench_report
+from imdb_deploy.bench import run as bench
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
 
 SAMPLES = 12  # fewer than --batch-size: every row sees all reviews in one batch, so INT8 scales match predict's
 # The openvino-* Predictor rows need the IR in the folder, which bench's own (ungated) export does not write.
-CPU_ROWS = [row.name for row in bench.ROWS if row.device == "cpu" and not row.variant.startswith("openvino-")]
+CPU_ROWS = [row.name for row in bench_config.ROWS if row.device == "cpu" and not row.variant.startswith("openvino-")]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,9 @@ def trained_dir(tiny_classifier_dir, toy_data_dir, tmp_path_factory):
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier
-    from imdb_deploy.data import load_split
+    from imdb_deploy.folders import load_settings
+    from imdb_deploy.rows.labelled import load_split
+    from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier
     from imdb_deploy.tokenization import encode, pad
 
     folder = tmp_path_factory.mktemp("bench-model") / "model"
@@ -71,7 +74,7 @@ def bench_run(trained_dir, toy_data_dir, tmp_path_factory):
 
 def test_bench_writes_a_complete_report_and_table(bench_run):
     out, result, report = bench_run
-    assert list(report["rows"]) == [row.name for row in bench.ROWS]
+    assert list(report["rows"]) == [row.name for row in bench_config.ROWS]
     for name in CPU_ROWS:
         row = report["rows"][name]
         assert row["status"] == "ok", (name, row)
@@ -123,10 +126,12 @@ def test_bench_chart_is_a_valid_png(bench_run):
 
 
 def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, toy_data_dir):
-    from imdb_deploy.data import load_split, stratified_sample
-    from imdb_deploy.evaluation import EvaluateConfig, evaluate
-    from imdb_deploy.openvino_runtime import INT8_IR, OpenVINOModel
-    from imdb_deploy.predict import Predictor
+    from imdb_deploy.rows.labelled import load_split, stratified_sample
+    from imdb_deploy.runtimes.config import INT8_IR
+    from imdb_deploy.runtimes.openvino import OpenVINOModel
+    from imdb_deploy.runtimes.predictor import Predictor
+    from imdb_deploy.training.config import EvaluateConfig
+    from imdb_deploy.training.evaluate import evaluate
 
     out, _, report = bench_run
     evaluated = evaluate(trained_dir, EvaluateConfig(data=str(toy_data_dir), max_samples=SAMPLES), progress=False)
@@ -152,7 +157,7 @@ def test_every_row_accuracy_equals_evaluate_and_predict(bench_run, trained_dir, 
 
 def test_architecture_spec_times_random_weights_without_accuracy(tiny_model_dir, toy_data_dir, tmp_path):
     spec = "distilbert-base:n_layers=1,dim=32,hidden_dim=64,n_heads=2"
-    config = bench.BenchConfig(
+    config = bench_config.BenchConfig(
         data=str(toy_data_dir),
         samples=8,
         rows=("pytorch-fp32", "predict"),
@@ -186,7 +191,7 @@ def test_latency_sets_take_the_shortest_and_longest_quarter():
 
 def test_bad_settings_name_the_value(tmp_path):
     with pytest.raises(ConfigError, match="rows=gpu-magic"):
-        bench.BenchConfig(rows=("gpu-magic",))
+        bench_config.BenchConfig(rows=("gpu-magic",))
     result = CliRunner().invoke(cli, ["bench", "--model", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no such folder and not an architecture" in result.output
 
@@ -195,11 +200,11 @@ def test_bad_settings_name_the_value(tmp_path):
 def test_half_precision_pytorch_rows_cast_the_model(trained_dir, dtype):
     """The CUDA rows' dtype handling, run on the CPU (the device is the only difference)."""
     target = bench.ModelUnderTest(str(trained_dir), "trained", trained_dir, trained_dir, True)
-    config = bench.BenchConfig(batch_size=4)
+    config = bench_config.BenchConfig(batch_size=4)
     texts = ["a wonderful film", "dull and boring", "great acting"]
     logits = {}
     for name, variant in (("fp32", "fp32"), (dtype, dtype)):
-        runner = bench._open_row(bench.Row(name, "test", "pytorch", variant, "input-order"), target, config)
+        runner = bench._open_row(bench_config.Row(name, "test", "pytorch", variant, "input-order"), target, config)
         try:
             logits[name] = runner.logits(texts)
         finally:
@@ -213,7 +218,7 @@ def test_openvino_rows_are_skipped_with_the_reason_without_the_extra(monkeypatch
     import sys
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    row = next(row for row in bench.ROWS if row.name == "openvino-int8")
+    row = next(row for row in bench_config.ROWS if row.name == "openvino-int8")
     assert bench.row_unavailable(row) == (
         "openvino is not installed: pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
     )

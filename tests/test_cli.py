@@ -7,19 +7,24 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import bench, demo, evaluation, export, predict, serve_config, train, verify
+from imdb_deploy.bench.config import BenchConfig
 from imdb_deploy.cli import cli
+from imdb_deploy.demo.config import DemoConfig
+from imdb_deploy.engines.config import PredictFileConfig
+from imdb_deploy.export.config import ExportConfig, VerifyConfig
+from imdb_deploy.serve.config import ServeConfig
+from imdb_deploy.training.config import EvaluateConfig, TrainConfig
 
 # The config dataclass (or class) whose fields each command's options fill.
 CONFIGS = {
-    "train": train.TrainConfig,
-    "evaluate": evaluation.EvaluateConfig,
-    "export": export.ExportConfig,
-    "verify": verify.VerifyConfig,
-    "predict": predict.PredictFileConfig,
-    "bench": bench.BenchConfig,
-    "demo": demo.DemoConfig,
-    "serve": serve_config.ServeConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "export": ExportConfig,
+    "verify": VerifyConfig,
+    "predict": PredictFileConfig,
+    "bench": BenchConfig,
+    "demo": DemoConfig,
+    "serve": ServeConfig,
 }
 
 

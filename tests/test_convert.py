@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from imdb_deploy import convert
 from imdb_deploy.errors import ModelLoadError
+from imdb_deploy.folders import user_cache_dir
+from imdb_deploy.training import convert
 from tests.conftest import toy_reviews
 
 # sha256 of the converted all-MiniLM-L6-v2 model.safetensors; the same file as
@@ -140,10 +141,10 @@ def test_offline_base_model_converts_once_then_uses_the_cache(tmp_path, tiny_ber
 
 def test_default_cache_dir_follows_hf_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    assert convert.default_cache_dir() == tmp_path / "imdb-deploy"
+    assert user_cache_dir() == tmp_path / "imdb-deploy"
     monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert convert.default_cache_dir() == tmp_path / "xdg" / "imdb-deploy"
+    assert user_cache_dir() == tmp_path / "xdg" / "imdb-deploy"
 
 
 @pytest.mark.slow
@@ -155,7 +156,7 @@ def test_default_cache_dir_follows_hf_home(tmp_path, monkeypatch):
 def test_real_minilm_matches_the_bert_original_on_real_reviews(tmp_path):
     from transformers import AutoModel, AutoTokenizer, BertModel
 
-    from imdb_deploy.data import load_split
+    from imdb_deploy.rows.labelled import load_split
 
     source = convert.minilm_source_dir()  # checks the published sha256
     out = convert.offline_base_model(tmp_path)

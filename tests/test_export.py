@@ -10,18 +10,15 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy import export as export_module
-from imdb_deploy.artifacts import (
-    EXPORT_REPORT,
-    ONNX_VARIANTS,
-    TRAIN_CONFIG,
-    load_torch_classifier,
-    onnx_variants,
-    open_onnx_session,
-)
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
-from imdb_deploy.export import ExportConfig, detect_quantization_target
+from imdb_deploy.export import stage as export_module
+from imdb_deploy.export.config import ExportConfig
+from imdb_deploy.export.stage import detect_quantization_target
+from imdb_deploy.folders import EXPORT_REPORT, TRAIN_CONFIG
+from imdb_deploy.runtimes.config import ONNX_VARIANTS
+from imdb_deploy.runtimes.folder import load_torch_classifier
+from imdb_deploy.runtimes.onnx import onnx_variants, open_onnx_session
 
 INTEGER_MATMULS = {"MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QAttention"}
 

@@ -13,18 +13,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy.artifacts import ONNX_VARIANTS, open_onnx_session
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
-from imdb_deploy.export import ExportConfig, export
-from imdb_deploy.export_config import QUANTIZATION_TARGETS
-from imdb_deploy.exporters import (
+from imdb_deploy.export.config import QUANTIZATION_TARGETS, ExportConfig
+from imdb_deploy.export.exporters import (
     FUSION_LEVELS,
     _fusion_options,
     optimum_status,
     quantization_settings,
     resolve_exporter,
 )
+from imdb_deploy.export.stage import export
+from imdb_deploy.runtimes.config import ONNX_VARIANTS
+from imdb_deploy.runtimes.onnx import open_onnx_session
 
 OPTIMUM, OPTIMUM_DETAIL = optimum_status()
 needs_optimum = pytest.mark.skipif(not OPTIMUM, reason=f"optimum-onnx does not import here ({OPTIMUM_DETAIL})")

@@ -138,7 +138,7 @@ def test_every_transformers_load_refuses_remote_code():
 
     package = Path(__file__).resolve().parents[1] / "imdb_deploy"
     calls = 0
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         text = path.read_text()
         for match in re.finditer(r"(Auto\w+\.from_pretrained|main_export)\(", text):
             depth, end = 0, match.end() - 1
@@ -225,7 +225,8 @@ def test_train_overwrite_refuses_the_working_and_home_folder(
 def test_train_overwrite_replaces_the_old_folder_only_when_complete(
     tiny_model_dir, toy_data_dir, tmp_path, monkeypatch
 ):
-    from imdb_deploy.train import TrainConfig, train
+    from imdb_deploy.training.config import TrainConfig
+    from imdb_deploy.training.train import train
 
     out = tmp_path / "model"
     out.mkdir()
@@ -260,15 +261,12 @@ def test_export_refuses_an_output_that_holds_or_sits_inside_the_model(tiny_class
     assert (model / "model.safetensors").is_file() and not (model / "onnx").exists()
 
 
-def test_atomic_dir_raises_the_package_error_for_an_existing_folder(tmp_path):
-    from imdb_deploy.fileio import atomic_dir
+def test_a_folder_output_raises_the_package_error_for_an_existing_folder(tmp_path):
+    from imdb_deploy.outputs import Output
 
     (tmp_path / "out").mkdir()
-    with (
-        pytest.raises(OutputError, match="already exists; choose another output or pass --overwrite"),
-        atomic_dir(tmp_path / "out"),
-    ):
-        pass
+    with pytest.raises(OutputError, match="already exists; choose another output or pass --overwrite"):
+        Output(tmp_path / "out", folder=True)
     assert issubclass(OutputError, ImdbDeployError) and not issubclass(OutputError, FileExistsError)
 
 
@@ -357,7 +355,7 @@ def test_a_quote_never_closed_to_the_end_of_the_file_is_one_bad_row(onnx_dir, tm
 
 
 def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.readers as inputs
+    import imdb_deploy.rows.readers as inputs
 
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 2000)
     source = tmp_path / "in.csv"
@@ -375,7 +373,7 @@ def test_csv_field_over_the_cap_is_a_bad_row_and_reading_goes_on(onnx_dir, tmp_p
 
 
 def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
-    from imdb_deploy.sources import MAX_JSON_DEPTH
+    from imdb_deploy.jsonlimits import MAX_JSON_DEPTH
 
     deep = '{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
     source = tmp_path / "in.jsonl"
@@ -389,9 +387,10 @@ def test_deeply_nested_json_is_a_bad_row(onnx_dir, tmp_path):
 
 
 def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, monkeypatch):
-    import imdb_deploy.readers as inputs
+    import imdb_deploy.reviews as reviews
+    import imdb_deploy.rows.readers as inputs
 
-    monkeypatch.setattr(inputs, "MAX_REVIEW_BYTES", 1000)
+    monkeypatch.setattr(reviews, "MAX_REVIEW_BYTES", 1000)
     monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 4000)
     long_review, huge_line = "great " * 300, "bad " * 2000  # 1,800 bytes; 8,000 bytes
     cases = {
@@ -410,8 +409,8 @@ def test_review_and_line_caps_are_bad_rows_in_every_format(onnx_dir, tmp_path, m
 
 
 def test_validate_review_is_the_check_a_server_can_call():
-    from imdb_deploy.readers import MAX_REVIEW_BYTES, validate_review
-    from imdb_deploy.sources import MAX_JSON_DEPTH, loads_checked
+    from imdb_deploy.jsonlimits import MAX_JSON_DEPTH, loads_checked
+    from imdb_deploy.reviews import MAX_REVIEW_BYTES, validate_review
 
     assert validate_review("A fine film.") == "A fine film."
     for bad, message in (
@@ -431,7 +430,8 @@ def test_validate_review_is_the_check_a_server_can_call():
 _RSS_SCRIPT = """
 import json, resource, sys
 from imdb_deploy import Predictor
-from imdb_deploy.predict import PredictFileConfig, predict_file
+from imdb_deploy.engines.config import PredictFileConfig
+from imdb_deploy.engines.local import predict_file
 
 predictor = Predictor(sys.argv[1], variant="fp32")
 config = PredictFileConfig(on_error="skip", progress=False)
@@ -514,7 +514,7 @@ def test_export_on_a_full_disk_blames_the_disk_not_the_model(tiny_classifier_dir
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch.onnx, "export", full)  # the default install's exporter (imdb_deploy.exporters)
+    monkeypatch.setattr(torch.onnx, "export", full)  # the default install's exporter (imdb_deploy.export.exporters)
     out = tmp_path / "onnx"
     line = one_line_error(run_cli(["export", tiny_classifier_dir, "-o", out, "--no-verify", "-q"]))
     assert "No space left on device" in line and "free some space" in line
@@ -573,7 +573,8 @@ class _Evil:
 def test_resume_refuses_a_checkpoint_pickle_that_would_run_code(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
     import pickle
 
-    from imdb_deploy.train import TrainConfig, train
+    from imdb_deploy.training.config import TrainConfig
+    from imdb_deploy.training.train import train
 
     monkeypatch.chdir(tmp_path)
     options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(tmp_path / "run"), epochs=1)
@@ -784,8 +785,10 @@ def umask_027():
 
 
 def test_outputs_honour_the_umask(onnx_dir, tiny_classifier_dir, tmp_path, umask_027):
-    from imdb_deploy.export import ExportConfig, export
-    from imdb_deploy.fileio import atomic_dir, write_json_atomic
+    from imdb_deploy.export.config import ExportConfig
+    from imdb_deploy.export.stage import export
+    from imdb_deploy.fileio import write_json_atomic
+    from imdb_deploy.outputs import Output
 
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
@@ -795,7 +798,7 @@ def test_outputs_honour_the_umask(onnx_dir, tiny_classifier_dir, tmp_path, umask
     assert result.exit_code == 0, result.output
     assert mode(tmp_path / "p.jsonl") == 0o640
     assert mode(write_json_atomic(tmp_path / "r.json", {"a": 1})) == 0o640
-    with atomic_dir(tmp_path / "d") as tmp:
+    with Output(tmp_path / "d", folder=True).writing() as tmp:
         (tmp / "f").write_text("x")
     assert mode(tmp_path / "d") == 0o750 and mode(tmp_path / "d" / "f") == 0o640
     folder = tmp_path / "onnx"
@@ -808,7 +811,8 @@ def test_outputs_honour_the_umask(onnx_dir, tiny_classifier_dir, tmp_path, umask
 
 
 def test_resumed_run_reports_the_train_loss_of_the_whole_epoch(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch):
-    from imdb_deploy.train import TrainConfig, train
+    from imdb_deploy.training.config import TrainConfig
+    from imdb_deploy.training.train import train
 
     options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), epochs=1, batch_size=16, lr=1e-2, seed=7)
     options.update(max_length=32, val_size=0, max_train_samples=96, max_eval_samples=16, checkpoint_every=2)
@@ -848,7 +852,7 @@ def test_rows_in_equal_rows_out_plus_errors_for_a_hostile_mix(onnx_dir, tmp_path
 
 def _no_scoring(monkeypatch):
     """Scoring fails loudly: a refusal that comes from the guard came before any work."""
-    from imdb_deploy.predict import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     def refuse(*args, **kwargs):
         raise AssertionError("scored before the output was checked")
@@ -933,7 +937,7 @@ def test_jsonl_number_ids_keep_their_literal_text_in_every_output(onnx_dir, tmp_
 
 
 def test_a_too_long_integer_is_a_bad_value_for_the_plain_json_parse():
-    from imdb_deploy.sources import loads_checked, parse_json
+    from imdb_deploy.jsonlimits import loads_checked, parse_json
 
     value, reason, fix = parse_json('{"label": ' + "1" * 4301 + "}")
     assert value is None and reason.startswith("a number too long to read (Exceeds the limit (4300 digits)")
@@ -996,7 +1000,7 @@ def test_parquet_id_columns_of_any_type_go_through_the_one_id_encoder(onnx_dir, 
 
 _BLANK_LINES_SCRIPT = """
 import contextlib, json, resource, sys
-from imdb_deploy.readers import open_reader
+from imdb_deploy.rows.readers import open_reader
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a reader that keeps the lines fails fast here
 report = {}
 for path, fmt in json.loads(sys.argv[1]):
@@ -1069,14 +1073,14 @@ def test_a_lone_surrogate_in_a_jsonl_review_is_a_bad_row(onnx_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert [row["id"] for row in strict_json_lines(out)] == [1]
     assert result.stderr.startswith(f"skipped {ids}, line 1: field 'id' holds a lone surrogate, which is not valid")
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     with pytest.raises(InputError, match=r"texts\[0\]: the review holds a lone surrogate"):
         Predictor(onnx_dir).predict(["\ud800"])
 
 
 def test_reviews_empty_once_control_and_zero_width_characters_are_dropped_are_bad_rows(onnx_dir, tmp_path):
-    from imdb_deploy.readers import review_problem
+    from imdb_deploy.reviews import review_problem
 
     invisible = ["\u200b", "\ufeff\u200b\u200d", "\x01\x02\x7f", "\u2060 \u00ad", "\u200e\t\u202e"]
     for text in invisible:

@@ -98,7 +98,7 @@ def test_train_overwrite_out_of_space_removes_its_work_folder_and_keeps_the_old_
 
 
 def test_export_out_of_space_while_saving_the_tokenizer_is_one_line(tiny_classifier_dir, tmp_path, monkeypatch):
-    from imdb_deploy.artifacts import load_tokenizer
+    from imdb_deploy.runtimes.folder import load_tokenizer
 
     fill_on_call(monkeypatch, type(load_tokenizer(tiny_classifier_dir)), "save_pretrained", 1, RUST_FULL)
     out = tmp_path / "onnx"
@@ -117,7 +117,8 @@ def test_model_weights_honour_the_umask_in_the_model_and_its_checkpoints(
     monkeypatch,
     umask_027,  # noqa: F811
 ):
-    from imdb_deploy.train import TrainConfig, train
+    from imdb_deploy.training.config import TrainConfig
+    from imdb_deploy.training.train import train
 
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)

@@ -15,10 +15,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from imdb_deploy.artifacts import load_settings, load_tokenizer, load_torch_classifier, onnx_variants
-from imdb_deploy.predict import Predictor
+from imdb_deploy.export.config import VerifyConfig
+from imdb_deploy.export.gate import check_parity
+from imdb_deploy.folders import load_settings
+from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier
+from imdb_deploy.runtimes.onnx import onnx_variants
+from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.tokenization import encode, pad
-from imdb_deploy.verify import VerifyConfig, check_parity
 
 LEGACY = Path(__file__).parent / "data" / "legacy-4.57"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text())

@@ -17,10 +17,12 @@ import pytest
 from test_faults import one_line_error, reviews, run_cli, write_jsonl
 from test_serve import running
 
-from imdb_deploy import model_folder
+from imdb_deploy import fileio
 from imdb_deploy.errors import ModelLoadError
-from imdb_deploy.model_folder import ExportFolder, sha256_file
-from imdb_deploy.predict import Predictor
+from imdb_deploy.fileio import sha256_file
+from imdb_deploy.runtimes import folder as model_folder
+from imdb_deploy.runtimes.folder import ExportFolder
+from imdb_deploy.runtimes.predictor import Predictor
 
 LEGACY_ONNX = Path(__file__).parent / "data" / "legacy-4.57" / "onnx"
 
@@ -54,10 +56,10 @@ def swap_in_a_same_size_graph(folder: Path, name: str = "model_quantized.onnx") 
 def test_predictors_of_one_opened_folder_share_its_tokenizer_and_report(tiny_onnx_dir, monkeypatch):
     from transformers import AutoTokenizer
 
-    import imdb_deploy.artifacts as artifacts
+    import imdb_deploy.runtimes.folder as artifacts
 
     loads, reads = [], []
-    real_from_pretrained, real_read_json = AutoTokenizer.from_pretrained, artifacts.read_json
+    real_from_pretrained, real_read_json = AutoTokenizer.from_pretrained, model_folder.read_json
     monkeypatch.setattr(
         AutoTokenizer, "from_pretrained", lambda *a, **k: loads.append(a) or real_from_pretrained(*a, **k)
     )
@@ -92,7 +94,7 @@ def test_export_records_the_sha256_of_every_file_it_wrote(tiny_onnx_dir):
 def test_a_file_is_hashed_once_until_it_changes(onnx_copy, monkeypatch):
     hashed = []
     real = hashlib.sha256
-    monkeypatch.setattr(model_folder.hashlib, "sha256", lambda: hashed.append(1) or real())
+    monkeypatch.setattr(fileio.hashlib, "sha256", lambda: hashed.append(1) or real())
     path = onnx_copy / "model.onnx"
     first = sha256_file(path)
     assert sha256_file(path) == first and len(hashed) == 1
@@ -125,8 +127,8 @@ def test_allow_unverified_runs_a_changed_graph_and_says_so(onnx_copy, tmp_path):
 
 
 def test_serve_refuses_a_swapped_graph_and_allow_unverified_says_so_in_info(onnx_copy):
-    from imdb_deploy.serve import create_app, load_predictor
-    from imdb_deploy.serve_config import ServeConfig
+    from imdb_deploy.serve.app import create_app, load_predictor
+    from imdb_deploy.serve.config import ServeConfig
 
     swap_in_a_same_size_graph(onnx_copy)
     line = one_line_error(run_cli(["serve", onnx_copy, "--port", "0"]))
@@ -140,7 +142,7 @@ def test_serve_refuses_a_swapped_graph_and_allow_unverified_says_so_in_info(onnx
 
 
 def test_the_ray_engine_refuses_a_swapped_graph_on_the_driver_and_in_each_actor(onnx_copy, tmp_path):
-    from imdb_deploy.predict_ray import _Scorer, predict_ray
+    from imdb_deploy.engines.ray import _Scorer, predict_ray
 
     swap_in_a_same_size_graph(onnx_copy)
     source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
@@ -158,7 +160,9 @@ def test_a_real_ray_job_checks_the_shipped_copy_and_allow_unverified_says_so(onn
     """Each actor checks the copy of the folder it was shipped: an intact folder passes the check there, and a
     changed one runs only with allow_unverified, which the summary reports."""
     ray = pytest.importorskip("ray")
-    from imdb_deploy.predict_ray import RayPredictConfig, connect, predict_ray
+    from imdb_deploy.engines.cluster import connect
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     source = write_jsonl(tmp_path / "in.jsonl", reviews(5))
     config = RayPredictConfig(actors=(1, 1), progress=False, ship_model=True)
@@ -179,7 +183,7 @@ def test_a_real_ray_job_checks_the_shipped_copy_and_allow_unverified_says_so(onn
 
 def test_a_folder_exported_before_checksums_runs_marked_unverified(tmp_path):
     """A legacy folder (no checksums in its report) loads, as it did; it is never reported as verified."""
-    from imdb_deploy.serve import parity_verdict
+    from imdb_deploy.serve.app import parity_verdict
 
     predictor = Predictor(LEGACY_ONNX, variant="fp32", threads=1)
     assert predictor.files.status == "unrecorded"
@@ -193,7 +197,8 @@ def test_a_folder_exported_before_checksums_runs_marked_unverified(tmp_path):
 
 
 def test_verify_record_rewrites_the_checksums_of_the_files_it_judged(onnx_copy, tiny_classifier_dir, toy_data_dir):
-    from imdb_deploy.verify import VerifyConfig, check_parity, record_parity
+    from imdb_deploy.export.config import VerifyConfig
+    from imdb_deploy.export.gate import check_parity, record_parity
 
     before = json.loads((onnx_copy / "export_report.json").read_text())["checksums"]
     graph = swap_in_a_same_size_graph(onnx_copy)
@@ -230,8 +235,8 @@ def test_random_bytes_in_a_trained_folders_train_config_are_one_line(tiny_classi
 
 
 def test_random_bytes_in_the_export_report_are_refused_at_load_and_never_a_500(onnx_copy):
-    from imdb_deploy.serve import create_app, load_predictor
-    from imdb_deploy.serve_config import ServeConfig
+    from imdb_deploy.serve.app import create_app, load_predictor
+    from imdb_deploy.serve.config import ServeConfig
 
     report = onnx_copy / "export_report.json"
     report.write_bytes(os.urandom(512) + b"\xff")
@@ -252,7 +257,7 @@ def test_random_bytes_in_the_export_report_are_refused_at_load_and_never_a_500(o
 
 
 def test_a_folder_without_a_report_loads_unverified_with_the_fix(onnx_copy):
-    from imdb_deploy.serve import parity_verdict
+    from imdb_deploy.serve.app import parity_verdict
 
     (onnx_copy / "export_report.json").unlink()
     predictor = Predictor(onnx_copy)

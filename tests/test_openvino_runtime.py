@@ -17,13 +17,19 @@ import pytest
 from click.testing import CliRunner
 from conftest import toy_reviews
 
-from imdb_deploy import openvino_runtime as ovr
-from imdb_deploy import runtime_choice, verify
-from imdb_deploy.artifacts import EXPORT_REPORT
+from imdb_deploy.bench import run as bench_run
 from imdb_deploy.cli import cli
-from imdb_deploy.errors import ConfigError, ModelLoadError
-from imdb_deploy.evaluation import softmax
-from imdb_deploy.predict import Predictor
+from imdb_deploy.errors import ConfigError, ISAMismatchWarning, ModelLoadError
+from imdb_deploy.export import config as verify_config
+from imdb_deploy.export import gate as verify
+from imdb_deploy.export import stage as export_stage
+from imdb_deploy.folders import EXPORT_REPORT
+from imdb_deploy.metrics import softmax
+from imdb_deploy.runtimes import choice as runtime_choice
+from imdb_deploy.runtimes import config as ov_config
+from imdb_deploy.runtimes import folder as model_folder
+from imdb_deploy.runtimes import openvino as ovr
+from imdb_deploy.runtimes.predictor import Predictor
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (scripts/setup.sh installs it)")
 
@@ -70,12 +76,16 @@ def test_precision_the_plugin_picks_stays_close(tiny_onnx_dir, texts, reference)
 
 def test_static_int8_is_quantized_recorded_and_batch_invariant(tiny_onnx_dir, toy_data_dir, texts, reference, tmp_path):
     _, expected = reference
-    calibration = ovr.calibration_reviews(str(toy_data_dir), 16)
+    calibration = export_stage.calibration_reviews(str(toy_data_dir), 16)
     assert calibration.name == "train" and len(calibration) == 16
-    path = tmp_path / "ir" / ovr.INT8_IR
+    path = tmp_path / "ir" / ov_config.INT8_IR
     quantized, record = ovr.quantize_static(tiny_onnx_dir, calibration.texts, path, calibration_source="toy [train]")
     assert record["calibration_samples"] == 16 and record["source"] == "model.onnx"
-    assert record["bytes"] == ovr.graph_bytes(path) == path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    assert (
+        record["bytes"]
+        == model_folder.graph_bytes(path)
+        == path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    )
     assert sorted(p.name for p in path.parent.iterdir()) == ["openvino_int8.bin", "openvino_int8.xml"]  # no temp left
     fake_quantize = [op for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize"]
     assert len(fake_quantize) >= 8  # the matmuls' inputs and weights really go through INT8
@@ -89,9 +99,9 @@ def test_static_int8_is_quantized_recorded_and_batch_invariant(tiny_onnx_dir, to
 
 
 def test_bench_open_model_int8_keeps_the_ir_where_asked(tiny_onnx_dir, toy_data_dir, tmp_path):
-    model = ovr.open_model(tiny_onnx_dir, "int8", str(toy_data_dir), calibration_samples=8, save_dir=tmp_path)
+    model = bench_run.open_model(tiny_onnx_dir, "int8", str(toy_data_dir), calibration_samples=8, save_dir=tmp_path)
     assert model.info["quantization"]["calibration_source"].endswith("[train]")
-    assert model.info["file"] == str(tmp_path / ovr.INT8_IR) and (tmp_path / "openvino_int8.bin").is_file()
+    assert model.info["file"] == str(tmp_path / ov_config.INT8_IR) and (tmp_path / "openvino_int8.bin").is_file()
     assert model.logits(["a great film", "dull"]).shape == (2, 2)
 
 
@@ -115,7 +125,8 @@ def test_bad_graphs_and_settings_name_the_fix(tiny_onnx_dir):
 def ov_dir(tmp_path_factory, tiny_classifier_dir, toy_data_dir):
     """The tiny classifier exported with --quantize and the gate on the toy data: the OpenVINO IRs are written,
     gated and timed like every variant (16 calibration reviews, 8 timed)."""
-    from imdb_deploy.export import ExportConfig, export
+    from imdb_deploy.export.config import ExportConfig
+    from imdb_deploy.export.stage import export
 
     folder = tmp_path_factory.mktemp("ov") / "onnx"
     config = ExportConfig(
@@ -135,19 +146,19 @@ def test_export_writes_gates_and_records_the_openvino_variants(ov_dir):
         p.name for p in ov_dir.iterdir()
     }
     assert report["verified"] is True
-    for name in ovr.OPENVINO_VARIANTS:
+    for name in ov_config.OPENVINO_VARIANTS:
         variant = report["variants"][name]
         assert variant["runtime"] == "openvino" and variant["per_review"] and variant["batch_invariant"]
-        assert variant["bytes"] == ovr.graph_bytes(ov_dir / variant["file"])
+        assert variant["bytes"] == model_folder.graph_bytes(ov_dir / variant["file"])
         gated = report["parity"]["variants"][name]
         assert gated["passed"] and gated["reviews"] == 100  # the whole sample, like every lossy variant
         # One review per infer request: the gate's run and one call per review agree exactly.
         assert gated["invariance"]["claimed"] and gated["invariance"]["max_prob_diff"] == 0.0
         assert gated["runtime"]["runtime"] == "openvino"
     precision = report["parity"]["variants"]["openvino-fp32"]["runtime"]["inference_precision"]
-    lossy = verify.DEFAULT_INT8 if precision in ovr.LOSSY_PRECISIONS else verify.DEFAULT_EXACT
+    lossy = verify_config.DEFAULT_INT8 if precision in ov_config.LOSSY_PRECISIONS else verify_config.DEFAULT_EXACT
     assert report["parity"]["variants"]["openvino-fp32"]["thresholds"] == dataclasses.asdict(lossy)
-    assert report["parity"]["variants"]["openvino-int8"]["thresholds"] == dataclasses.asdict(verify.DEFAULT_INT8)
+    assert report["parity"]["variants"]["openvino-int8"]["thresholds"] == dataclasses.asdict(verify_config.DEFAULT_INT8)
     calibration = report["settings"]["openvino"]["openvino-int8"]
     assert calibration["calibration_samples"] == len(calibration["calibration_ids"]) == 16
     assert all(review.startswith("train.parquet:") for review in calibration["calibration_ids"])  # never the test split
@@ -159,11 +170,11 @@ def test_default_variant_is_chosen_by_measurement_and_recorded(ov_dir):
     assert report["default_variant"] == choice["winner"]
     assert set(choice["timings"]) == set(report["parity"]["variants"])  # every variant that passed, timed
     assert all(row["reviews"] == 8 and row["reviews_per_second"] > 0 for row in choice["timings"].values())
-    assert choice["baseline"] == "int8" and set(choice["eligible"]) == set(ovr.OPENVINO_VARIANTS)
+    assert choice["baseline"] == "int8" and set(choice["eligible"]) == set(ov_config.OPENVINO_VARIANTS)
     assert choice["excluded"] == {"int8-batched": "batch-dependent: never a default"}
     assert choice["cpu"] == runtime_choice.isa_record() and choice["rule"] == runtime_choice.RULE
     speeds = {name: row["reviews_per_second"] for name, row in choice["timings"].items()}
-    expected = runtime_choice.choose("int8", choice["timings"], list(ovr.OPENVINO_VARIANTS))["winner"]
+    expected = runtime_choice.choose("int8", choice["timings"], list(ov_config.OPENVINO_VARIANTS))["winner"]
     assert choice["winner"] == expected
     if choice["winner"] != "int8":
         assert speeds[choice["winner"]] >= runtime_choice.MIN_GAIN * speeds["int8"]
@@ -217,7 +228,7 @@ def test_auto_runs_the_recorded_default_and_warns_on_another_cpu(ov_dir, tmp_pat
 
     report["runtime_choice"]["cpu"]["isa"] = ["avx2", "fma"]  # measured on an AVX2-only CPU
     (folder / EXPORT_REPORT).write_text(json.dumps(report))
-    with pytest.warns(runtime_choice.ISAMismatchWarning, match=r"measured on a CPU with avx2, fma.*--retime"):
+    with pytest.warns(ISAMismatchWarning, match=r"measured on a CPU with avx2, fma.*--retime"):
         assert Predictor(folder).variant == "openvino-int8"
     assert Predictor(folder, variant="int8").variant == "int8"  # --variant overrides
 
@@ -227,17 +238,15 @@ def test_auto_runs_the_recorded_default_and_warns_on_another_cpu(ov_dir, tmp_pat
 
 
 def test_a_recorded_openvino_default_without_the_extra_falls_back_with_a_warning(ov_dir, tmp_path, monkeypatch):
-    import imdb_deploy.model_folder as model_folder
-
     folder = tmp_path / "copy"
     shutil.copytree(ov_dir, folder)
     report = _report(folder)
     report["default_variant"] = "openvino-fp32"
     (folder / EXPORT_REPORT).write_text(json.dumps(report))
     monkeypatch.setattr(model_folder, "unavailable_reason", lambda: "openvino is not installed")
-    with pytest.warns(runtime_choice.ISAMismatchWarning, match="'openvino-fp32' cannot run here"):
+    with pytest.warns(ISAMismatchWarning, match="'openvino-fp32' cannot run here"):
         assert Predictor(folder).variant == "int8"
-    monkeypatch.setattr(ovr, "unavailable_reason", lambda: "openvino is not installed: pip install")
+    monkeypatch.setattr(model_folder, "unavailable_reason", lambda: "openvino is not installed: pip install")
     with pytest.raises(ModelLoadError, match="runs on OpenVINO, but openvino is not installed"):
         Predictor(folder, variant="openvino-int8")
 
@@ -270,8 +279,8 @@ def test_verify_retime_chooses_again_on_this_cpu(ov_dir, toy_data_dir, tmp_path)
 
 
 def test_export_writes_openvino_only_where_asked(monkeypatch):
-    import imdb_deploy.export as export_module
-    from imdb_deploy.export import ExportConfig
+    import imdb_deploy.export.stage as export_module
+    from imdb_deploy.export.config import ExportConfig
 
     assert export_module._wants_openvino(ExportConfig(quantize=True))
     assert not export_module._wants_openvino(ExportConfig(quantize=False))  # auto: an INT8 export's companion
@@ -284,7 +293,7 @@ def test_export_writes_openvino_only_where_asked(monkeypatch):
 
 
 def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
-    from imdb_deploy.ray_cluster import pack_model as _pack_model
+    from imdb_deploy.engines.cluster import pack_model as _pack_model
 
     files = set(_pack_model(ov_dir, "openvino-int8"))
     assert {"openvino_int8.xml", "openvino_int8.bin", "tokenizer.json", "train_config.json"} <= files
@@ -295,16 +304,20 @@ def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
 
 
 def test_bench_shows_the_default_beside_each_runtimes_best_row(ov_dir, toy_data_dir):
-    from imdb_deploy import bench, bench_report
+    from imdb_deploy.bench import config as bench_config
+    from imdb_deploy.bench import report as bench_report
+    from imdb_deploy.bench import run as bench
 
     rows = ("predict", "predict-openvino-int8", "predict-openvino-fp32", "onnx-int8")
-    config = bench.BenchConfig(data=str(toy_data_dir), samples=8, rows=rows, repeats=1, latency_samples=1)
+    config = bench_config.BenchConfig(data=str(toy_data_dir), samples=8, rows=rows, repeats=1, latency_samples=1)
     report = bench.run_bench(ov_dir, config)
     assert all(report["rows"][name]["status"] == "ok" for name in rows)
     assert report["rows"]["predict"]["variant"] == _report(ov_dir)["default_variant"]  # the measured default
     assert report["rows"]["predict-openvino-int8"]["engine"] == "openvino"
     assert report["rows"]["predict-openvino-int8"]["precision"] == "int8"
-    assert report["rows"]["predict-openvino-int8"]["model_bytes"] == ovr.graph_bytes(ov_dir / ovr.INT8_IR)
+    assert report["rows"]["predict-openvino-int8"]["model_bytes"] == model_folder.graph_bytes(
+        ov_dir / ov_config.INT8_IR
+    )
     chosen = report["default"]
     assert chosen["default"]["row"] == "predict" and chosen["default"]["vs_default"] == 1.0
     best = chosen["best_by_runtime"]
@@ -338,7 +351,8 @@ def test_serve_answers_concurrent_clients_from_openvino_exactly_as_offline(ov_di
     pytest.importorskip("uvicorn")
     from test_serve import running
 
-    from imdb_deploy.serve import ServeConfig, create_app
+    from imdb_deploy.serve.app import create_app
+    from imdb_deploy.serve.config import ServeConfig
 
     predictor = Predictor(ov_dir, variant="openvino-int8", threads=2)
     expected = predictor.predict_proba(texts)
@@ -362,9 +376,10 @@ def test_serve_answers_concurrent_clients_from_openvino_exactly_as_offline(ov_di
 
 
 def test_no_training_split_skips_openvino_with_a_note_unless_it_was_asked_for(toy_data_dir):
-    import imdb_deploy.export as export_module
+    import imdb_deploy.export.stage as export_module
     from imdb_deploy.errors import DataError
-    from imdb_deploy.export import ExportConfig, ExportReport
+    from imdb_deploy.export.config import ExportConfig
+    from imdb_deploy.export.stage import ExportReport
 
     only_test = f"test={toy_data_dir / 'test.parquet'}"
     report, notes = ExportReport(output="x", source_model="y"), []
@@ -379,7 +394,7 @@ def test_no_training_split_skips_openvino_with_a_note_unless_it_was_asked_for(to
 
 def test_the_gate_without_the_extra_skips_openvino_and_leaves_the_folder_unverified(ov_dir, toy_data_dir, monkeypatch):
     monkeypatch.setattr(verify, "unavailable_reason", lambda: "openvino is not installed: pip install x")
-    config = verify.VerifyConfig(data=str(toy_data_dir), samples=20, variants=("fp32", "openvino-int8"))
+    config = verify_config.VerifyConfig(data=str(toy_data_dir), samples=20, variants=("fp32", "openvino-int8"))
     report = verify.check_parity(ov_dir, config=config)
     assert set(report.variants) == {"fp32"} and report.passed
     assert report.skipped == {"openvino-int8": "openvino is not installed: pip install x"}

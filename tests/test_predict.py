@@ -24,19 +24,19 @@ def onnx_dir(tiny_onnx_dir):
 
 @pytest.fixture(scope="module")
 def predictor(onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     return Predictor(onnx_dir, variant="fp32")
 
 
 def test_auto_variant_takes_int8_on_cpu(onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     assert Predictor(onnx_dir).variant == "int8"
 
 
 def test_sorted_batches_keep_input_order_and_match_one_at_a_time(onnx_dir, predictor):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     texts, _ = toy_reviews(120, seed=3, min_words=1, max_words=80)
     small = Predictor(onnx_dir, variant="fp32", batch_size=7, max_tokens=200)
@@ -49,7 +49,7 @@ def test_sorted_batches_keep_input_order_and_match_one_at_a_time(onnx_dir, predi
 
 
 def test_default_variant_gives_a_review_the_same_answer_in_any_batch(onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     texts, _ = toy_reviews(96, seed=11, min_words=1, max_words=80)
     predictor = Predictor(onnx_dir)  # auto: dynamic INT8, one review per call
@@ -73,7 +73,7 @@ def test_default_variant_gives_a_review_the_same_answer_in_any_batch(onnx_dir):
 
 
 def test_per_review_variant_plans_one_call_per_review(onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     assert Predictor(onnx_dir, variant="int8").plan([5, 9, 7]) == [[0], [1], [2]]
     assert Predictor(onnx_dir, variant="int8-batched", max_tokens=None).plan([5, 9, 7]) == [[1, 2, 0]]
@@ -81,7 +81,7 @@ def test_per_review_variant_plans_one_call_per_review(onnx_dir):
 
 @pytest.mark.parametrize("variant", ["fp32", "int8", "int8-batched"])
 def test_io_binding_path_gives_the_same_logits(onnx_dir, variant):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     texts, _ = toy_reviews(40, seed=5, min_words=1, max_words=60)
     plain = Predictor(onnx_dir, variant=variant, batch_size=8)
@@ -117,7 +117,7 @@ def test_predict_rejects_a_single_string_and_non_strings(predictor):
 
 
 def test_bad_options_and_folders_are_named(onnx_dir, tmp_path):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     with pytest.raises(ConfigError, match=r"batch_size=0"):
         Predictor(onnx_dir, batch_size=0)
@@ -478,8 +478,9 @@ class PeakRss:
 
 def test_100k_rows_stream_with_flat_memory(onnx_dir, tmp_path):
     """Resident memory grows by a few MB for 100,000 rows; holding them all would take ~50 MB more."""
-    from imdb_deploy import Predictor
-    from imdb_deploy.predict import PredictFileConfig, predict_file
+    from imdb_deploy.engines.config import PredictFileConfig
+    from imdb_deploy.engines.local import predict_file
+    from imdb_deploy.runtimes.predictor import Predictor
 
     predictor = Predictor(onnx_dir)
     config = PredictFileConfig(progress=False)
@@ -497,7 +498,7 @@ def test_100k_rows_stream_with_flat_memory(onnx_dir, tmp_path):
 
 def test_per_review_variant_scores_reviews_side_by_side_with_the_same_answers(tiny_onnx_dir):
     """The default INT8 runs one review per call, several calls at once: same logits as one at a time."""
-    from imdb_deploy.predict import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     texts = [f"review {i} " + "good " * (i % 17) + "bad " * (i % 5) for i in range(40)]
     side_by_side = Predictor(tiny_onnx_dir, threads=2)
@@ -515,7 +516,7 @@ def test_a_per_review_predictor_is_safe_to_call_from_several_threads(tiny_onnx_d
     buffers (each call pads into arrays of its own), so every answer is the one it gets alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from imdb_deploy.predict import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     predictor = Predictor(tiny_onnx_dir, threads=2)
     encoded = predictor.encode([f"take {i} " + "good " * (i % 29) + "dull " * (i % 7) for i in range(300)])
@@ -618,7 +619,7 @@ def test_parquet_rows_get_the_review_cap_and_non_finite_ids_are_bad_rows(onnx_di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imdb_deploy.readers import MAX_REVIEW_BYTES
+    from imdb_deploy.reviews import MAX_REVIEW_BYTES
 
     source = tmp_path / "reviews.parquet"
     texts = ["great film", "awful plot", "x" * (MAX_REVIEW_BYTES + 1), "fine"]

@@ -20,7 +20,7 @@ SKIP_HINT = "(or pass --on-error skip --errors FILE to score the other rows and 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray for every test here (start-up costs seconds); predict_ray joins it and leaves it running."""
-    from imdb_deploy.predict_ray import connect
+    from imdb_deploy.engines.cluster import connect
 
     os.environ.pop("RAY_ADDRESS", None)
     assert connect(num_cpus=2, quiet=True)
@@ -30,13 +30,14 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def predictor(tiny_onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     return Predictor(tiny_onnx_dir, variant="fp32")
 
 
 def run(onnx_dir, inputs, output, **options):
-    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     config = RayPredictConfig(variant="fp32", progress=False, **options)
     return predict_ray(onnx_dir, inputs, output, config)
@@ -182,7 +183,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_onnx_dir, tmp_path):
 
 
 def test_actors_option_parsing():
-    from imdb_deploy.predict_ray import RayPredictConfig, parse_actors
+    from imdb_deploy.engines.config import RayPredictConfig, parse_actors
 
     assert parse_actors("3") == (3, 3)
     assert parse_actors("1,8") == (1, 8)
@@ -238,7 +239,7 @@ def test_a_full_disk_while_the_shards_are_written_is_one_line_and_keeps_the_old_
 ):
     """A real ENOSPC in the write task: the job's temporary folder is made ahead with its shard names linked to
     /dev/full (every write there fails with "No space left on device")."""
-    import imdb_deploy.predict_ray as predict_ray
+    import imdb_deploy.engines.ray as predict_ray
     from imdb_deploy.errors import OutputError
 
     if not os.path.exists("/dev/full"):

@@ -65,8 +65,9 @@ def reviews(tmp_path_factory):
 
 def local_engine(model, data, tmp_path) -> pd.DataFrame:
     """The same job with the local engine (default variant: INT8, one review per call, batch-invariant)."""
-    from imdb_deploy import Predictor
-    from imdb_deploy.predict import PredictFileConfig, predict_file
+    from imdb_deploy.engines.config import PredictFileConfig
+    from imdb_deploy.engines.local import predict_file
+    from imdb_deploy.runtimes.predictor import Predictor
 
     out = tmp_path / "local.jsonl"
     predict_file(Predictor(model), [str(data)], output=out, config=PredictFileConfig(progress=False))
@@ -87,7 +88,7 @@ def test_cli_joins_the_cluster_ships_the_model_and_scores_on_both_nodes(
 ):
     from click.testing import CliRunner
 
-    import imdb_deploy.predict_ray as predict_ray
+    import imdb_deploy.engines.ray as predict_ray
     from imdb_deploy.cli import cli
 
     cluster, workers = cluster
@@ -121,8 +122,9 @@ def test_cli_joins_the_cluster_ships_the_model_and_scores_on_both_nodes(
 
 
 def test_a_worker_node_killed_mid_job_loses_no_row(cluster, reviews, tiny_onnx_dir, tmp_path):
-    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
-    from imdb_deploy.ray_cluster import RayJobError
+    from imdb_deploy.engines.cluster import RayJobError
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     cluster, _ = cluster
     victim = cluster.add_node(num_cpus=1, object_store_memory=NODE_MEMORY)

@@ -99,8 +99,9 @@ def test_local_engine_reads_and_writes_s3_exactly_as_local_files(s3, local_copy,
 
 
 def test_a_failed_local_run_leaves_no_object(s3, tiny_onnx_dir):
-    from imdb_deploy import Predictor
-    from imdb_deploy.predict import PredictFileConfig, predict_file
+    from imdb_deploy.engines.config import PredictFileConfig
+    from imdb_deploy.engines.local import predict_file
+    from imdb_deploy.runtimes.predictor import Predictor
 
     fs, _ = s3
     fs.pipe(f"{BUCKET}/bad/x.jsonl", b'{"text": "fine"}\n{"body": "no text"}\n')
@@ -119,7 +120,8 @@ def test_missing_bucket_is_one_clear_line_for_inputs_and_outputs(s3, tiny_onnx_d
     from click.testing import CliRunner
 
     from imdb_deploy.cli import cli
-    from imdb_deploy.predict_ray import RayPredictConfig, predict_ray
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     base = ["-m", str(tiny_onnx_dir), "--variant", "fp32", "-q"]
     result = CliRunner().invoke(cli, ["predict", "s3://no-such-bucket/in/x.jsonl", *base])
@@ -161,7 +163,9 @@ def test_denied_access_is_one_clear_line(s3, tiny_onnx_dir, local_copy, monkeypa
 
 def test_ray_engine_s3_round_trip_matches_the_same_job_on_local_files(s3, local_copy, tiny_onnx_dir, tmp_path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    from imdb_deploy.predict_ray import RayPredictConfig, connect, predict_ray
+    from imdb_deploy.engines.cluster import connect
+    from imdb_deploy.engines.config import RayPredictConfig
+    from imdb_deploy.engines.ray import predict_ray
 
     fs, _ = s3
     os.environ.pop("RAY_ADDRESS", None)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy.artifacts import refuse_custom_code
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ModelLoadError
+from imdb_deploy.folders import refuse_custom_code
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "kernels-community/flash-attn"

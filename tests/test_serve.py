@@ -36,7 +36,7 @@ def onnx_dir(tiny_onnx_dir):
 @pytest.fixture(scope="module")
 def reference(onnx_dir):
     """The offline answer every server answer must equal."""
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     return Predictor(onnx_dir, variant="fp32")
 
@@ -64,8 +64,9 @@ class Gated:
 
 
 def make_app(onnx_dir, poison_id=None, variant="fp32", **limits):
-    from imdb_deploy import Predictor
-    from imdb_deploy.serve import ServeConfig, create_app
+    from imdb_deploy.runtimes.predictor import Predictor
+    from imdb_deploy.serve.app import create_app
+    from imdb_deploy.serve.config import ServeConfig
 
     predictor = Gated(Predictor(onnx_dir, variant=variant, threads=2), poison_id)
     return create_app(predictor, ServeConfig(access_log=False, **limits), onnx_dir), predictor
@@ -79,7 +80,7 @@ def running(app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    from imdb_deploy.serve import uvicorn_config
+    from imdb_deploy.serve.http import uvicorn_config
 
     config = app.state.service.config
     server = uvicorn.Server(uvicorn_config(app, config, log_level="warning"))
@@ -275,7 +276,7 @@ def test_every_bad_body_gets_a_4xx_naming_the_field_or_the_limit(onnx_dir, refer
 def test_a_per_review_variant_keeps_both_workers_busy_across_batches(onnx_dir, max_batch_size, in_flight):
     """The default INT8 runs each review in its own call on the Predictor's 2 threads, so 2 batches may be in
     flight (no core idles at a batch's end) and the answers stay bit-identical; batching off is one at a time."""
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     app, model = make_app(onnx_dir, variant="int8", max_batch_size=max_batch_size)
     texts, _ = toy_reviews(6, seed=5, min_words=3, max_words=40)
@@ -337,7 +338,7 @@ def test_a_failing_batch_fails_only_its_own_request(onnx_dir, reference):
 
 
 def test_a_tokenizer_failure_fails_only_its_request(onnx_dir, monkeypatch):
-    from imdb_deploy import serve
+    from imdb_deploy.serve import batcher as serve
 
     app, model = make_app(onnx_dir)
     real_encode = serve.encode
@@ -417,7 +418,7 @@ def test_health_is_503_when_the_model_does_not_answer(onnx_dir):
 
 SERVER_SCRIPT = """
 import os, sys, time
-from imdb_deploy.predict import Predictor
+from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.serve import ServeConfig, serve
 
 class HeldWhileFileExists:
@@ -523,7 +524,7 @@ def test_serve_command_help_and_errors(tmp_path):
 
 def test_serve_config_quotes_the_bad_value():
     from imdb_deploy.errors import ConfigError
-    from imdb_deploy.serve import ServeConfig
+    from imdb_deploy.serve.config import ServeConfig
 
     for kwargs, message in (
         ({"port": 70000}, "port=70000"),

@@ -30,7 +30,7 @@ def onnx_dir(tiny_onnx_dir):
 
 @pytest.fixture(scope="module")
 def reference(onnx_dir):
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     return Predictor(onnx_dir, variant="int8")  # what `server` serves
 
@@ -55,7 +55,7 @@ def test_inference_client_gets_every_class_as_predictor_predict(server, onnx_dir
     # The autouse fixture's offline mode blocks every huggingface_hub request; this one goes to 127.0.0.1 only.
     monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
 
-    from imdb_deploy import Predictor
+    from imdb_deploy.runtimes.predictor import Predictor
 
     texts, _ = toy_reviews(12, seed=21, min_words=2, max_words=80)
     want = Predictor(onnx_dir, variant="int8").predict_proba(texts)
@@ -410,7 +410,7 @@ def test_health_is_503_when_a_client_batch_hangs_in_the_model(onnx_dir):
 
 
 def test_a_crash_in_a_route_is_a_tei_shaped_500(onnx_dir, monkeypatch):
-    from imdb_deploy import serve
+    from imdb_deploy.serve import app as serve
 
     app, _ = make_app(onnx_dir)
 

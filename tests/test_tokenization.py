@@ -6,7 +6,7 @@ from imdb_deploy.tokenization import TokenizationSettings, encode, length_sorted
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
-    from imdb_deploy.artifacts import load_tokenizer
+    from imdb_deploy.runtimes.folder import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
 

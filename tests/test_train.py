@@ -8,11 +8,12 @@ from click.testing import CliRunner
 from conftest import Interrupted, interrupt_at_step
 from safetensors.torch import load_file
 
-from imdb_deploy.artifacts import TRAIN_CONFIG_FIELDS
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, DataError, HubUnreachableError
+from imdb_deploy.folders import TRAIN_CONFIG_FIELDS
 from imdb_deploy.tokenization import TokenizationSettings
-from imdb_deploy.train import TrainConfig, train
+from imdb_deploy.training.config import TrainConfig
+from imdb_deploy.training.train import train
 
 
 def toy_config(tiny_model_dir, toy_data_dir, output, **overrides) -> TrainConfig:
@@ -196,14 +197,14 @@ def test_two_process_training_with_torchrun(tiny_model_dir, toy_data_dir, tmp_pa
     ],
 )
 def test_device_defaults_follow_the_device(cuda, bf16, expected):
-    from imdb_deploy.train import device_settings
+    from imdb_deploy.training.loop import device_settings
 
     got = device_settings(TrainConfig(), cuda=cuda, bf16_supported=bf16)
     assert (got.mixed_precision, got.eval_batch_size, got.num_workers, got.pin_memory, got.tf32) == expected
 
 
 def test_explicit_device_settings_win_over_the_defaults():
-    from imdb_deploy.train import device_settings
+    from imdb_deploy.training.loop import device_settings
 
     config = TrainConfig(mixed_precision="fp16", eval_batch_size=8, num_workers=0, tf32=False)
     got = device_settings(config, cuda=True, bf16_supported=True)

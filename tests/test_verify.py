@@ -10,18 +10,19 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from imdb_deploy.artifacts import EXPORT_REPORT, ONNX_VARIANTS, TRAIN_CONFIG
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, ParityError
-from imdb_deploy.verify import (
+from imdb_deploy.export.config import (
     APPROX_GELU,
     DEFAULT_EXACT,
     DEFAULT_THRESHOLDS,
     Thresholds,
-    compare,
     default_thresholds,
     parse_threshold_overrides,
 )
+from imdb_deploy.export.parity import compare
+from imdb_deploy.folders import EXPORT_REPORT, TRAIN_CONFIG
+from imdb_deploy.runtimes.config import ONNX_VARIANTS
 
 
 def corrupt_onnx(path, seed: int = 0) -> None:
@@ -74,7 +75,7 @@ def test_verify_passes_a_faithful_export_and_prints_json(tiny_onnx_dir, toy_data
 
 
 def test_a_variant_that_claims_invariance_and_breaks_it_fails_the_gate(tiny_onnx_dir, toy_data_dir, monkeypatch):
-    from imdb_deploy.artifacts import VARIANT_BATCHING, VariantBatching
+    from imdb_deploy.runtimes.config import VARIANT_BATCHING, VariantBatching
 
     # int8-batched is batch-dependent; pretend it claimed otherwise.
     monkeypatch.setitem(VARIANT_BATCHING, "int8-batched", VariantBatching(False, True, "a false claim"))
@@ -120,7 +121,7 @@ def test_the_fp32_graphs_are_checked_on_a_seeded_subset_and_still_caught(onnx_co
 def test_corrupted_pytorch_weights_fail_the_gate(tiny_onnx_dir, tiny_classifier_dir, toy_data_dir, tmp_path):
     import torch
 
-    from imdb_deploy.artifacts import load_torch_classifier
+    from imdb_deploy.runtimes.folder import load_torch_classifier
 
     model = load_torch_classifier(tiny_classifier_dir)
     with torch.no_grad():
@@ -214,7 +215,7 @@ def test_threshold_overrides_are_validated():
         with pytest.raises(ConfigError, match=match):
             parse_threshold_overrides([bad])
     with pytest.raises(ParityError):
-        from imdb_deploy.verify import ParityReport
+        from imdb_deploy.export.parity import ParityReport
 
         report = ParityReport("d", "m", "data", "test", 10, 0.5, 0.0, problems=["x"])
         report.raise_for_failure()

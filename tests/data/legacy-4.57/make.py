@@ -28,11 +28,14 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from conftest import build_tiny_base_model, toy_reviews  # noqa: E402
 
-from imdb_deploy.artifacts import load_tokenizer, load_torch_classifier, onnx_variants  # noqa: E402
-from imdb_deploy.export import ExportConfig, export  # noqa: E402
-from imdb_deploy.predict import Predictor  # noqa: E402
+from imdb_deploy.export.config import ExportConfig  # noqa: E402
+from imdb_deploy.export.stage import export  # noqa: E402
+from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier  # noqa: E402
+from imdb_deploy.runtimes.onnx import onnx_variants  # noqa: E402
+from imdb_deploy.runtimes.predictor import Predictor  # noqa: E402
 from imdb_deploy.tokenization import encode, pad  # noqa: E402
-from imdb_deploy.train import TrainConfig, train  # noqa: E402
+from imdb_deploy.training.config import TrainConfig  # noqa: E402
+from imdb_deploy.training.train import train  # noqa: E402
 
 out = Path(sys.argv[1])
 work = Path(tempfile.mkdtemp())
@@ -63,7 +66,7 @@ for name in ("model", "onnx"):
 texts, _ = toy_reviews(40, seed=11, max_words=60)
 model = load_torch_classifier(out / "model")
 tokenizer = load_tokenizer(out / "model")
-from imdb_deploy.artifacts import load_settings  # noqa: E402
+from imdb_deploy.folders import load_settings  # noqa: E402
 
 batch = pad(encode(tokenizer, texts, load_settings(out / "model", tokenizer)), tokenizer.pad_token_id)
 with torch.inference_mode():

@@ -1,0 +1,551 @@
+"""Streaming readers for `imdb-deploy predict`: JSONL, CSV, plain text and Parquet (gzip and stdin via sources).
+
+Rows are read lazily (line by line; Parquet by record batch); a bad row comes back as an `InputRow` with
+its reason and fix, so the caller decides whether to stop or set it aside. Ids: the `id` field or column
+when a row has one (or the one `--id-field` names), else "NAME:N" with the file's name and the line the
+row starts on (1-based row for Parquet), unique across files; stdin keeps plain line numbers.
+
+Every limit on one row (MAX_REVIEW_BYTES, MAX_LINE_BYTES, MAX_JSON_DEPTH) makes that row a bad row, never
+the run's end and never a silent loss; `review_problem`/`validate_review` and `sources.loads_checked` are the same
+checks for callers outside a file (a server's request bodies).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import zlib
+from collections import deque
+from collections.abc import Sequence
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from imdb_deploy.errors import InputError
+from imdb_deploy.jsonlimits import json_kind, parse_json
+from imdb_deploy.outputs import is_url
+from imdb_deploy.reviews import DEFAULT_ID_FIELD, InputRow, _finite, _has_surrogate, review_problem
+from imdb_deploy.rows.config import MAX_CHUNK_CHARS, MAX_LINE_BYTES
+from imdb_deploy.rows.sources import (
+    _delimiter_hint,
+    guess_format,
+    gunzip_if_needed,
+    name_excerpt,
+    open_binary,
+    open_seekable,
+    open_url,
+    sniff_delimiter,
+    source_name,
+)
+
+
+class _TooLong:
+    """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes."""
+
+    def __init__(self, size: int, head: bytes) -> None:
+        self.size, self.head = size, head
+
+    def strip(self) -> bytes:
+        return self.head.strip() or b"x"
+
+
+def _too_long_reason(raw: _TooLong) -> tuple[str, str]:
+    return (
+        f"the line is {raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line",
+        "shorten the review (only the first and last 512 tokens are read anyway)",
+    )
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def open_reader(
+    source: str,
+    stack,
+    input_format: str = "auto",
+    text_field: str = "text",
+    id_field: str | None = None,
+    id_prefix: str | None = None,
+    delimiter: str | None = None,
+):
+    """An InputReader or ParquetReader over one source (path, URL or "-"), its file closed by `stack`."""
+    fmt = guess_format(source) if input_format == "auto" else input_format
+    if fmt == "parquet":
+        if str(source) == "-":
+            raise InputError("stdin: Parquet cannot be read from a stream; save it to a file and pass its path")
+        return ParquetReader(source, open_seekable(source, stack), text_field, id_field, id_prefix)
+    if is_url(source):
+        stream = open_url(source, stack)
+        if not hasattr(stream, "peek"):
+            stream = io.BufferedReader(stream)
+        stream = gunzip_if_needed(stream, stack)
+    else:
+        stream = open_binary(source, stack)
+    return InputReader(source, stream, input_format, text_field, id_field, id_prefix, delimiter)
+
+
+def _skip_newlines(stream) -> int:
+    """Consume the empty lines (b"\\n" bytes) at the head of a peekable stream, in blocks; how many."""
+    count = 0
+    while True:
+        block = stream.peek(1 << 16)
+        run = len(block) - len(block.lstrip(b"\n"))
+        if not run:
+            return count
+        stream.read(run)
+        count += run
+
+
+def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
+    """A line's text (line ending kept) and, if its bytes are not UTF-8, the reason."""
+    if isinstance(raw, _TooLong):
+        raw = raw.head
+    if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return raw.decode("utf-8", "replace"), f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
+
+
+_UTF8_FIX = "re-save the file as UTF-8"
+
+
+class InputReader:
+    """Rows of a JSONL, CSV or plain text input, read lazily line by line.
+
+    Bad rows come back as InputRow with `reason` set, so the caller decides to stop or set them aside.
+    Blank lines are not rows; they are counted in `blank_lines`. Ids: `id_field` when named (a row without
+    it is bad); else the row's "id" field or column when present; else "ID_PREFIX:LINE", or the line
+    number when there is no prefix (stdin).
+
+    Raises:
+        InputError: the input cannot be read at all (missing file, CSV header without the named column).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        stream,
+        input_format: str = "auto",
+        text_field: str = "text",
+        id_field: str | None = None,
+        id_prefix: str | None = None,
+        delimiter: str | None = None,
+    ) -> None:
+        self.source = source
+        self.name = source_name(source)
+        self.text_field = text_field
+        self.delimiter = delimiter  # CSV: None sniffs the header line (sniff_delimiter)
+        # An id field the user named must be there; the default one is used where present.
+        self.id_field, self.id_required = (id_field, True) if id_field else (DEFAULT_ID_FIELD, False)
+        self.id_prefix = id_prefix
+        self.unit = "line"
+        self.blank_lines = 0
+        # Runs of empty lines are skipped in bulk (counted, never held) where they cannot be part of a row:
+        # everywhere but inside CSV (a quoted field may hold them), and before the first line of any format.
+        self._squeeze = hasattr(stream, "peek")
+        self._lines = self._numbered(stream)
+        self._peeked: list[tuple[int, bytes]] = []
+        first = None
+        for line, raw in self._lines:
+            if raw.strip():  # only the first real line is kept: memory flat in the blank lines before it
+                self._peeked.append((line, raw))
+                first = _decode(raw, line)[0]
+                break
+            self.blank_lines += 1
+        self.format = guess_format(source, first) if input_format == "auto" else input_format
+        self._squeeze = self._squeeze and self.format != "csv"
+
+    def fallback_id(self, line: int):
+        """The id of a row without one: "PREFIX:LINE", or the line number for stdin."""
+        return f"{self.id_prefix}:{line}" if self.id_prefix else line
+
+    def _numbered(self, stream):
+        """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
+
+        number = 0
+        try:
+            while True:
+                raw = stream.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                number += 1
+                if raw == b"\n" and self._squeeze:
+                    run = _skip_newlines(stream)
+                    self.blank_lines += 1 + run
+                    number += run
+                    continue
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    size, head = len(raw), raw[:256]
+                    while not raw.endswith(b"\n"):
+                        raw = stream.readline(1 << 20)
+                        if not raw:
+                            break
+                        size += len(raw)
+                    yield number, _TooLong(size, head)
+                    continue
+                yield number, raw
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise InputError(f"{self.name}: cannot read it ({exc}); check or re-create the file") from exc
+
+    def _raw_lines(self):
+        yield from self._peeked
+        self._peeked = []
+        yield from self._lines
+
+    def __iter__(self):
+        return {"jsonl": self._jsonl, "csv": self._csv, "text": self._text}[self.format]()
+
+    def _decoded_lines(self):
+        """(line, text) of every non-blank line, text with its line ending; a line over the cap or not UTF-8
+        comes as (line, InputRow) with the reason, and blank lines are counted, not yielded."""
+        for line, raw in self._raw_lines():
+            if isinstance(raw, _TooLong):
+                reason, fix = _too_long_reason(raw)
+                yield line, InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
+                continue
+            text, bad = _decode(raw, line)
+            if bad:
+                yield line, InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
+            elif not text.strip():
+                self.blank_lines += 1
+            else:
+                yield line, text
+
+    def _text(self):
+        for line, text in self._decoded_lines():
+            if isinstance(text, InputRow):
+                yield text
+            else:
+                yield self._checked(line, self.fallback_id(line), text.rstrip("\r\n"), [], "line")
+
+    def _jsonl(self):
+        field, id_field = self.text_field, self.id_field
+        for line, text in self._decoded_lines():
+            if isinstance(text, InputRow):
+                yield text
+                continue
+            record, reason, fix = parse_json(text.rstrip("\r\n"), exact_numbers=True)
+            if reason:
+                yield InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
+                continue
+            if not isinstance(record, dict):
+                kind = json_kind(record)
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"expected a JSON object, got {kind}",
+                    fix='write one object per line, e.g. {"text": "..."}',
+                )
+                continue
+            row_id = record.get(id_field, _MISSING)
+            if row_id is _MISSING:
+                if self.id_required:
+                    yield InputRow(
+                        line,
+                        self.fallback_id(line),
+                        reason=f"field {id_field!r} missing",
+                        fix="use --id-field to name another field, or leave it out to use file:line ids",
+                    )
+                    continue
+                row_id = self.fallback_id(line)
+            elif not _finite(row_id):
+                # NaN, Infinity and 1e999 parse as floats that JSON output cannot hold: a bad row, so the
+                # output stays valid JSON and no id is silently rewritten.
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"field {id_field!r} is {row_id!r}, which is not a valid JSON number",
+                    fix=f'quote the id, e.g. "{id_field}": "{row_id!r}"',
+                )
+                continue
+            elif _has_surrogate(row_id):  # no UTF-8 output (nor Arrow) can hold it
+                yield InputRow(
+                    line,
+                    self.fallback_id(line),
+                    reason=f"field {id_field!r} holds a lone surrogate, which is not valid Unicode",
+                    fix="write the character as a valid pair (or UTF-8), or remove it",
+                )
+                continue
+            yield self._checked(line, row_id, record.get(field, _MISSING), sorted(record), "field")
+
+    def _checked(self, line: int, row_id, value, present: list[str], what: str) -> InputRow:
+        field = self.text_field
+        if value is _MISSING:
+            shown = name_excerpt(present)
+            return InputRow(
+                line,
+                row_id,
+                reason=f"{what} {field!r} missing ({what}s here: {shown})",
+                fix=f"use --text-field to name another {what}",
+            )
+        problem = review_problem(value)
+        if problem:
+            reason = problem[0] if what == "line" else problem[0].replace("the review", f"{what} {field!r}", 1)
+            return InputRow(line, row_id, reason=reason, fix=problem[1])
+        return InputRow(line, row_id, text=value)
+
+    def _csv(self):
+        """CSV rows. A row whose quoting is broken (a quote never closed, a field over MAX_LINE_BYTES, text
+        after a closing quote) is a bad row on the line it starts, and reading goes on from the next line:
+        one stray quote cannot swallow the rest of the file."""
+
+        csv.field_size_limit(MAX_LINE_BYTES)
+        lines = self._raw_lines()
+        pending: list[tuple[int, object]] = []  # lines of the record being parsed
+        replay: deque[tuple[int, object]] = deque()  # lines to parse again after a broken record
+        bad_lines: dict[int, str] = {}
+
+        def feed():
+            while True:
+                if replay:
+                    item = replay.popleft()
+                else:
+                    item = next(lines, None)
+                    if item is None:
+                        return
+                pending.append(item)
+                line, raw = item
+                if isinstance(raw, _TooLong):
+                    raise _LineTooLong(line, raw)
+                text, bad = _decode(raw, line)
+                if bad:
+                    bad_lines[line] = bad
+                yield text
+
+        field, id_field = self.text_field, self.id_field
+        header: list[str] | None = None
+        text_col = id_col = None
+        if self.delimiter is None:
+            self.delimiter = sniff_delimiter(_decode(self._peeked[0][1], 1)[0] if self._peeked else "")
+        while True:
+            reader = csv.reader(feed(), strict=True, delimiter=self.delimiter)
+            try:
+                for record in reader:
+                    start, end = pending[0][0], pending[-1][0]
+                    pending.clear()
+                    if header is None:
+                        header = self._csv_header(record, bad_lines, start)
+                        text_col = header.index(field)
+                        id_col = header.index(id_field) if id_field in header else None
+                        continue
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        self.blank_lines += end - start + 1
+                        continue
+                    yield self._csv_row(record, start, end, header, text_col, id_col, bad_lines)
+                return
+            except (csv.Error, _LineTooLong) as exc:
+                start = pending[0][0]
+                if isinstance(exc, _LineTooLong):
+                    line, raw = exc.args
+                    reason, fix = _too_long_reason(raw)
+                    if line != start:
+                        reason = (
+                            f"the quoted field opened here is still open at line {line:,}, which is "
+                            f"{raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line"
+                        )
+                        fix = 'close the quote, or double a quote inside a field ("")'
+                elif "field limit" in str(exc):
+                    reason = f"a field is over the limit of {MAX_LINE_BYTES:,} bytes (a quote never closed?)"
+                    fix = "close the quote, or shorten the review"
+                elif "unexpected end of data" in str(exc):
+                    reason = "a quote opened in this row is never closed (the field runs to the end of the input)"
+                    fix = 'close the quote, or double a quote inside a field ("")'
+                elif len(pending) > 1:
+                    last = pending[-1][0]
+                    reason = f"a quote opened in this row runs on to line {last:,}, where the CSV breaks ({exc})"
+                    fix = 'close the quote, or double a quote inside a field ("")'
+                else:
+                    reason = f"broken CSV quoting ({exc})"
+                    fix = 'quote the whole field and double a quote inside it ("")'
+                if header is None:
+                    raise InputError(f"{self.name}, line {start}: the CSV header is broken: {reason}; {fix}") from exc
+                yield InputRow(start, self.fallback_id(start), reason=reason, fix=fix)
+                replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
+                pending.clear()
+
+    def _csv_header(self, record: list[str], bad_lines: dict[int, str], line: int = 1) -> list[str]:
+        field, id_field = self.text_field, self.id_field if self.id_required else None
+        if bad_lines:
+            line, bad = next(iter(bad_lines.items()))
+            raise InputError(f"{self.name}, line {line}: the CSV header has {bad}; {_UTF8_FIX}")
+        header = [name.strip() for name in record]
+        where = f"{self.name}, line {line}"
+        for wanted, option in ((field, "--text-field"), (id_field, "--id-field")):
+            if wanted is not None and wanted not in header:
+                raise InputError(
+                    f"{where}: no column {wanted!r} in the CSV header (columns: {name_excerpt(header)}); "
+                    f"use {option} to name the column{_delimiter_hint(header, self.delimiter)}"
+                )
+        for used in dict.fromkeys((field, self.id_field)):  # the default "id" column too, where present
+            places = [str(i + 1) for i, name in enumerate(header) if name == used]
+            if len(places) > 1:
+                raise InputError(
+                    f"{where}: the CSV header names column {used!r} {len(places)} times (columns "
+                    f"{', '.join(places[:8])}); rename all but one, so the right column is read"
+                )
+        return header
+
+    def _csv_row(self, record, start, end, header, text_col, id_col, bad_lines) -> InputRow:
+        field, id_field = self.text_field, self.id_field
+        bad = next((bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines), None)
+        if bad:
+            return InputRow(start, self.fallback_id(start), reason=bad, fix=_UTF8_FIX)
+        if id_col is not None and id_col >= len(record):
+            return InputRow(
+                start,
+                self.fallback_id(start),
+                reason=f"column {id_field!r} missing (the row has {len(record)} of {len(header)} columns)",
+                fix="quote values that contain commas",
+            )
+        row_id = record[id_col] if id_col is not None else self.fallback_id(start)
+        if text_col >= len(record):
+            return InputRow(
+                start,
+                row_id,
+                reason=f"column {field!r} missing (the row has {len(record)} of {len(header)} columns)",
+                fix="quote values that contain commas",
+            )
+        return self._checked(start, row_id, record[text_col], header, "column")
+
+
+_MISSING = object()
+
+
+class ParquetReader:
+    """Rows of a Parquet file, streamed by record batch (never the whole file), checked like InputReader's.
+
+    Rows are numbered from 1 in file order; ids follow InputReader's rules, "PREFIX:ROW" by default.
+
+    Raises:
+        InputError: not a Parquet file, the text column (or a named id column) missing, or the text column
+            not a string column.
+    """
+
+    format = "parquet"
+    unit = "row"
+    blank_lines = 0
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        stream,
+        text_field: str = "text",
+        id_field: str | None = None,
+        id_prefix: str | None = None,
+        batch_rows: int = 1024,
+    ) -> None:
+
+        self.source, self.name = source, source_name(source)
+        self.text_field, self.id_prefix, self.batch_rows = text_field, id_prefix, batch_rows
+        try:
+            self._file = pq.ParquetFile(stream)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.name}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        schema = self._file.schema_arrow
+        columns = name_excerpt(list(schema.names))
+        if text_field not in schema.names:
+            raise InputError(
+                f"{self.name}: no column {text_field!r} (columns: {columns}); use --text-field to name the column"
+            )
+        text_type = schema.field(text_field).type
+        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+            raise InputError(
+                f"{self.name}: column {text_field!r} holds {text_type}, not text; use --text-field to name the "
+                "column with the reviews"
+            )
+        if id_field and id_field not in schema.names:
+            raise InputError(f"{self.name}: no column {id_field!r} (columns: {columns}); use --id-field to name it")
+        self.id_column = id_field or (DEFAULT_ID_FIELD if DEFAULT_ID_FIELD in schema.names else None)
+        self.id_type = schema.field(self.id_column).type if self.id_column else None
+
+    def fallback_id(self, row: int):
+        return f"{self.id_prefix}:{row}" if self.id_prefix else row
+
+    _checked = InputReader._checked  # the same text checks as JSONL and CSV (uses only self.text_field)
+
+    def __iter__(self):
+        columns = [self.text_field] + ([self.id_column] if self.id_column and self.id_column != self.text_field else [])
+        present = list(self._file.schema_arrow.names)
+        row = 0
+        for batch in self._batches(columns):
+            texts = batch.column(self.text_field).to_pylist()
+            ids = batch.column(self.id_column).to_pylist() if self.id_column else None
+            for i, text in enumerate(texts):
+                row += 1
+                if ids is not None and not _finite(ids[i]):
+                    # A float id column's NaN or infinity: JSON output cannot hold it, so the row is bad (its
+                    # id left null: a "FILE:ROW" string would not fit the column's type in Ray's shards).
+                    yield InputRow(
+                        row,
+                        None,
+                        reason=f"column {self.id_column!r} is {ids[i]!r}, which is not a valid JSON number",
+                        fix="give the row a finite id, or cast the id column to string",
+                    )
+                    continue
+                yield self._checked(row, ids[i] if ids is not None else self.fallback_id(row), text, present, "column")
+
+    def _batches(self, columns: list[str]):
+        """The file's record batches; a page that cannot be read (corrupt compressed data, a bad encoding)
+        is an InputError naming the file and the rows read before it, not pyarrow's OSError."""
+        batches = self._file.iter_batches(batch_size=self.batch_rows, columns=columns)
+        rows_read = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(
+                    f"{self.name}: cannot read it after row {rows_read:,} ({str(exc).splitlines()[0]}); the file "
+                    "is damaged: re-create or re-download it"
+                ) from exc
+            if batch is None:
+                return
+            rows_read += batch.num_rows
+            yield batch
+
+
+def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
+    """Lists of at most `size` rows and (past the first row) at most `max_chars` characters of text."""
+    chunk: list[InputRow] = []
+    chars = 0
+    for row in rows:
+        length = len(row.text) if row.text is not None else 0
+        if chunk and chars + length > max_chars:
+            yield chunk
+            chunk, chars = [], 0
+        chunk.append(row)
+        chars += length
+        if len(chunk) >= size:
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
+
+
+def output_id_type(files: Sequence[str], input_format: str, id_field: str | None) -> pa.DataType:
+    """The Arrow type of the Ray engine's output id column, fixed before the job so every shard agrees: the id
+    column's type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids,
+    CSV values, and JSON values as their JSON text).
+
+    Raises:
+        InputError: an input that should be Parquet is not readable as Parquet.
+    """
+    column = id_field or DEFAULT_ID_FIELD
+    types = set()
+    for path in files:
+        fmt = guess_format(path) if input_format == "auto" else input_format
+        if fmt != "parquet":
+            return pa.string()
+        try:
+            with fsspec.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        if column not in schema.names:
+            return pa.string()
+        types.add(schema.field(column).type)
+    return types.pop() if len(types) == 1 else pa.string()
