@@ -33,8 +33,11 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, compose, helper
 
-from imdb_deploy.errors import ModelLoadError
+from imdb_deploy.artifacts import EXPORT_REPORT, load_export_report, onnx_variants
+from imdb_deploy.errors import ModelLoadError, OutputError
+from imdb_deploy.exporters import QuantizationSettings, fuse, operator_counts, quantize
 from imdb_deploy.fileio import write_json_atomic
+from imdb_deploy.model_folder import file_checksums
 from imdb_deploy.tokenization import TokenizationSettings
 
 # Where the graph records the cut it makes (ONNX metadata_props), so nothing prepends it twice and a reader of
@@ -219,8 +222,11 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
 
     Raises:
         ModelLoadError: no graph transformers.js can load, or one without the in-graph cut.
+        OutputError: out_dir exists.
     """
     source, out = Path(export_dir), Path(out_dir)
+    if out.exists():
+        raise OutputError(f"{out}: exists; remove it or name another folder")
     graphs = {dtype: source / name for dtype, name in TRANSFORMERSJS_FILES.items() if (source / name).is_file()}
     if not graphs:
         raise ModelLoadError(f"{source}: no {', '.join(TRANSFORMERSJS_FILES.values())}; export it first")
@@ -252,6 +258,78 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+    """A copy of an export made before the cut was inside the graphs, rebuilt as export builds it now.
+
+    model.onnx gets the cut (prepend_truncation); the fused graph is fused again from it and the INT8 graph
+    quantized again, with the settings export_report.json recorded, so the copy shows what the export stage
+    would write. tokenizer_config.json gets no limit. The gate is not run again: the copy's report keeps the
+    original gate's results, sets `verified` to False and says why (`imdb-deploy verify OUT_DIR --record`
+    gates it), and records the new files' checksums and fused operators.
+
+    Args:
+        export_dir: a folder written by `imdb-deploy export` (ONNX variants only; OpenVINO IRs are not copied).
+        out_dir: the copy (must not exist).
+
+    Returns:
+        {variant: {"before": operators, "after": operators}} for each ONNX variant rebuilt.
+    """
+    source, out = Path(export_dir), Path(out_dir)
+    report = load_export_report(source)
+    settings = TokenizationSettings.from_dict(json.loads((source / "train_config.json").read_text()))
+    model_config = json.loads((source / "config.json").read_text())
+    out.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and not path.name.startswith("openvino") and path.name != EXPORT_REPORT:
+            shutil.copy2(path, out / path.name)
+    prepend_truncation(out / "model.onnx", out / "model.onnx", settings)
+    recorded = report.get("settings") or {}
+    if (out / "model_optimized.onnx").is_file():
+        fuse(
+            out / "model.onnx",
+            out / "model_optimized.onnx",
+            recorded.get("optimize") or "O2",
+            num_heads=int(model_config.get("n_heads") or model_config.get("num_attention_heads")),
+            hidden_size=int(model_config.get("dim") or model_config.get("hidden_size")),
+        )
+    quantization = recorded.get("quantization")
+    if quantization and (out / "model_quantized.onnx").is_file():
+        fields = {key: value for key, value in quantization.items() if key != "source"}
+        fields["operators"] = tuple(fields.get("operators") or ())
+        quantize(
+            out / quantization.get("source", "model_optimized.onnx"),
+            out / "model_quantized.onnx",
+            QuantizationSettings(**fields),
+        )
+    if (out / "model_fp16.onnx").is_file():
+        prepend_truncation(out / "model_fp16.onnx", out / "model_fp16.onnx", settings)
+    portable_tokenizer_config(out)
+    changes = {}
+    variants = {}
+    for name, entry in (report.get("variants") or {}).items():
+        if (out / entry.get("file", "")).is_file() and entry["file"].endswith(".onnx"):
+            after = operator_counts(out / entry["file"])
+            changes[name] = {"before": entry.get("operators"), "after": after}
+            variants[name] = {**entry, "bytes": (out / entry["file"]).stat().st_size, "operators": after}
+    present = onnx_variants(out)
+    report.update(
+        output=str(out),
+        variants=variants,
+        default_variant=(
+            report.get("default_variant") if report.get("default_variant") in present else next(iter(present))
+        ),
+        verified=False,
+        checksums=file_checksums(out),
+        warnings=[
+            *report.get("warnings", []),
+            "graphs rebuilt with the training cut inside (imdb_deploy.portable.with_truncation); the parity results "
+            "are the original graphs': run `imdb-deploy verify` on this folder with --record to gate these",
+        ],
+    )
+    write_json_atomic(out / EXPORT_REPORT, report)
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m imdb_deploy.portable EXPORT_DIR OUT_DIR`: a transformers.js copy of an export."""
     args = sys.argv[1:] if argv is None else argv
@@ -260,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(transformersjs_folder(*args))
-    except ModelLoadError as exc:
+    except (ModelLoadError, OutputError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     return 0
