@@ -40,7 +40,7 @@ def is_hub_id(ref: str) -> bool:
 
 
 def plain_name(ref: str) -> str:
-    """Local paths in a string reduced to their last part ("/work/runs/minilm-2k" -> "minilm-2k", "200 reviews of
+    """Local paths in a string reduced to their last part ("/srv/runs/minilm-2k" -> "minilm-2k", "200 reviews of
     /data/imdb [test]" -> "200 reviews of imdb [test]"); Hub ids and URLs unchanged.
 
     A data spec of several files ("train=/a/train.parquet,test=/b/test.parquet") has each path reduced.
