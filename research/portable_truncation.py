@@ -30,6 +30,7 @@ import numpy as np
 from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import write_json_atomic
+from imdb_deploy.model_card import plain_name
 from imdb_deploy.portable import ROOT_FILES, with_truncation
 from imdb_deploy.predict import Predictor
 from imdb_deploy.tokenization import TokenizationSettings, encode
@@ -119,7 +120,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     test = load_split(args.data, "test")
-    record: dict = {"export": args.export_dir.name, "data": args.data, "seed": args.seed}
+    record: dict = {"export": args.export_dir.name, "data": plain_name(args.data), "seed": args.seed}
     with tempfile.TemporaryDirectory(prefix="portable-truncation-") as tmp:
         work = Path(tmp)
         if args.stage in ("tokenizer", "all"):

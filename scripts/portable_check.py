@@ -28,6 +28,7 @@ from imdb_deploy.data import load_split, stratified_sample
 from imdb_deploy.evaluation import softmax
 from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.machine import versions
+from imdb_deploy.model_card import plain_name
 from imdb_deploy.portable import graph_truncation, transformersjs_folder, with_truncation
 from imdb_deploy.predict import Predictor
 
@@ -51,7 +52,12 @@ def main() -> int:
 
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    record: dict = {"export": args.export_dir.name, "data": args.data, "split": args.split, "seed": args.seed}
+    record: dict = {
+        "export": args.export_dir.name,
+        "data": plain_name(args.data),
+        "split": args.split,
+        "seed": args.seed,
+    }
     folder = args.export_dir
     if graph_truncation(folder / "model.onnx") is None:
         folder = args.work / f"{args.export_dir.name}-cut"

@@ -48,10 +48,11 @@ NODE_MISSING = (
     if not NODE or not (JS / "node_modules" / "@huggingface" / "transformers").is_dir()
     else None
 )
-# The tolerance the Node and browser checks hold transformers.js's probabilities to, against Predictor's on the
-# same graph: both run onnxruntime's kernels (onnxruntime-node 1.30 and the WASM build of 1.31 against the
-# Python wheel); measured on the tiny model below 1e-6, on the real one see docs/portable.md.
-SCORE_TOLERANCE = 1e-4
+# How far transformers.js's probabilities may be from Predictor's on the same graph (docs/portable.md, measured on
+# 200 real reviews): Node runs onnxruntime-node, the same kernels as the Python wheel (7e-8 measured); the browser's
+# WASM build rounds fp32 differently (6e-7 measured), which dynamic INT8 turns into whole quantization steps now
+# and then (2.4e-2 measured, mean 1.7e-3).
+TOLERANCE = {"node fp32": 1e-5, "node q8": 1e-5, "browser fp32": 1e-5, "browser q8": 5e-2}
 
 
 @pytest.fixture(scope="module")
@@ -152,13 +153,15 @@ def test_the_plain_onnxruntime_recipe_reproduces_predictor(js_dir, cut_dir, revi
         assert g["probabilities"].keys() == e.probabilities.keys()
 
 
-def _compare(results: list[dict], predictor: Predictor, texts: list[str]) -> tuple[float, float]:
-    probs = softmax(predictor.logits(texts))
+def _check(results: list[dict], predictor: Predictor, texts: list[str], tolerance: float) -> None:
+    """Probabilities within `tolerance` of Predictor's, and the same label wherever Predictor's margin is wider."""
+    want = softmax(predictor.logits(texts))
     names = predictor.label_names
     got = np.array([[r["probabilities"][n] for n in names] for r in results])
-    labels = [names[k] for k in probs.argmax(axis=1)]
-    agreement = np.mean([r["label"] == label for r, label in zip(results, labels, strict=True)])
-    return float(agreement), float(np.abs(got - probs).max())
+    assert np.abs(got - want).max() <= tolerance
+    clear = np.abs(want.max(axis=1) - 0.5) > tolerance
+    labels = np.array([names.index(r["label"]) for r in results])
+    assert (labels == want.argmax(axis=1))[clear].all()
 
 
 def _jsonl(texts: list[str]) -> str:
@@ -183,9 +186,7 @@ def _run_node(script: str, folder: Path, dtype: str, texts: list[str], *extra: s
 @pytest.mark.parametrize(("dtype", "variant"), [("fp32", "fp32"), ("q8", "int8")])
 def test_transformersjs_in_node_gives_predictors_answers(js_dir, cut_dir, reviews, dtype, variant):
     rows = _run_node("classify.mjs", js_dir, dtype, reviews)
-    agreement, max_diff = _compare(rows, Predictor(cut_dir, variant=variant), reviews)
-    assert agreement == 1.0
-    assert max_diff <= SCORE_TOLERANCE
+    _check(rows, Predictor(cut_dir, variant=variant), reviews, TOLERANCE[f"node {dtype}"])
 
 
 @pytest.mark.skipif(NODE_MISSING is not None, reason=NODE_MISSING or "")
@@ -194,9 +195,7 @@ def test_transformersjs_in_headless_chromium_gives_predictors_answers(js_dir, cu
     texts = reviews[:12]
     shot = tmp_path / "page.png"
     rows = _run_node("browser.mjs", js_dir, "q8", texts, "--screenshot", str(shot))
-    agreement, max_diff = _compare(rows, Predictor(cut_dir, variant="int8"), texts)
-    assert agreement == 1.0
-    assert max_diff <= SCORE_TOLERANCE
+    _check(rows, Predictor(cut_dir, variant="int8"), texts, TOLERANCE["browser q8"])
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
