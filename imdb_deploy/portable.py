@@ -208,8 +208,8 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
     """Copy an exported folder into the layout transformers.js loads (`pipeline("text-classification", ...)`).
 
     Graphs go under onnx/ by dtype (TRANSFORMERSJS_FILES), config and tokenizer files stay at the root
-    (hard links where the file system allows, copies otherwise); train_config.json and README.md come along
-    when present. config.json gains `transformers.js_config.dtype` "q8" when the INT8 graph is there, so the
+    (hard links where the file system allows, copies otherwise); train_config.json, export_report.json and
+    README.md come along when present. config.json gains `transformers.js_config.dtype` "q8" when the INT8 graph is there, so the
     library's default is the gate's default variant, as Predictor's is.
 
     Args:
@@ -237,7 +237,7 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
                 "re-export it (or run imdb_deploy.portable.prepend_truncation on it)"
             )
     (out / "onnx").mkdir(parents=True)
-    for name in (*ROOT_FILES, "train_config.json", "README.md"):
+    for name in (*ROOT_FILES, "train_config.json", EXPORT_REPORT, "README.md"):
         if (source / name).is_file():
             _link_or_copy(source / name, out / name)
     for dtype, path in graphs.items():

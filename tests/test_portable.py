@@ -124,7 +124,7 @@ def test_a_graph_is_cut_once(cut_dir, tmp_path):
 
 def test_the_transformersjs_layout(cut_dir, js_dir, tiny_onnx_dir, tmp_path):
     assert sorted(p.name for p in (js_dir / "onnx").iterdir()) == ["model.onnx", "model_quantized.onnx"]
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "train_config.json"):
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "train_config.json", "export_report.json"):
         assert (js_dir / name).is_file(), name
     assert json.loads((js_dir / "config.json").read_text())["transformers.js_config"] == {"dtype": "q8"}
     assert json.loads((js_dir / "tokenizer_config.json").read_text())["model_max_length"] == UNLIMITED_MODEL_MAX_LENGTH
