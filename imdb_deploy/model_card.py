@@ -103,7 +103,8 @@ def machine_paths(folder: str | os.PathLike, names: Iterable[str] | None = None)
     A path of this machine starts at one of its file system's top folders (/work, /tmp, /home, /root ...), at
     ~ or at a Windows drive; graph node names such as "/distilbert/Add" start nowhere real and are not paths.
     Text files are read as text; others (ONNX graphs, weights) are searched for printable byte strings, so a
-    graph that embeds the path it was written from is found too.
+    graph that embeds the path it was written from is found too (POSIX and ~ paths only: a drive letter and a
+    backslash are common in weight bytes).
 
     Args:
         folder: the folder to search (recursively).
@@ -115,8 +116,9 @@ def machine_paths(folder: str | os.PathLike, names: Iterable[str] | None = None)
     found: dict[str, list[str]] = {}
     for path in files:
         data = path.read_bytes()
-        text = data.decode("utf-8", errors="replace") if b"\0" not in data[:4096] else _printable(data)
-        hits = sorted({m.group(0) for m in _PATH.finditer(text) if _on_this_machine(m.group(0), tops)})
+        binary = b"\0" in data[:4096]
+        text = _printable(data) if binary else data.decode("utf-8", errors="replace")
+        hits = sorted({m.group(0) for m in _PATH.finditer(text) if _on_this_machine(m.group(0), tops, binary)})
         if hits:
             found[str(path.relative_to(root))] = hits
     return found
@@ -126,8 +128,9 @@ def _printable(data: bytes) -> str:
     return "\n".join(chunk.decode("ascii") for chunk in re.findall(rb"[\x20-\x7e]{6,}", data))
 
 
-def _on_this_machine(text: str, tops: set[str]) -> bool:
-    if text.startswith("~") or re.match(r"[A-Za-z]:\\", text):
+def _on_this_machine(text: str, tops: set[str], binary: bool) -> bool:
+    # In weights, "x:\\" is just bytes; a Windows path is looked for in text files only.
+    if text.startswith("~") or (not binary and re.match(r"[A-Za-z]:\\", text)):
         return True
     parts = [part for part in text.split("/") if part not in ("", ".", "..")]
     return len(parts) >= 2 and parts[0] in tops
