@@ -295,17 +295,17 @@ def _body(report: dict, train_config: dict, model_name: str, repo_id: str, base_
     base = f"`{base_model}`" if base_model else "a DistilBERT-architecture encoder"
     return f"""# {model_name}
 
-IMDb movie-review sentiment ({labels}), fine-tuned from {base} and exported to ONNX by imdb-deploy
-{versions.get("imdb-deploy", "")}. The export's parity gate ran PyTorch and every ONNX variant on
-{parity["samples"]} reviews of `{dataset}` [{parity["split"]}]: PyTorch accuracy {parity["pytorch_accuracy"]:.4f};
-the gate {"passed" if parity.get("passed") else "FAILED"}.
+IMDb movie-review sentiment ({labels}), fine-tuned from {base} and exported to ONNX by imdb-deploy \
+{versions.get("imdb-deploy", "")}. The export's parity gate ran PyTorch and every variant on {parity["samples"]:,} \
+reviews of `{dataset}` [{parity["split"]}]: PyTorch accuracy {parity["pytorch_accuracy"]:.4f}; the gate \
+{"passed" if parity.get("passed") else "FAILED"}.
 
 | variant | file | transformers.js dtype | accuracy | label agreement with PyTorch | max abs prob diff | gate |
 | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
-The default variant on a CPU is `{default}` (one review per onnxruntime call, so a review's answer does not
-depend on its batch). All numbers: `export_report.json`.
+imdb-deploy's default variant on the CPU that exported it is `{default}`, run one review per call so that a \
+review's answer does not depend on its batch. All numbers: `export_report.json`.
 
 ## How it reads a review
 

@@ -209,8 +209,8 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
 
     Graphs go under onnx/ by dtype (TRANSFORMERSJS_FILES), config and tokenizer files stay at the root
     (hard links where the file system allows, copies otherwise); train_config.json, export_report.json and
-    README.md come along when present. config.json gains `transformers.js_config.dtype` "q8" when the INT8 graph is there, so the
-    library's default is the gate's default variant, as Predictor's is.
+    README.md come along when present. config.json gains `transformers.js_config.dtype` "q8" when the INT8
+    graph is there, so the library's default is onnxruntime's default variant, as Predictor's is.
 
     Args:
         export_dir: a folder written by `imdb-deploy export` whose graphs cut reviews themselves

@@ -145,7 +145,7 @@ def test_the_plain_onnxruntime_recipe_reproduces_predictor(js_dir, cut_dir, revi
     code = _recipe().replace('folder = "runs/minilm-2k-js"', f"folder = {str(js_dir)!r}")
     namespace: dict = {}
     exec(compile(code, "docs/portable.md", "exec"), namespace)  # also prints one answer, as a reader sees it
-    expected = Predictor(cut_dir).predict(reviews)  # the default: dynamic INT8, one review per call
+    expected = Predictor(cut_dir, variant="int8").predict(reviews)  # onnxruntime's default: one review per call
     got = [namespace["classify"](text) for text in reviews]
     assert [g["label"] for g in got] == [e.label for e in expected]
     for g, e in zip(got, expected, strict=True):
