@@ -18,6 +18,8 @@ _PUBLIC = {
     "TrainConfig": ".training.config",
     "evaluate": ".training.evaluate",
     "EvaluateConfig": ".training.config",
+    "distill": ".training.distill",
+    "DistillConfig": ".training.config",
     "ExportConfig": ".export.config",
     "check_parity": ".export.gate",
     "VerifyConfig": ".export.config",

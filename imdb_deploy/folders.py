@@ -39,6 +39,11 @@ CUSTOM_CODE_FILES = ("config.json", "tokenizer_config.json")
 VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
 
 METRICS = "metrics.json"
+# What convert-bert writes beside a converted encoder: its source, the source's sha256 and the measured difference.
+CONVERSION_REPORT = "conversion.json"
+
+# sha256 of sentence-transformers/all-MiniLM-L6-v2's published model.safetensors (the offline base model's source).
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 EXPORT_REPORT = "export_report.json"
 

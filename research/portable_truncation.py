@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.data import load_split, stratified_sample
-from imdb_deploy.evaluation import softmax
+from imdb_deploy.export.card import plain_name
+from imdb_deploy.export.portable import ROOT_FILES, with_truncation
 from imdb_deploy.fileio import write_json_atomic
-from imdb_deploy.model_card import plain_name
-from imdb_deploy.portable import ROOT_FILES, with_truncation
-from imdb_deploy.predict import Predictor
+from imdb_deploy.metrics import softmax
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.tokenization import TokenizationSettings, encode
 
 JS = Path(__file__).resolve().parent.parent / "js"

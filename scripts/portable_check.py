@@ -4,7 +4,7 @@
         --out docs/results/portable-minilm.json --screenshot docs/img/browser.png
 
 Steps: (1) the export with the training cut inside its graphs (an export made before that is rebuilt into
---work by imdb_deploy.portable.with_truncation, its fused operators compared), (2) its transformers.js copy
+--work by imdb_deploy.export.portable.with_truncation, its fused operators compared), (2) its transformers.js copy
 (portable.transformersjs_folder), (3) Predictor on the export as given, fp32 and int8, on a stratified sample of
 the split, (4) js/classify.mjs (Node, onnxruntime-node) with dtype fp32 and q8, and js/browser.mjs (headless
 Chromium, WASM) likewise, one review per call; per pair, label agreement and the largest probability difference.
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.data import load_split, stratified_sample
-from imdb_deploy.evaluation import softmax
+from imdb_deploy.export.card import plain_name
+from imdb_deploy.export.portable import graph_truncation, transformersjs_folder, with_truncation
 from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.machine import versions
-from imdb_deploy.model_card import plain_name
-from imdb_deploy.portable import graph_truncation, transformersjs_folder, with_truncation
-from imdb_deploy.predict import Predictor
+from imdb_deploy.metrics import softmax
+from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "js"

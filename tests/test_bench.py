@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from imdb_deploy.bench import config as bench_config
 from imdb_deploy.bench import report as bench_report
+from imdb_deploy.bench import rows as bench_rows
 from imdb_deploy.bench import run as bench
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
@@ -183,10 +184,10 @@ def test_architecture_spec_times_random_weights_without_accuracy(tiny_model_dir,
 
 def test_latency_sets_take_the_shortest_and_longest_quarter():
     lengths = [10, 500, 20, 300, 40, 480, 60, 250]
-    sets = bench.latency_sets(lengths, 5)
+    sets = bench_rows.latency_sets(lengths, 5)
     assert sorted(lengths[i] for i in sets["short"]) == [10, 20]
     assert sorted(lengths[i] for i in sets["long"]) == [480, 500]
-    assert bench.latency_sets(lengths, 0) == {"short": [], "long": []}
+    assert bench_rows.latency_sets(lengths, 0) == {"short": [], "long": []}
 
 
 def test_bad_settings_name_the_value(tmp_path):
@@ -199,12 +200,12 @@ def test_bad_settings_name_the_value(tmp_path):
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_half_precision_pytorch_rows_cast_the_model(trained_dir, dtype):
     """The CUDA rows' dtype handling, run on the CPU (the device is the only difference)."""
-    target = bench.ModelUnderTest(str(trained_dir), "trained", trained_dir, trained_dir, True)
+    target = bench_rows.ModelUnderTest(str(trained_dir), "trained", trained_dir, trained_dir, True, trained_dir)
     config = bench_config.BenchConfig(batch_size=4)
     texts = ["a wonderful film", "dull and boring", "great acting"]
     logits = {}
     for name, variant in (("fp32", "fp32"), (dtype, dtype)):
-        runner = bench._open_row(bench_config.Row(name, "test", "pytorch", variant, "input-order"), target, config)
+        runner = bench_rows.open_row(bench_config.Row(name, "test", "pytorch", variant, "input-order"), target, config)
         try:
             logits[name] = runner.logits(texts)
         finally:
@@ -219,6 +220,6 @@ def test_openvino_rows_are_skipped_with_the_reason_without_the_extra(monkeypatch
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     row = next(row for row in bench_config.ROWS if row.name == "openvino-int8")
-    assert bench.row_unavailable(row) == (
+    assert bench_rows.row_unavailable(row) == (
         "openvino is not installed: pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
     )

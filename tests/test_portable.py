@@ -19,16 +19,14 @@ import pytest
 from conftest import toy_reviews
 from huggingface_hub import ModelCard, metadata_load
 
-from imdb_deploy.artifacts import load_export_report, load_tokenizer
 from imdb_deploy.errors import ModelLoadError
-from imdb_deploy.evaluation import softmax
-from imdb_deploy.model_card import (
+from imdb_deploy.export.card import (
     machine_paths,
     publishable_export_report,
     publishable_train_config,
     render_model_card,
 )
-from imdb_deploy.portable import (
+from imdb_deploy.export.portable import (
     TRANSFORMERSJS_FILES,
     UNLIMITED_MODEL_MAX_LENGTH,
     graph_truncation,
@@ -36,7 +34,10 @@ from imdb_deploy.portable import (
     transformersjs_folder,
     with_truncation,
 )
-from imdb_deploy.predict import Predictor
+from imdb_deploy.folders import load_export_report
+from imdb_deploy.metrics import softmax
+from imdb_deploy.runtimes.folder import load_tokenizer
+from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.tokenization import TokenizationSettings, encode, pad
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +203,8 @@ def test_transformersjs_in_headless_chromium_gives_predictors_answers(js_dir, cu
 @pytest.fixture(scope="module")
 def gated_report(tiny_onnx_dir, toy_data_dir):
     """export_report.json of the tiny export with the gate's results on 40 toy reviews in it."""
-    from imdb_deploy.verify import VerifyConfig, check_parity
+    from imdb_deploy.export.config import VerifyConfig
+    from imdb_deploy.export.gate import check_parity
 
     parity = check_parity(tiny_onnx_dir, config=VerifyConfig(data=str(toy_data_dir), samples=40))
     return {**load_export_report(tiny_onnx_dir), "parity": parity.to_dict(), "verified": parity.passed}
@@ -271,7 +273,7 @@ def test_the_npm_packages_are_pinned_exactly():
 
 
 def test_portable_main_writes_a_transformersjs_copy(cut_dir, tmp_path, capsys):
-    from imdb_deploy.portable import main
+    from imdb_deploy.export.portable import main
 
     assert main([str(cut_dir), str(tmp_path / "out")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")

@@ -91,12 +91,8 @@ def convert_bert(bert_dir: Path | None, output_dir: Path | None, overwrite: bool
     """
     import json
 
-    from imdb_deploy.training.convert import (
-        CONVERSION_REPORT,
-        convert_bert_to_distilbert,
-        minilm_source_dir,
-        offline_base_model,
-    )
+    from imdb_deploy.folders import CONVERSION_REPORT
+    from imdb_deploy.training.convert import convert_bert_to_distilbert, minilm_source_dir, offline_base_model
 
     if bert_dir is None and output_dir is None:
         folder = offline_base_model()

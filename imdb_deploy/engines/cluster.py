@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError
 from imdb_deploy.fileio import remove_at_exit, remove_leftovers, work_dir_name
-from imdb_deploy.runtimes.config import ONNX_VARIANTS, OPENVINO_VARIANTS
+from imdb_deploy.runtimes.config import ONNX_FOLDER, ONNX_VARIANTS, OPENVINO_VARIANTS
 
 # What a Ray started by `predict` turns off when `lean` (the default): on a 2-core node each costs a
 # process or a thread that competes with the actors for the same cores, and a job run from the CLI has
@@ -185,16 +185,18 @@ def model_folder(model: dict) -> Path:
 
 
 def pack_model(predictor_dir: Path, variant: str) -> dict[str, bytes]:
-    """The files a Predictor needs from an exported folder: all but the variants it will not run."""
+    """The files a Predictor needs from an exported folder, by their path inside it (onnx/model.onnx): all but the
+    graphs of the variants it will not run."""
     # Variants can share a file (int8 and int8-batched run the same model_quantized.onnx): keep the variant's.
     # An OpenVINO IR is its .xml and .bin.
     files = {**ONNX_VARIANTS, **OPENVINO_VARIANTS}
     ir = {Path(f).with_suffix(".bin").name for f in OPENVINO_VARIANTS.values()}
     keep = {files[variant], Path(files[variant]).with_suffix(".bin").name}
     skip = (set(files.values()) | ir) - keep
+    paths = [*sorted(predictor_dir.iterdir()), *sorted((predictor_dir / ONNX_FOLDER).glob("*"))]
     return {
-        path.name: path.read_bytes()
-        for path in sorted(predictor_dir.iterdir())
+        path.relative_to(predictor_dir).as_posix(): path.read_bytes()
+        for path in paths
         if path.is_file() and path.name not in skip and not path.name.startswith(".")
     }
 

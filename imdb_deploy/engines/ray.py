@@ -157,7 +157,8 @@ class _Scorer:
         if isinstance(model, dict):  # shipped through the object store: {"files": ObjectRef, "scratch": ...}
             files = ray.get(model["files"])
             self._folder = model_folder(model)
-            for name, data in files.items():
+            for name, data in files.items():  # names are paths inside the folder (onnx/model.onnx)
+                Path(self._folder, name).parent.mkdir(parents=True, exist_ok=True)
                 Path(self._folder, name).write_bytes(data)
             model = str(self._folder)
         # The actor checks the files it loads (a shipped copy, or the shared path) against the recorded checksums.

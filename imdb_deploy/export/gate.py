@@ -74,8 +74,9 @@ def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
     payload["verified"] = report.passed and set(report.variants) == set(present)
     # The files the gate judged: the graphs of the variants it ran (and their weights beside them), and every
     # other file but the graphs of variants it did not run, whose recorded checksums stay as they were.
-    judged = {present[name].name for name in report.variants if name in present}
-    judged |= {p.name for name in judged for p in graph_companions(Path(str(onnx_dir)) / name)}
+    folder = Path(str(onnx_dir))
+    graphs = [present[name] for name in report.variants if name in present]
+    judged = {p.relative_to(folder).as_posix() for graph in graphs for p in [graph, *graph_companions(graph)]}
     names = [name for name in checksummed_names(onnx_dir) if name in judged or not name.endswith(GRAPH_SUFFIXES)]
     recorded = payload.get("checksums") if isinstance(payload.get("checksums"), dict) else {}
     payload["checksums"] = {**recorded, **file_checksums(onnx_dir, names)}

@@ -38,6 +38,7 @@ from imdb_deploy.errors import DataError, ModelLoadError, OutputError, ParityErr
 from imdb_deploy.export.config import ExportConfig, VerifyConfig
 from imdb_deploy.export.exporters import (
     EXPORT_ATTENTION,
+    FP32_FILE,
     describe_exporter,
     export_fp32,
     fuse,
@@ -47,6 +48,7 @@ from imdb_deploy.export.exporters import (
     resolve_exporter,
 )
 from imdb_deploy.export.gate import check_parity
+from imdb_deploy.export.portable import default_dtype, portable_tokenizer_config, prepend_truncation
 from imdb_deploy.fileio import out_of_space, write_json_atomic
 from imdb_deploy.folders import (
     EXPORT_REPORT,
@@ -64,14 +66,13 @@ from imdb_deploy.outputs import Output
 from imdb_deploy.rows.labelled import load_split, source_paths, stratified_sample
 from imdb_deploy.runtimes.choice import DEFAULT_TIMING_SAMPLES, measure
 from imdb_deploy.runtimes.config import (
-    ONNX_VARIANTS,
     OPENVINO_BATCHING,
     OPENVINO_VARIANTS,
     VARIANT_BATCHING,
     unavailable_reason,
 )
 from imdb_deploy.runtimes.folder import file_checksums, load_tokenizer, load_torch_classifier, resolve_onnx_variant
-from imdb_deploy.runtimes.onnx import onnx_variants
+from imdb_deploy.runtimes.onnx import onnx_path, onnx_variants
 from imdb_deploy.runtimes.openvino import write_variants as write_openvino_variants
 from imdb_deploy.runtimes.predictor import Predictor
 from imdb_deploy.tokenization import TokenizationSettings
@@ -198,7 +199,9 @@ def cls_only_last_layer(model) -> None:
 
 
 def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: str) -> int:
-    """model.onnx (dynamic batch/sequence axes) by `exporter`, plus config.json and the tokenizer files.
+    """onnx/model.onnx (dynamic batch/sequence axes) by `exporter`, with the training cut of a review in front of
+    it (portable.prepend_truncation), plus config.json and the tokenizer files at the root; the tokenizer cuts
+    nothing, so every consumer of the folder gives the graph the whole review (portable.portable_tokenizer_config).
 
     Returns:
         The opset written.
@@ -222,8 +225,12 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: s
             f"{model_ref}: the {exporter} exporter could not export it to ONNX ({_first_line(exc)}); "
             "it must be a DistilBERT-style sequence classifier folder, e.g. the output of `imdb-deploy train`"
         ) from exc
+    written = folder / FP32_FILE
+    prepend_truncation(written, onnx_path(folder, "fp32"), settings)
+    written.unlink()
     model.config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    portable_tokenizer_config(folder)
     return opset
 
 
@@ -236,8 +243,8 @@ def _optimize(folder: Path, config: ExportConfig, model_config: dict) -> str:
     """Fuse the fp32 graph at config.optimize; returns the variant name written ("optimized" or "fp16")."""
     variant = "fp16" if config.optimize == "O4" else "optimized"
     fuse(
-        folder / ONNX_VARIANTS["fp32"],
-        folder / ONNX_VARIANTS[variant],
+        onnx_path(folder, "fp32"),
+        onnx_path(folder, variant),
         config.optimize,
         num_heads=int(model_config.get("n_heads") or model_config.get("num_attention_heads")),
         hidden_size=int(model_config.get("dim") or model_config.get("hidden_size")),
@@ -398,9 +405,10 @@ def _write_graphs(tmp: Path, model_ref: str, config, exporter, quantization, rep
     if quantization is not None:
         started = time.perf_counter()
         use_fused = config.quantize_from == "optimized" and fused == "optimized"
-        quantize_source = tmp / ONNX_VARIANTS["optimized" if use_fused else "fp32"]
+        quantize_source = onnx_path(tmp, "optimized" if use_fused else "fp32")
         log(f"quantizing {quantize_source.name} to INT8 ({quantization.target}) ...")
-        quantize(quantize_source, tmp / ONNX_VARIANTS["int8"], quantization)
+        quantize(quantize_source, onnx_path(tmp, "int8"), quantization)
+        default_dtype(tmp, "q8")  # transformers.js runs onnxruntime's default variant unless told otherwise
         report.seconds["quantize"] = round(time.perf_counter() - started, 2)
         quantization_record = {**quantization.to_dict(), "source": quantize_source.name}
 
@@ -454,7 +462,7 @@ def _variant_table(folder: Path, openvino_record: dict) -> dict[str, dict]:
     """export_report.json's `variants`: each file written, its size, fused operators and batching."""
     variants = {
         name: {
-            "file": path.name,
+            "file": path.relative_to(folder).as_posix(),
             "bytes": path.stat().st_size,
             "operators": operator_counts(path),
             **VARIANT_BATCHING[name].to_dict(),

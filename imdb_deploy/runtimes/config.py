@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass
 
 # File name of each ONNX variant inside an exported folder, in the order a CPU prefers them last to first.
 # "int8" and "int8-batched" are the same dynamic-INT8 file run two ways (see VARIANT_BATCHING).
+# Where an export keeps its ONNX graphs: transformers.js's layout (graphs under onnx/, named by dtype: model.onnx
+# fp32, model_quantized.onnx q8, model_fp16.onnx fp16; config and tokenizer at the root), so its pipeline() loads
+# the folder as it is. A folder exported before keeps them at the root, and loads as it did.
+ONNX_FOLDER = "onnx"
+
 ONNX_VARIANTS = {
     "fp32": "model.onnx",
     "optimized": "model_optimized.onnx",

@@ -36,7 +36,7 @@ from imdb_deploy.folders import (
     refuse_custom_code,
 )
 from imdb_deploy.runtimes.choice import recorded_default
-from imdb_deploy.runtimes.config import OPENVINO_VARIANTS, unavailable_reason
+from imdb_deploy.runtimes.config import ONNX_FOLDER, OPENVINO_VARIANTS, unavailable_reason
 from imdb_deploy.runtimes.onnx import onnx_variants, pick_onnx_variant
 from imdb_deploy.tokenization import LABEL_NAMES
 
@@ -141,10 +141,13 @@ def file_checksums(folder: str | os.PathLike, names=None) -> dict[str, dict]:
 
 
 def checksummed_names(folder: str | os.PathLike) -> list[str]:
-    """The files of a folder that export_report.json records checksums of: every plain, visible file but it."""
+    """The files of a folder that export_report.json records checksums of: every plain, visible file but it, at the
+    root and in onnx/ (ONNX_FOLDER), by their path inside the folder ("onnx/model.onnx")."""
+    folder = Path(folder)
+    paths = [*sorted(folder.iterdir()), *sorted((folder / ONNX_FOLDER).glob("*"))]
     return [
-        p.name
-        for p in sorted(Path(folder).iterdir())
+        p.relative_to(folder).as_posix()
+        for p in paths
         if p.is_file() and not p.is_symlink() and not p.name.startswith(".") and p.name != EXPORT_REPORT
     ]
 
@@ -302,16 +305,20 @@ class ExportFolder:
     def _needed(self, graph: Path, recorded: dict) -> list[str]:
         """The names to check for `graph`: it and its companions, the config and tokenizer files (recorded or
         present), and every other recorded file still present that is not another graph."""
-        own = {graph.name, *(p.name for p in graph_companions(graph))}
+        own = [self._name(p) for p in [graph, *graph_companions(graph)]]
         essential = {*CONFIG_FILES, *TOKENIZER_FILES, *own}
         names = [
             name
             for name in recorded
             if name in essential or (not name.endswith(GRAPH_SUFFIXES) and (self.path / name).is_file())
         ]
-        present = [p.name for p in [graph, *graph_companions(graph)] if p.is_file()]
+        present = [name for name in own if (self.path / name).is_file()]
         present += [name for name in (*CONFIG_FILES, *TOKENIZER_FILES) if (self.path / name).is_file()]
         return list(dict.fromkeys([*present, *names]))
+
+    def _name(self, path: Path) -> str:
+        """A file's name as the checksums record it: its path inside the folder ("onnx/model.onnx")."""
+        return Path(path).relative_to(self.path).as_posix()
 
     def _refuse_or_allow(self, status: str, problem: str, allow: bool, files: tuple[str, ...]) -> FileCheck:
         if not allow:

@@ -6,13 +6,24 @@ import os
 from pathlib import Path
 
 from imdb_deploy.errors import ModelLoadError
-from imdb_deploy.runtimes.config import ONNX_VARIANTS
+from imdb_deploy.runtimes.config import ONNX_FOLDER, ONNX_VARIANTS
 
 
 def onnx_variants(onnx_dir: str | os.PathLike) -> dict[str, Path]:
-    """The ONNX variants present in an exported folder, by name."""
+    """The ONNX variants present in an exported folder, by name: under onnx/ (ONNX_FOLDER), or at the root of a
+    folder exported before that layout."""
     folder = Path(str(onnx_dir))
-    return {name: folder / file for name, file in ONNX_VARIANTS.items() if (folder / file).is_file()}
+    present = {}
+    for name, file in ONNX_VARIANTS.items():
+        path = next((p for p in (folder / ONNX_FOLDER / file, folder / file) if p.is_file()), None)
+        if path is not None:
+            present[name] = path
+    return present
+
+
+def onnx_path(onnx_dir: str | os.PathLike, variant: str) -> Path:
+    """Where export writes a variant's graph: ONNX_FOLDER/ONNX_VARIANTS[variant] in the folder."""
+    return Path(str(onnx_dir)) / ONNX_FOLDER / ONNX_VARIANTS[variant]
 
 
 def pick_onnx_variant(folder: Path, present: dict[str, Path], variant: str, gpu: bool) -> tuple[str, Path]:

@@ -55,6 +55,7 @@ from imdb_deploy.runtimes.config import (
     PRECISIONS,
 )
 from imdb_deploy.runtimes.folder import graph_bytes, load_tokenizer
+from imdb_deploy.runtimes.onnx import onnx_path, onnx_variants
 from imdb_deploy.tokenization import encode, length_sorted_batches, pad
 
 
@@ -79,7 +80,7 @@ def resolve_graph(model_dir: str | os.PathLike, graph: str = "fp32") -> Path:
     """
     folder = Path(str(model_dir))
     if graph in ONNX_SOURCES:
-        path = folder / ONNX_VARIANTS[graph]
+        path = onnx_variants(folder).get(graph, onnx_path(folder, graph))
     elif graph == "int8":
         path = folder / INT8_IR
     elif graph in ONNX_VARIANTS:

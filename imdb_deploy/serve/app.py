@@ -30,7 +30,6 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, ModelLoadError
@@ -51,6 +50,7 @@ from imdb_deploy.serve.http import (
 from imdb_deploy.serve.metrics import MetricsMiddleware, ServeMetrics
 from imdb_deploy.serve.types import (
     PREDICT_ROUTES,
+    ErrorBody,
     PredictCall,
     RequestError,
     answer,
@@ -230,7 +230,7 @@ class _Service:
         return out
 
 
-def _add_status_routes(app: FastAPI, service: _Service, ErrorBody) -> None:
+def _add_status_routes(app: FastAPI, service: _Service) -> None:
     """/health, /info and /metrics."""
 
     @app.get(
@@ -298,10 +298,6 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
         )
     service = _Service(predictor, config, str(onnx_dir if onnx_dir is not None else predictor.model_dir))
 
-    class ErrorBody(BaseModel):
-        error: str = Field(description="What was wrong: the field and index, or the limit.")
-        error_type: str = Field(description="TEI's error type (Validation, Empty, Overloaded, Backend, ...).")
-
     @asynccontextmanager
     async def lifespan(app):
         service.batcher = Batcher(predictor, config, service.metrics)
@@ -331,9 +327,17 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # outermost: counts the refusals too
     install_error_handlers(app)
     install_docs(app)
+    _add_predict_routes(app, service, config)
+    _add_status_routes(app, service)
+    return app
+
+
+def _add_predict_routes(app: FastAPI, service: _Service, config: ServeConfig) -> None:
+    """TEI's /predict, also on / and /invocations, with the request schema stating the running limits."""
+    predictor = service.predictor
     request_body = {
         "required": True,
-        "content": {"application/json": {"schema": json_schema_limits(config, max_length)}},
+        "content": {"application/json": {"schema": json_schema_limits(config, predictor.settings.max_length)}},
     }
 
     async def predict(request: Request):
@@ -368,14 +372,11 @@ def create_app(predictor, config: ServeConfig | None = None, onnx_dir: str | os.
             predict,
             methods=["POST"],
             response_model=None,
-            responses=predict_responses(ErrorBody),
+            responses=predict_responses(),
             openapi_extra={"requestBody": request_body},
             operation_id="predict" if path == "/predict" else f"predict{path.replace('/', '_') or '_root'}",
             summary="Predict" if path == "/predict" else f"Predict (also on {path})",
         )
-
-    _add_status_routes(app, service, ErrorBody)
-    return app
 
 
 def load_predictor(onnx_dir: str | os.PathLike, config: ServeConfig):

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from imdb_deploy.serve.config import ServeConfig
-from imdb_deploy.serve.types import CLIENT_CLOSED, STATUS_TYPES, RequestError
+from imdb_deploy.serve.types import CLIENT_CLOSED, STATUS_TYPES, ErrorBody, RequestError
 
 try:  # Swagger UI's files, served by /docs without a CDN (the `serve` extra installs them)
     from swagger_ui_bundle import swagger_ui_path
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - /docs then says how to get them
     swagger_ui_path = None
 
 
-def predict_responses(ErrorBody) -> dict:
+def predict_responses() -> dict:
     prediction = {
         "type": "object",
         "required": ["label", "score"],

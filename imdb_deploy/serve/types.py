@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from imdb_deploy.jsonlimits import MAX_JSON_DEPTH, json_depth, json_kind
 from imdb_deploy.metrics import softmax
@@ -390,3 +391,10 @@ def json_schema_limits(config: ServeConfig, max_length: int) -> dict:
         },
         "examples": [{"inputs": "A wonderful film."}, {"inputs": [["Loved it."], ["Dull."]]}],
     }
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal, as TEI words it (its ErrorResponse)."""
+
+    error: str = Field(description="What was wrong: the field and index, or the limit.")
+    error_type: str = Field(description="TEI's error type (Validation, Empty, Overloaded, Backend, ...).")

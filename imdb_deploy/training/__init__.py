@@ -9,6 +9,8 @@ _PUBLIC = {
     "TrainConfig": ".config",
     "evaluate": ".evaluate",
     "EvaluateConfig": ".config",
+    "distill": ".distill",
+    "DistillConfig": ".config",
 }
 __all__ = list(_PUBLIC)
 __getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

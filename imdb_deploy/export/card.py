@@ -19,8 +19,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from imdb_deploy.convert import CONVERSION_REPORT, MINILM_SHA256
-from imdb_deploy.data import HUB_ALIASES, PACKAGED_SOURCES
+from imdb_deploy.folders import CONVERSION_REPORT, MINILM_SHA256
+from imdb_deploy.rows.labelled import HUB_ALIASES, PACKAGED_SOURCES
 
 # Where a base model or a data source that is not a Hub id came from, when the folder can tell: the offline
 # base model is the published all-MiniLM-L6-v2 (its weights' sha256, convert.py), the shipped sample is real

@@ -19,7 +19,7 @@ the graph:
    (model.onnx for fp32, model_quantized.onnx for q8, model_fp16.onnx for fp16), config and tokenizer files at
    the root, and the gate's default (INT8 -> q8) as the folder's default dtype.
 
-Run as `python -m imdb_deploy.portable EXPORT_DIR OUT_DIR` to write a transformers.js copy of an export.
+Run as `python -m imdb_deploy.export.portable EXPORT_DIR OUT_DIR` to write a transformers.js copy of an export.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, compose, helper
 
-from imdb_deploy.artifacts import EXPORT_REPORT, load_export_report, onnx_variants
 from imdb_deploy.errors import ModelLoadError, OutputError
-from imdb_deploy.exporters import QuantizationSettings, fuse, operator_counts, quantize
+from imdb_deploy.export.exporters import QuantizationSettings, fuse, operator_counts, quantize
 from imdb_deploy.fileio import write_json_atomic
-from imdb_deploy.model_folder import file_checksums
+from imdb_deploy.folders import EXPORT_REPORT, load_export_report
+from imdb_deploy.runtimes.folder import file_checksums
+from imdb_deploy.runtimes.onnx import onnx_variants
 from imdb_deploy.tokenization import TokenizationSettings
 
 # Where the graph records the cut it makes (ONNX metadata_props), so nothing prepends it twice and a reader of
@@ -227,14 +228,16 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
     source, out = Path(export_dir), Path(out_dir)
     if out.exists():
         raise OutputError(f"{out}: exists; remove it or name another folder")
-    graphs = {dtype: source / name for dtype, name in TRANSFORMERSJS_FILES.items() if (source / name).is_file()}
+    present = onnx_variants(source)
+    variants = {"fp32": "fp32", "q8": "int8", "fp16": "fp16"}
+    graphs = {dtype: present[variant] for dtype, variant in variants.items() if variant in present}
     if not graphs:
         raise ModelLoadError(f"{source}: no {', '.join(TRANSFORMERSJS_FILES.values())}; export it first")
     for path in graphs.values():
         if graph_truncation(path) is None:
             raise ModelLoadError(
                 f"{path}: cuts no review itself, so transformers.js would keep the head only; "
-                "re-export it (or run imdb_deploy.portable.prepend_truncation on it)"
+                "re-export it (or run imdb_deploy.export.portable.prepend_truncation on it)"
             )
     (out / "onnx").mkdir(parents=True)
     for name in (*ROOT_FILES, "train_config.json", EXPORT_REPORT, "README.md"):
@@ -245,10 +248,16 @@ def transformersjs_folder(export_dir: str | os.PathLike, out_dir: str | os.PathL
     # Both rewrites replace the hard link (write to a temporary name, then rename): the export stays as it was.
     portable_tokenizer_config(out)
     if "q8" in graphs:
-        config = json.loads((out / "config.json").read_text())
-        config["transformers.js_config"] = {**config.get("transformers.js_config", {}), "dtype": "q8"}
-        write_json_atomic(out / "config.json", config)
+        default_dtype(out, "q8")
     return out
+
+
+def default_dtype(folder: str | os.PathLike, dtype: str) -> Path:
+    """Name transformers.js's default dtype in a folder's config.json (`transformers.js_config.dtype`)."""
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text())
+    config["transformers.js_config"] = {**config.get("transformers.js_config", {}), "dtype": dtype}
+    return write_json_atomic(path, config)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -322,7 +331,7 @@ def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -
         checksums=file_checksums(out),
         warnings=[
             *report.get("warnings", []),
-            "graphs rebuilt with the training cut inside (imdb_deploy.portable.with_truncation); the parity results "
+            "graphs rebuilt with the training cut inside (imdb_deploy.export.portable.with_truncation); the parity results "
             "are the original graphs': run `imdb-deploy verify` on this folder with --record to gate these",
         ],
     )
@@ -331,10 +340,10 @@ def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m imdb_deploy.portable EXPORT_DIR OUT_DIR`: a transformers.js copy of an export."""
+    """`python -m imdb_deploy.export.portable EXPORT_DIR OUT_DIR`: a transformers.js copy of an export."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        sys.stderr.write("usage: python -m imdb_deploy.portable EXPORT_DIR OUT_DIR\n")
+        sys.stderr.write("usage: python -m imdb_deploy.export.portable EXPORT_DIR OUT_DIR\n")
         return 2
     try:
         print(transformersjs_folder(*args))
