@@ -311,13 +311,14 @@ def temp_sibling(path: str | os.PathLike, folder: bool) -> Path:
     return tmp
 
 
-def work_dir_name(path: str | os.PathLike) -> Path:
+def work_dir_name(path: str | os.PathLike, tag: str = "work") -> Path:
     """The temporary sibling in which this process builds a replacement for the folder `path`.
 
-    Named so that remove_leftovers recognises it once this process is gone; the caller creates it.
+    Named so that remove_leftovers recognises it once this process is gone; the caller creates it. `tag`
+    (letters and digits) tells apart several of one process, e.g. a job id.
     """
     path = Path(path)
-    return path.with_name(f".{path.name}.{_TEMP_TAG}{os.getpid()}-work.partial")
+    return path.with_name(f".{path.name}.{_TEMP_TAG}{os.getpid()}-{tag}.partial")
 
 
 def remove_at_exit(path: str | os.PathLike) -> None:

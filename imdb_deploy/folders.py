@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
 
 from imdb_deploy.errors import ConfigError, HubUnreachableError, ModelLoadError
 from imdb_deploy.fileio import write_json_atomic
@@ -65,7 +68,7 @@ def hub_errors(ref: str | os.PathLike, what: str, hint: str = _LOCAL_HINT):
     try:
         yield
     except (OSError, ValueError, ConnectionError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = load_error_detail(exc)
         if is_local_reference(ref):
             path = Path(str(ref)).expanduser()
             if not path.exists():
@@ -75,6 +78,47 @@ def hub_errors(ref: str | os.PathLike, what: str, hint: str = _LOCAL_HINT):
             f"{what} {str(ref)!r} is not a local path, and loading it from the Hugging Face Hub failed "
             f"({first_line}). The Hub may be out of reach from this machine. {hint}"
         ) from exc
+
+
+def load_error_detail(exc: BaseException) -> str:
+    """The first line of a loading error, for a one-line message. A pickle that torch's weights-only loader
+    refused is named by what it asked for, without torch's advice to retry with weights_only=False: that
+    advice would run the pickle's code, and imdb-deploy never gives it."""
+    text = str(exc).strip()
+    if "weights_only" in text or "Weights only" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        asked = f"it asks for {found.group(1)}, which is not a tensor" if found else "not tensors only, or damaged"
+        return f"a pickle refused by torch's weights-only loader: {asked}"
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.split(". ")[0] if len(line) > 200 else line  # torch's long advice after its first sentence
+
+
+def check_weight_files(folder: str | os.PathLike, fix: str | None = None) -> None:
+    """Refuse weights that cannot be read, in one line naming the file, before transformers, torch or
+    accelerate open them (their errors are tracebacks that do not name it): each `*.safetensors` of a local
+    folder must hold a whole header and as many bytes as it describes (safe_open reads only the header and
+    checks the size), so an empty, cut-short or random file is refused here.
+
+    Args:
+        folder: a model folder or a training checkpoint; anything else (a Hub id) is left to the load.
+        fix: what to do, when not "copy it again or re-create the folder".
+
+    Raises:
+        ModelLoadError: naming the file and the fix.
+    """
+    folder = Path(str(folder)).expanduser()
+    if not folder.is_dir():
+        return
+    fix = fix or "copy it again from where it came, or re-create the folder with the stage that wrote it"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ModelLoadError(
+                f"{path}: not a readable safetensors file ({load_error_detail(exc)}): it is empty, cut short or "
+                f"damaged; {fix}"
+            ) from exc
 
 
 def read_json(path: Path) -> dict:

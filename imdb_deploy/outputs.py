@@ -189,6 +189,7 @@ def guard_output(
     if path is None:
         return
     _refuse_system_path(path, target, option)
+    refuse_overlap(path, inputs or {}, option)  # first: an output over an input is named as such
     try:
         mode = os.stat(path).st_mode
     except OSError:  # missing (or a dangling link): nothing there to harm
@@ -212,7 +213,6 @@ def guard_output(
             raise OutputError(f"{target} already exists; choose another output or pass --overwrite")
         if not reuse:
             refuse_replacing(path, option)
-    refuse_overlap(path, inputs or {}, option)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ def tiny_onnx_dir(tmp_path_factory, tiny_classifier_dir):
     from imdb_deploy.export.config import ExportConfig
     from imdb_deploy.export.stage import export
 
-    folder = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
+    # Beside the model, as export's default MODEL_DIR-onnx is: verify finds its source there by name and sha256.
+    folder = tiny_classifier_dir.parent / f"{tiny_classifier_dir.name}-onnx"
     export(tiny_classifier_dir, folder, ExportConfig(quantize=True, verify=False))
     return folder
 

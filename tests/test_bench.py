@@ -177,7 +177,7 @@ def test_architecture_spec_times_random_weights_without_accuracy(tiny_model_dir,
         assert row["status"] == "ok" and row["accuracy"] is None
     assert report["rows"]["predict"]["vs_baseline"]["within_gate"] is None
     assert (tmp_path / "arch" / "bench.png").is_file() and (
-        tmp_path / "arch" / "onnx" / "model_quantized.onnx"
+        tmp_path / "arch" / "onnx" / "onnx" / "model_quantized.onnx"
     ).is_file()
     assert "random" in bench_report.format_table(report)
 

@@ -3,6 +3,7 @@ INT8 really is integer, and a failed gate writes nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -13,12 +14,12 @@ from click.testing import CliRunner
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
 from imdb_deploy.export import stage as export_module
+from imdb_deploy.export.card import publishable_train_config
 from imdb_deploy.export.config import ExportConfig
 from imdb_deploy.export.stage import detect_quantization_target
 from imdb_deploy.folders import EXPORT_REPORT, TRAIN_CONFIG
-from imdb_deploy.runtimes.config import ONNX_VARIANTS
 from imdb_deploy.runtimes.folder import load_torch_classifier
-from imdb_deploy.runtimes.onnx import onnx_variants, open_onnx_session
+from imdb_deploy.runtimes.onnx import onnx_path, onnx_variants, open_onnx_session
 
 INTEGER_MATMULS = {"MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QAttention"}
 
@@ -36,24 +37,29 @@ def random_batch(batch: int, length: int, vocab_size: int, seed: int = 0) -> dic
 
 
 def test_export_writes_a_complete_self_describing_folder(tiny_onnx_dir, tiny_classifier_dir):
-    files = {p.name for p in tiny_onnx_dir.iterdir()}
-    assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "config.json", TRAIN_CONFIG} <= files
+    files = {p.relative_to(tiny_onnx_dir).as_posix() for p in tiny_onnx_dir.rglob("*") if p.is_file()}
+    graphs = {"onnx/model.onnx", "onnx/model_optimized.onnx", "onnx/model_quantized.onnx"}  # transformers.js's layout
+    assert {*graphs, "config.json", TRAIN_CONFIG} <= files
     assert {"tokenizer.json", EXPORT_REPORT} <= files  # transformers 5 saves the fast tokenizer alone
     assert not [name for name in files if name.startswith(".")]
-    assert json.loads((tiny_onnx_dir / TRAIN_CONFIG).read_text()) == json.loads(
-        (tiny_classifier_dir / TRAIN_CONFIG).read_text()
+    # The model's own, with its local paths reduced to plain names (a folder made to publish)
+    assert json.loads((tiny_onnx_dir / TRAIN_CONFIG).read_text()) == publishable_train_config(
+        json.loads((tiny_classifier_dir / TRAIN_CONFIG).read_text())
     )
     report = json.loads((tiny_onnx_dir / EXPORT_REPORT).read_text())
     assert report["verified"] is False  # the fixture skips the gate
     assert report["parity"] is None
-    assert report["source_model"] == str(tiny_classifier_dir.resolve())
+    assert report["source_model"] == tiny_classifier_dir.name  # no path of this machine: a folder made to publish
+    assert (
+        report["source_sha256"] == hashlib.sha256((tiny_classifier_dir / "model.safetensors").read_bytes()).hexdigest()
+    )
     assert set(report["variants"]) == {"fp32", "optimized", "int8", "int8-batched"}
     for name, variant in report["variants"].items():
-        assert variant["bytes"] == (tiny_onnx_dir / ONNX_VARIANTS[name]).stat().st_size
+        assert variant["bytes"] == (onnx_path(tiny_onnx_dir, name)).stat().st_size
     # The default (what predict and serve run) is batch-invariant; the batched INT8 run is labelled as not.
     assert report["default_variant"] == "int8"
     assert report["variants"]["int8"] | {"note": ""} == {
-        "file": "model_quantized.onnx",
+        "file": "onnx/model_quantized.onnx",
         "bytes": report["variants"]["int8"]["bytes"],
         "operators": report["variants"]["int8"]["operators"],
         "per_review": True,
@@ -99,7 +105,7 @@ def test_graphs_have_expected_inputs_and_dynamic_axes(tiny_onnx_dir):
 
 @pytest.mark.parametrize("variant", ["fp32", "optimized", "int8"])
 def test_any_batch_size_and_sequence_length_runs(tiny_onnx_dir, variant):
-    session = open_onnx_session(tiny_onnx_dir / ONNX_VARIANTS[variant], threads=1)
+    session = open_onnx_session(onnx_path(tiny_onnx_dir, variant), threads=1)
     for batch in (1, 7):
         for length in (5, 300):
             (logits,) = session.run(["logits"], random_batch(batch, length, vocab_size=80, seed=batch + length))
@@ -115,16 +121,16 @@ def test_fp32_and_fused_graphs_match_pytorch(tiny_onnx_dir, tiny_classifier_dir)
     with torch.inference_mode():
         expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
     for variant, atol in (("fp32", 1e-5), ("optimized", 1e-4)):
-        session = open_onnx_session(tiny_onnx_dir / ONNX_VARIANTS[variant], threads=1)
+        session = open_onnx_session(onnx_path(tiny_onnx_dir, variant), threads=1)
         (logits,) = session.run(["logits"], feed)
         np.testing.assert_allclose(logits, expected, atol=atol, rtol=0, err_msg=variant)
 
 
 def test_quantized_graph_has_integer_matmuls_and_is_smaller(tiny_onnx_dir):
-    ops = {node.op_type for node in onnx.load(str(tiny_onnx_dir / ONNX_VARIANTS["int8"])).graph.node}
+    ops = {node.op_type for node in onnx.load(str(onnx_path(tiny_onnx_dir, "int8"))).graph.node}
     assert ops & INTEGER_MATMULS, f"no integer MatMul in {sorted(ops)}"
     assert "DynamicQuantizeLinear" in ops
-    fused_ops = {node.op_type for node in onnx.load(str(tiny_onnx_dir / ONNX_VARIANTS["optimized"])).graph.node}
+    fused_ops = {node.op_type for node in onnx.load(str(onnx_path(tiny_onnx_dir, "optimized"))).graph.node}
     assert "Attention" in fused_ops and not fused_ops & INTEGER_MATMULS  # fusion really happened, in float
     size = {name: path.stat().st_size for name, path in onnx_variants(tiny_onnx_dir).items()}
     assert size["int8"] < 0.6 * size["optimized"]
@@ -150,7 +156,7 @@ def test_failed_gate_writes_no_folder_and_keeps_the_old_one(tiny_classifier_dir,
 
     def corrupted_optimize(folder, config, model_config):
         variant = real_optimize(folder, config, model_config)
-        path = folder / ONNX_VARIANTS[variant]
+        path = onnx_path(folder, variant)
         model = onnx.load(str(path))
         rng = np.random.default_rng(0)
         for tensor in model.graph.initializer:
@@ -234,7 +240,7 @@ def test_plain_graph_quantizes_too(tiny_classifier_dir, tmp_path):
     out = tmp_path / "onnx"
     export_module.export(tiny_classifier_dir, out, ExportConfig(optimize="none", quantize=True, verify=False))
     assert sorted(onnx_variants(out)) == ["fp32", "int8", "int8-batched"]
-    ops = {node.op_type for node in onnx.load(str(out / ONNX_VARIANTS["int8"])).graph.node}
+    ops = {node.op_type for node in onnx.load(str(onnx_path(out, "int8"))).graph.node}
     assert ops & INTEGER_MATMULS
     report = json.loads((out / EXPORT_REPORT).read_text())
     assert report["settings"]["quantization"]["source"] == "model.onnx"
@@ -272,11 +278,11 @@ def test_full_last_layer_export_gives_the_same_logits(tiny_onnx_dir, tiny_classi
     feed = random_batch(6, 21, vocab_size=vocab_size, seed=4)
     logits = {}
     for name, folder in (("full", out), ("cls-only", tiny_onnx_dir)):
-        session = open_onnx_session(folder / ONNX_VARIANTS["fp32"], threads=1)
+        session = open_onnx_session(onnx_path(folder, "fp32"), threads=1)
         logits[name] = session.run(["logits"], feed)[0]
     np.testing.assert_allclose(logits["cls-only"], logits["full"], atol=1e-5, rtol=0)
     nodes = {
-        name: len(onnx.load(str(folder / ONNX_VARIANTS["fp32"])).graph.node)
+        name: len(onnx.load(str(onnx_path(folder, "fp32"))).graph.node)
         for name, folder in (("full", out), ("cls-only", tiny_onnx_dir))
     }
     assert nodes["full"] != nodes["cls-only"]  # the default really exported another graph

@@ -24,8 +24,7 @@ from imdb_deploy.export.exporters import (
     resolve_exporter,
 )
 from imdb_deploy.export.stage import export
-from imdb_deploy.runtimes.config import ONNX_VARIANTS
-from imdb_deploy.runtimes.onnx import open_onnx_session
+from imdb_deploy.runtimes.onnx import onnx_path, open_onnx_session
 
 OPTIMUM, OPTIMUM_DETAIL = optimum_status()
 needs_optimum = pytest.mark.skipif(not OPTIMUM, reason=f"optimum-onnx does not import here ({OPTIMUM_DETAIL})")
@@ -97,7 +96,7 @@ def test_both_exporters_write_graphs_with_the_same_logits_and_fusions(tiny_class
         assert report["exporter"]["name"] == exporter
         operators[exporter] = report["variants"]["optimized"]["operators"]
         vocab_size = json.loads((out / "config.json").read_text())["vocab_size"]
-        session = open_onnx_session(out / ONNX_VARIANTS["optimized"], threads=1)
+        session = open_onnx_session(onnx_path(out, "optimized"), threads=1)
         logits[exporter] = session.run(["logits"], random_batch(6, 21, vocab_size=vocab_size, seed=5))[0]
     np.testing.assert_allclose(logits["torch"], logits["optimum"], atol=1e-5, rtol=0)
     assert operators["torch"] == operators["optimum"]

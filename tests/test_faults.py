@@ -300,7 +300,7 @@ def test_predict_refuses_outputs_that_are_an_input(onnx_dir, tmp_path, case):
 
 def test_predict_refuses_an_output_inside_the_model_folder(onnx_copy, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", reviews(3))
-    target = onnx_copy / "model_quantized.onnx"
+    target = onnx_copy / "onnx" / "model_quantized.onnx"
     before = target.read_bytes()
     line = one_line_error(run_cli(["predict", source, "-m", onnx_copy, "-o", target, "-q"]))
     assert f"--output {str(target)!r} is inside the model folder {str(onnx_copy)!r}" in line
@@ -804,7 +804,8 @@ def test_outputs_honour_the_umask(onnx_dir, tiny_classifier_dir, tmp_path, umask
     folder = tmp_path / "onnx"
     export(tiny_classifier_dir, folder, ExportConfig(verify=False))
     assert mode(folder) == 0o750
-    assert {mode(p) for p in folder.iterdir()} == {0o640}
+    assert {mode(p) for p in folder.rglob("*") if p.is_file()} == {0o640}
+    assert {mode(p) for p in folder.rglob("*") if p.is_dir()} == {0o750}  # onnx/
 
 
 # --- 13. resume keeps the epoch's whole training loss -----------------------------------------------------

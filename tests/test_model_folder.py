@@ -34,7 +34,7 @@ def onnx_copy(tiny_onnx_dir, tmp_path):
     return folder
 
 
-def swap_in_a_same_size_graph(folder: Path, name: str = "model_quantized.onnx") -> Path:
+def swap_in_a_same_size_graph(folder: Path, name: str = "onnx/model_quantized.onnx") -> Path:
     """Replace a graph by a valid one of exactly the same size whose largest weight is permuted."""
     import onnx
     from onnx import numpy_helper
@@ -82,9 +82,11 @@ def test_predictors_of_one_opened_folder_share_its_tokenizer_and_report(tiny_onn
 
 def test_export_records_the_sha256_of_every_file_it_wrote(tiny_onnx_dir):
     report = json.loads((tiny_onnx_dir / "export_report.json").read_text())
-    files = {p.name for p in tiny_onnx_dir.iterdir() if p.name != "export_report.json"}
+    files = {p.relative_to(tiny_onnx_dir).as_posix() for p in tiny_onnx_dir.rglob("*") if p.is_file()}
+    files.discard("export_report.json")
     assert set(report["checksums"]) == files
-    assert {"model.onnx", "model_quantized.onnx", "tokenizer.json", "config.json", "train_config.json"} <= files
+    graphs = {"onnx/model.onnx", "onnx/model_quantized.onnx"}
+    assert {*graphs, "tokenizer.json", "config.json", "train_config.json"} <= files
     for name, entry in report["checksums"].items():
         data = (tiny_onnx_dir / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -95,7 +97,7 @@ def test_a_file_is_hashed_once_until_it_changes(onnx_copy, monkeypatch):
     hashed = []
     real = hashlib.sha256
     monkeypatch.setattr(fileio.hashlib, "sha256", lambda: hashed.append(1) or real())
-    path = onnx_copy / "model.onnx"
+    path = onnx_copy / "onnx" / "model.onnx"
     first = sha256_file(path)
     assert sha256_file(path) == first and len(hashed) == 1
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
@@ -205,9 +207,10 @@ def test_verify_record_rewrites_the_checksums_of_the_files_it_judged(onnx_copy, 
     config = VerifyConfig(data=str(toy_data_dir), samples=20, invariance_samples=4, variants=("int8",))
     record_parity(onnx_copy, check_parity(onnx_copy, model=tiny_classifier_dir, config=config))
     after = json.loads((onnx_copy / "export_report.json").read_text())["checksums"]
-    assert after[graph.name]["sha256"] == hashlib.sha256(graph.read_bytes()).hexdigest() != before[graph.name]["sha256"]
-    assert {name: entry for name, entry in after.items() if name != graph.name} == {
-        name: entry for name, entry in before.items() if name != graph.name
+    name = graph.relative_to(onnx_copy).as_posix()  # onnx/model_quantized.onnx
+    assert after[name]["sha256"] == hashlib.sha256(graph.read_bytes()).hexdigest() != before[name]["sha256"]
+    assert {key: entry for key, entry in after.items() if key != name} == {
+        key: entry for key, entry in before.items() if key != name
     }
     assert Predictor(onnx_copy, variant="int8").files.verified
 

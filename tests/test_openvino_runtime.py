@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import toy_reviews
 
-from imdb_deploy.bench import run as bench_run
+from imdb_deploy.bench import rows as bench_rows
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError, ISAMismatchWarning, ModelLoadError
 from imdb_deploy.export import config as verify_config
@@ -61,7 +61,7 @@ def test_fp32_graph_matches_onnxruntime_from_the_same_token_ids(tiny_onnx_dir, t
     info = model.info
     assert info["inference_precision"] == "f32" and info["threads"] == 1 and info["performance_hint"] == "LATENCY"
     assert info["input_shapes"] == {"input_ids": "[?,?]", "attention_mask": "[?,?]"}  # dynamic: no reshape needed
-    assert info["model_bytes"] == (tiny_onnx_dir / "model.onnx").stat().st_size
+    assert info["model_bytes"] == (tiny_onnx_dir / "onnx" / "model.onnx").stat().st_size
 
 
 def test_precision_the_plugin_picks_stays_close(tiny_onnx_dir, texts, reference):
@@ -99,7 +99,7 @@ def test_static_int8_is_quantized_recorded_and_batch_invariant(tiny_onnx_dir, to
 
 
 def test_bench_open_model_int8_keeps_the_ir_where_asked(tiny_onnx_dir, toy_data_dir, tmp_path):
-    model = bench_run.open_model(tiny_onnx_dir, "int8", str(toy_data_dir), calibration_samples=8, save_dir=tmp_path)
+    model = bench_rows.open_model(tiny_onnx_dir, "int8", str(toy_data_dir), calibration_samples=8, save_dir=tmp_path)
     assert model.info["quantization"]["calibration_source"].endswith("[train]")
     assert model.info["file"] == str(tmp_path / ov_config.INT8_IR) and (tmp_path / "openvino_int8.bin").is_file()
     assert model.logits(["a great film", "dull"]).shape == (2, 2)
@@ -111,7 +111,7 @@ def test_bad_graphs_and_settings_name_the_fix(tiny_onnx_dir):
     with pytest.raises(ModelLoadError, match="onnxruntime-only ops"):
         ovr.resolve_graph(tiny_onnx_dir, "fp16")
     with pytest.raises(ModelLoadError, match="could not read it.*QAttention"):
-        ovr.OpenVINOModel(tiny_onnx_dir, str(tiny_onnx_dir / "model_quantized.onnx"))
+        ovr.OpenVINOModel(tiny_onnx_dir, str(tiny_onnx_dir / "onnx" / "model_quantized.onnx"))
     with pytest.raises(ConfigError, match="hint='FAST'"):
         ovr.OpenVINOModel(tiny_onnx_dir, hint="FAST")
     with pytest.raises(ConfigError, match="calibration_texts is empty"):
@@ -128,7 +128,7 @@ def ov_dir(tmp_path_factory, tiny_classifier_dir, toy_data_dir):
     from imdb_deploy.export.config import ExportConfig
     from imdb_deploy.export.stage import export
 
-    folder = tmp_path_factory.mktemp("ov") / "onnx"
+    folder = tiny_classifier_dir.parent / f"{tiny_classifier_dir.name}-ov"  # beside its source, as verify finds it
     config = ExportConfig(
         quantize=True, data=str(toy_data_dir), verify_samples=None, calibration_samples=16, timing_samples=8
     )
@@ -188,7 +188,7 @@ def test_the_rule_keeps_onnxruntime_unless_the_gain_is_clear():
         "baseline": "int8",
         "winner": "openvino-int8",
         "gain": 1.1,
-        "reason": "1.10x >= 1.1x",
+        "reason": "1.100x >= 1.1x",
     }
     assert runtime_choice.choose("int8", timings, [])["winner"] == "int8"  # nothing else gated
 
@@ -297,8 +297,8 @@ def test_ray_ships_only_the_ir_an_openvino_variant_runs(ov_dir):
 
     files = set(_pack_model(ov_dir, "openvino-int8"))
     assert {"openvino_int8.xml", "openvino_int8.bin", "tokenizer.json", "train_config.json"} <= files
-    assert not files & {"model.onnx", "model_quantized.onnx", "openvino_fp32.xml", "openvino_fp32.bin"}
-    assert {"model_quantized.onnx"} <= set(_pack_model(ov_dir, "int8")) and not {"openvino_int8.bin"} & set(
+    assert not files & {"onnx/model.onnx", "onnx/model_quantized.onnx", "openvino_fp32.xml", "openvino_fp32.bin"}
+    assert {"onnx/model_quantized.onnx"} <= set(_pack_model(ov_dir, "int8")) and not {"openvino_int8.bin"} & set(
         _pack_model(ov_dir, "int8")
     )
 

@@ -64,16 +64,25 @@ def reviews():
 
 
 @pytest.fixture(scope="module")
-def cut_dir(tmp_path_factory, tiny_onnx_dir):
-    """The tiny export rebuilt as export builds it with the cut inside (prepend, then fuse and quantize)."""
-    folder = tmp_path_factory.mktemp("cut") / "tiny-cut"
-    with_truncation(tiny_onnx_dir, folder)
+def plain_dir(tmp_path_factory):
+    """A folder exported before the cut moved into the graph (flat layout, no cut): the tiny legacy export."""
+    folder = tmp_path_factory.mktemp("plain") / "onnx"
+    shutil.copytree(ROOT / "tests" / "data" / "legacy-4.57" / "onnx", folder)
     return folder
 
 
 @pytest.fixture(scope="module")
-def js_dir(tmp_path_factory, cut_dir):
-    return transformersjs_folder(cut_dir, tmp_path_factory.mktemp("js") / "tiny-js")
+def cut_dir(tmp_path_factory, plain_dir):
+    """That older export rebuilt as export now builds it, with the cut inside (prepend, then fuse and quantize)."""
+    folder = tmp_path_factory.mktemp("cut") / "tiny-cut"
+    with_truncation(plain_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def js_dir(tiny_onnx_dir):
+    """What transformers.js loads: an export as `imdb-deploy export` writes it (its layout, the cut inside)."""
+    return tiny_onnx_dir
 
 
 def _logits(path, feed) -> np.ndarray:
@@ -81,14 +90,14 @@ def _logits(path, feed) -> np.ndarray:
 
 
 @pytest.mark.parametrize("truncation", ["head+tail", "head"])
-def test_the_graph_cuts_each_row_of_a_padded_batch_as_encode_does(tiny_onnx_dir, tmp_path, reviews, truncation):
+def test_the_graph_cuts_each_row_of_a_padded_batch_as_encode_does(plain_dir, tmp_path, reviews, truncation):
     settings = TokenizationSettings(max_length=48, truncation=truncation, head_tokens=12)
-    prepend_truncation(tiny_onnx_dir / "model.onnx", tmp_path / "cut.onnx", settings)
-    tokenizer = load_tokenizer(tiny_onnx_dir)
+    prepend_truncation(plain_dir / "model.onnx", tmp_path / "cut.onnx", settings)
+    tokenizer = load_tokenizer(plain_dir)
     cut = encode(tokenizer, reviews, settings)
     full = tokenizer(list(reviews), truncation=False, verbose=False)["input_ids"]
     assert max(len(ids) for ids in full) > 100 and min(len(ids) for ids in full) < 48  # both kinds of row
-    expected = _logits(tiny_onnx_dir / "model.onnx", pad(cut, 0))
+    expected = _logits(plain_dir / "model.onnx", pad(cut, 0))
     # The whole tokenization of every review, padded to the longest, in one call: each row cut by its length.
     assert np.abs(_logits(tmp_path / "cut.onnx", pad(full, 0)) - expected).max() <= 1e-5
     # Rows already cut (Predictor's) pass unchanged.
@@ -96,8 +105,8 @@ def test_the_graph_cuts_each_row_of_a_padded_batch_as_encode_does(tiny_onnx_dir,
     assert graph_truncation(tmp_path / "cut.onnx")["max_length"] == 48
 
 
-def test_fusion_and_int8_keep_their_operators_with_the_cut_in_front(tiny_onnx_dir, tmp_path):
-    changes = with_truncation(tiny_onnx_dir, tmp_path / "copy")
+def test_fusion_and_int8_keep_their_operators_with_the_cut_in_front(plain_dir, tmp_path):
+    changes = with_truncation(plain_dir, tmp_path / "copy")
     assert set(changes) == {"fp32", "optimized", "int8", "int8-batched"}
     for name, change in changes.items():
         assert change["after"] == change["before"], name
@@ -108,10 +117,10 @@ def test_fusion_and_int8_keep_their_operators_with_the_cut_in_front(tiny_onnx_di
     assert report["verified"] is False and "with_truncation" in report["warnings"][-1]
 
 
-def test_predictor_answers_the_same_with_the_cut_inside(tiny_onnx_dir, cut_dir, reviews):
+def test_predictor_answers_the_same_with_the_cut_inside(plain_dir, cut_dir, reviews):
     for variant in ("fp32", "optimized", "int8"):
-        before = Predictor(tiny_onnx_dir, variant=variant).predict_proba(reviews)
-        after = Predictor(cut_dir, variant=variant).predict_proba(reviews)
+        before = Predictor(plain_dir, variant=variant, allow_unverified=True).predict_proba(reviews)
+        after = Predictor(cut_dir, variant=variant, allow_unverified=True).predict_proba(reviews)
         assert np.abs(before - after).max() <= 1e-5, variant
 
 
@@ -123,7 +132,18 @@ def test_a_graph_is_cut_once(cut_dir, tmp_path):
         prepend_truncation(cut_dir / "model.onnx", tmp_path / "other.onnx", TokenizationSettings(max_length=32))
 
 
-def test_the_transformersjs_layout(cut_dir, js_dir, tiny_onnx_dir, tmp_path):
+def test_an_export_is_in_transformersjs_layout_and_an_older_one_can_be_copied_into_it(
+    cut_dir, plain_dir, tiny_onnx_dir, tmp_path
+):
+    # The export itself: graphs under onnx/, the cut in each, the tokenizer cutting nothing, q8 the default.
+    graphs = sorted(p.name for p in (tiny_onnx_dir / "onnx").iterdir())
+    assert graphs == ["model.onnx", "model_optimized.onnx", "model_quantized.onnx"]
+    assert all(graph_truncation(tiny_onnx_dir / "onnx" / name) for name in graphs)
+    assert json.loads((tiny_onnx_dir / "config.json").read_text())["transformers.js_config"] == {"dtype": "q8"}
+    limit = json.loads((tiny_onnx_dir / "tokenizer_config.json").read_text())["model_max_length"]
+    assert limit == UNLIMITED_MODEL_MAX_LENGTH
+    # An older export, rebuilt with the cut, copied into the layout.
+    js_dir = transformersjs_folder(cut_dir, tmp_path / "js")
     assert sorted(p.name for p in (js_dir / "onnx").iterdir()) == ["model.onnx", "model_quantized.onnx"]
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "train_config.json", "export_report.json"):
         assert (js_dir / name).is_file(), name
@@ -134,7 +154,7 @@ def test_the_transformersjs_layout(cut_dir, js_dir, tiny_onnx_dir, tmp_path):
     assert TRANSFORMERSJS_FILES["q8"] == "model_quantized.onnx"
     # A folder whose graphs do not cut would be read head-only by transformers.js: refused.
     with pytest.raises(ModelLoadError, match="cuts no review itself"):
-        transformersjs_folder(tiny_onnx_dir, tmp_path / "plain-js")
+        transformersjs_folder(plain_dir, tmp_path / "plain-js")
 
 
 def _recipe() -> str:
@@ -142,11 +162,11 @@ def _recipe() -> str:
     return re.search(r"<!-- recipe:.*?-->\n```python\n(.*?)```", text, re.S).group(1)
 
 
-def test_the_plain_onnxruntime_recipe_reproduces_predictor(js_dir, cut_dir, reviews):
-    code = _recipe().replace('folder = "runs/minilm-2k-js"', f"folder = {str(js_dir)!r}")
+def test_the_plain_onnxruntime_recipe_reproduces_predictor(js_dir, reviews):
+    code = _recipe().replace('folder = "runs/minilm-2k-onnx"', f"folder = {str(js_dir)!r}")
     namespace: dict = {}
     exec(compile(code, "docs/portable.md", "exec"), namespace)  # also prints one answer, as a reader sees it
-    expected = Predictor(cut_dir, variant="int8").predict(reviews)  # onnxruntime's default: one review per call
+    expected = Predictor(js_dir, variant="int8").predict(reviews)  # onnxruntime's default: one review per call
     got = [namespace["classify"](text) for text in reviews]
     assert [g["label"] for g in got] == [e.label for e in expected]
     for g, e in zip(got, expected, strict=True):
@@ -185,18 +205,18 @@ def _run_node(script: str, folder: Path, dtype: str, texts: list[str], *extra: s
 
 @pytest.mark.skipif(NODE_MISSING is not None, reason=NODE_MISSING or "")
 @pytest.mark.parametrize(("dtype", "variant"), [("fp32", "fp32"), ("q8", "int8")])
-def test_transformersjs_in_node_gives_predictors_answers(js_dir, cut_dir, reviews, dtype, variant):
+def test_transformersjs_in_node_gives_predictors_answers(js_dir, reviews, dtype, variant):
     rows = _run_node("classify.mjs", js_dir, dtype, reviews)
-    _check(rows, Predictor(cut_dir, variant=variant), reviews, TOLERANCE[f"node {dtype}"])
+    _check(rows, Predictor(js_dir, variant=variant), reviews, TOLERANCE[f"node {dtype}"])
 
 
 @pytest.mark.skipif(NODE_MISSING is not None, reason=NODE_MISSING or "")
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium: apt-get install chromium")
-def test_transformersjs_in_headless_chromium_gives_predictors_answers(js_dir, cut_dir, reviews, tmp_path):
+def test_transformersjs_in_headless_chromium_gives_predictors_answers(js_dir, reviews, tmp_path):
     texts = reviews[:12]
     shot = tmp_path / "page.png"
     rows = _run_node("browser.mjs", js_dir, "q8", texts, "--screenshot", str(shot))
-    _check(rows, Predictor(cut_dir, variant="int8"), texts, TOLERANCE["browser q8"])
+    _check(rows, Predictor(js_dir, variant="int8"), texts, TOLERANCE["browser q8"])
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -245,20 +265,24 @@ def test_an_unverified_export_has_no_card(tiny_onnx_dir):
         render_model_card(load_export_report(tiny_onnx_dir), {}, "m")
 
 
-def test_which_files_of_an_export_name_this_machine_and_their_publishable_form(tiny_onnx_dir, tmp_path):
-    # Today: the report (output, source_model, the gate's paths) and train_config.json (base_model).
-    assert set(machine_paths(tiny_onnx_dir)) == {"export_report.json", "train_config.json"}
+def test_an_export_names_no_path_of_this_machine_and_the_publishable_forms(
+    tiny_onnx_dir, tiny_classifier_dir, tmp_path
+):
+    assert machine_paths(tiny_onnx_dir) == {}  # every file: the graphs, the report, train_config.json, the card
+    assert "without the parity gate" in (tiny_onnx_dir / "README.md").read_text()  # the fixture skips the gate
+    # The rewrites that made it so, on a trained folder's own train_config.json (base_model, data: paths here).
     folder = tmp_path / "publish"
-    shutil.copytree(tiny_onnx_dir, folder)
-    train_config = json.loads((folder / "train_config.json").read_text())
+    folder.mkdir()
+    train_config = json.loads((tiny_classifier_dir / "train_config.json").read_text())
+    (folder / "train_config.json").write_text(json.dumps(train_config))
+    assert set(machine_paths(folder)) == {"train_config.json"}
     published = publishable_train_config(train_config)
     for key in ("max_length", "truncation", "head_tokens", "label_names"):
         assert published[key] == train_config[key]
     assert published["base_model"] == Path(train_config["base_model"]).name
     (folder / "train_config.json").write_text(json.dumps(published))
-    report = publishable_export_report(load_export_report(folder))
-    assert report["source_model"] == Path(load_export_report(tiny_onnx_dir)["source_model"]).name
-    (folder / "export_report.json").write_text(json.dumps(report))
+    report = publishable_export_report({"source_model": str(tiny_classifier_dir), "output": str(folder)})
+    assert report == {"source_model": tiny_classifier_dir.name, "output": "publish"}
     assert machine_paths(folder) == {}
     hub = {"base_model": "distilbert-base-uncased", "data_source": "stanfordnlp/imdb", "training": {"data": "imdb"}}
     assert publishable_train_config(hub) == hub

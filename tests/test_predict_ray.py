@@ -249,8 +249,10 @@ def test_a_full_disk_while_the_shards_are_written_is_one_line_and_keeps_the_old_
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.parquet").write_text("the previous run")
+    from imdb_deploy.fileio import work_dir_name
+
     monkeypatch.setattr(predict_ray, "_job_id", lambda: "01234567")
-    partial = tmp_path / ".out.01234567.partial"
+    partial = work_dir_name(out, "01234567")  # .out.imdb-HOST-PID-01234567.partial
     partial.mkdir()
     for task in range(4):
         (partial / f"part-{task:05d}.parquet").symlink_to("/dev/full")

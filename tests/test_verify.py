@@ -22,7 +22,7 @@ from imdb_deploy.export.config import (
 )
 from imdb_deploy.export.parity import compare
 from imdb_deploy.folders import EXPORT_REPORT, TRAIN_CONFIG
-from imdb_deploy.runtimes.config import ONNX_VARIANTS
+from imdb_deploy.runtimes.onnx import onnx_path
 
 
 def corrupt_onnx(path, seed: int = 0) -> None:
@@ -37,9 +37,11 @@ def corrupt_onnx(path, seed: int = 0) -> None:
 
 
 @pytest.fixture
-def onnx_copy(tiny_onnx_dir, tmp_path):
+def onnx_copy(tiny_onnx_dir, tiny_classifier_dir, tmp_path):
+    """A copy of the export, with its source model beside it (where verify looks for it)."""
     folder = tmp_path / "onnx"
     shutil.copytree(tiny_onnx_dir, folder)
+    shutil.copytree(tiny_classifier_dir, tmp_path / tiny_classifier_dir.name)
     return folder
 
 
@@ -90,7 +92,7 @@ def test_a_variant_that_claims_invariance_and_breaks_it_fails_the_gate(tiny_onnx
 
 
 def test_corrupted_onnx_weights_fail_the_gate_with_exit_1(onnx_copy, toy_data_dir):
-    corrupt_onnx(onnx_copy / ONNX_VARIANTS["fp32"])
+    corrupt_onnx(onnx_path(onnx_copy, "fp32"))
     args = ["verify", str(onnx_copy), "--data", str(toy_data_dir), "--verify-samples", "all", "--variant", "fp32"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1, result.output
@@ -111,7 +113,7 @@ def test_the_fp32_graphs_are_checked_on_a_seeded_subset_and_still_caught(onnx_co
     assert reviews == {"fp32": 30, "optimized": 30, "int8": 100, "int8-batched": 100}
     assert report["samples"] == 100 and report["variants"]["fp32"]["invariance"]["reviews"] == 30
     # A wrong conversion shows on every review, so the subset fails it as the whole sample would.
-    corrupt_onnx(onnx_copy / ONNX_VARIANTS["optimized"])
+    corrupt_onnx(onnx_path(onnx_copy, "optimized"))
     result = CliRunner().invoke(cli, [*args, "--exact-samples", "30", "--variant", "optimized"])
     assert result.exit_code == 1, result.output
     assert "optimized: max |probability difference|" in result.stderr.strip().splitlines()[-1]

@@ -60,7 +60,7 @@ from imdb_deploy.cli.options import (
     "-o",
     default=Path("runs/bench"),
     show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Folder for bench.json, bench.png (and the export).",
 )
 @config_option(

@@ -32,7 +32,7 @@ from imdb_deploy.demo.config import DemoConfig
     "--output",
     "-o",
     "output_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Folder for every artifact; a previous demo there is replaced.",
 )
 @config_option(
@@ -77,7 +77,7 @@ def demo(quiet: bool, **options) -> None:
     "--output",
     "-o",
     "output_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="DistilBERT folder to write [default: BERT_DIR-distilbert; without BERT_DIR the user cache].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")

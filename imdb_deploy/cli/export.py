@@ -34,7 +34,7 @@ from imdb_deploy.runtimes.config import VARIANTS
     "--output",
     "-o",
     "output_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="ONNX folder to write, complete or not at all [default: MODEL_DIR-onnx].",
 )
 @config_flag(ExportConfig, "--quantize", "Also write a dynamic INT8 model (CPU only).")
@@ -160,7 +160,7 @@ def export(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write the parity JSON here instead of stdout.",
 )
 @click.option(

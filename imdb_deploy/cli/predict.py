@@ -66,7 +66,6 @@ from imdb_deploy.runtimes.config import DEFAULT_PROVIDER, DEFAULT_VARIANT, PROVI
 @click.option(
     "--errors",
     "errors_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     help="local, with --on-error skip: write bad rows (file, line, id, reason, fix) here as JSONL "
     "[default: list them on stderr]. ray: they go to OUTPUT/_errors/.",
 )
@@ -122,12 +121,19 @@ from imdb_deploy.runtimes.config import DEFAULT_PROVIDER, DEFAULT_VARIANT, PROVI
     "cannot be read); the summary says UNVERIFIED. Off: such a folder is refused.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (the one-line summary stays).")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="ray: Ray's own logs and tracebacks on stderr too (without it a failed job is our one line; Ray's log "
+    "files keep them either way).",
+)
 @user_errors
 def predict(
     inputs: tuple[str, ...],
     model_dir: Path,
     output: str | None,
-    errors_path: Path | None,
+    errors_path: str | None,
     variant: str,
     provider: str,
     threads: int | None,
@@ -142,6 +148,7 @@ def predict(
     overwrite: bool,
     allow_unverified: bool,
     quiet: bool,
+    verbose: bool,
     **options,
 ) -> None:
     """Score reviews (JSONL, CSV, text or Parquet files, folders, globs, URLs; '-' for stdin) with an ONNX model.
@@ -162,6 +169,7 @@ def predict(
         }
         ray_options = dict(address=address, actors=actors, cpus_per_actor=cpus_per_actor, ship_model=ship_model)
         ray_options |= dict(variant=variant, batch_size=batch_size, max_tokens=max_tokens, overwrite=overwrite)
+        ray_options |= dict(verbose=verbose)
         _predict_ray(
             inputs,
             model_dir,
@@ -173,7 +181,12 @@ def predict(
             **ray_options,
         )
         return
-    for name, value in (("--address", address), ("--actors", actors), ("--overwrite", overwrite or None)):
+    for name, value in (
+        ("--address", address),
+        ("--actors", actors),
+        ("--overwrite", overwrite or None),
+        ("--verbose", verbose or None),
+    ):
         if value is not None:
             raise click.UsageError(f"{name} applies to --engine ray")
     from imdb_deploy.engines.local import predict_file

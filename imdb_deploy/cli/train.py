@@ -28,9 +28,7 @@ from imdb_deploy.training.config import MIXED_PRECISION, DistillConfig, Evaluate
     "--data",
     help="Hub dataset id, a folder with train/test Parquet/CSV/JSONL, an aclImdb/ folder, or train=F,test=F.",
 )
-@config_option(
-    TrainConfig, "--output", "-o", "output_dir", type=click.Path(file_okay=False), help="Model folder to write."
-)
+@config_option(TrainConfig, "--output", "-o", "output_dir", type=click.Path(), help="Model folder to write.")
 @config_option(TrainConfig, "--epochs", type=int)
 @config_option(TrainConfig, "--batch-size", type=int, help="Per device.")
 @config_option(TrainConfig, "--lr", type=float, help="Peak learning rate.")
@@ -95,7 +93,7 @@ def train(resume: bool, overwrite: bool, quiet: bool, **options) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write the metrics JSON here instead of stdout.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or table.")
@@ -126,7 +124,7 @@ def evaluate(model_dir: str, output: Path | None, quiet: bool, **options) -> Non
     "--output",
     "-o",
     "output_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Student folder to write.",
 )
 @click.option(

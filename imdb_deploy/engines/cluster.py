@@ -219,3 +219,13 @@ class DropOurErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], ImdbDeployError))
+
+
+class DropRayErrors(logging.Filter):
+    """On a console handler, without -v: Ray's own error reports (ERROR records, and any with a traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR and not record.exc_info
+
+
+DROP_RAY_ERRORS = DropRayErrors()

@@ -133,7 +133,9 @@ class RayPredictConfig(ReadOptions):
             False loads the folder from the same path on every worker (shared storage).
         overwrite: replace an existing output folder once the new one is complete.
         lean_start: a Ray started here runs without dashboard, metrics collection and usage stats
-            (ray_cluster.start_options); False keeps Ray's defaults. No effect when joining a cluster.
+            (engines.cluster.start_options); False keeps Ray's defaults. No effect when joining a cluster.
+        verbose: Ray's own logs and error reports (a failed task's traceback) on stderr too; off, a failed job
+            is its one error (engines.cluster.DropRayErrors), and Ray's log files keep the rest.
     """
 
     address: str | None = None
@@ -146,6 +148,7 @@ class RayPredictConfig(ReadOptions):
     overwrite: bool = False
     lean_start: bool = True
     allow_unverified: bool = False
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -37,6 +37,7 @@ import numpy as np
 
 from imdb_deploy.engines.cluster import (
     ACTOR_START_TIMEOUT_S,
+    DROP_RAY_ERRORS,
     DropOurErrors,
     connect,
     here,
@@ -49,7 +50,7 @@ from imdb_deploy.engines.cluster import (
 )
 from imdb_deploy.engines.config import RayPredictConfig, RayPredictSummary
 from imdb_deploy.errors import InputError, OutputError
-from imdb_deploy.fileio import output_error, work_dir_name
+from imdb_deploy.fileio import output_error, remove_leftovers, work_dir_name
 from imdb_deploy.outputs import Output, is_url, local_path
 from imdb_deploy.reviews import SKIP_HINT
 from imdb_deploy.rows.config import parse_delimiter
@@ -471,24 +472,40 @@ def predict_ray(
     parent, _, name = output.rstrip("/").rpartition("/")
     job = _job_id()
     scratch = work_dir_name(Path(tempfile.gettempdir()) / f"imdb-deploy-job-{job}")  # actors' model copies
-    tmp = f"{parent + '/' if parent else ''}.{name}.{job}.partial"  # a sibling: same filesystem
+    # A sibling (same filesystem), named with this host and process like the scratch folder, so that a driver
+    # killed outright (SIGKILL) leaves nothing the next run cannot name: it removes both once that process is gone.
+    tmp = f"{parent + '/' if parent else ''}{work_dir_name(name, job).name}"
+    remove_leftovers(tempfile.gettempdir())
+    if local_path(output) is not None:
+        remove_leftovers(Path(local_path(output)).parent)
     model = folder.path
     labels = list(folder.label_names)
 
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     connecting = time.perf_counter()
-    started = connect(config.address, quiet=not progress, lean=config.lean_start)
+    started = connect(config.address, quiet=not (progress or config.verbose), lean=config.lean_start)
     summary = RayPredictSummary(output=output, files=len(files), startup_seconds=time.perf_counter() - connecting)
     summary.unverified = None if checked.verified else checked.reason
 
     import ray
+    import ray.data  # sets up the "ray.data" logger's handlers, which the filters below go on
 
     ray_logger = logging.getLogger("ray.data")
     ray_level = ray_logger.level
     drop = DropOurErrors()
-    handlers = [*ray_logger.handlers, *logging.getLogger().handlers]
+    handlers = [] if config.verbose else [*ray_logger.handlers, *logging.getLogger().handlers]
     for handler in handlers:
         handler.addFilter(drop)
+    # Ray logs a failed task's traceback (several, for one bad row) before the error reaches us: off the
+    # console unless verbose. The log files keep them; the error itself ends the job as one line.
+    quiet_errors = [
+        handler
+        for handler in {*ray_logger.handlers, *logging.getLogger("ray").handlers}
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+    quiet_errors = [] if config.verbose else quiet_errors
+    for handler in quiet_errors:
+        handler.addFilter(DROP_RAY_ERRORS)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
@@ -540,6 +557,8 @@ def predict_ray(
     finally:
         for handler in handlers:
             handler.removeFilter(drop)
+        for handler in quiet_errors:
+            handler.removeFilter(DROP_RAY_ERRORS)
         ray_logger.setLevel(ray_level)
         shutil.rmtree(scratch, ignore_errors=True)
         tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)

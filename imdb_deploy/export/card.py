@@ -328,3 +328,30 @@ onnxruntime and tokenizers alone (Python): see docs/portable.md of imdb-deploy. 
 Exported with onnxruntime {versions.get("onnxruntime", "")}, torch {versions.get("torch", "")},
 transformers {versions.get("transformers", "")}.
 """
+
+
+def unverified_card(train_config: dict, model_name: str, *, base_model: str | None = None) -> str:
+    """README.md for an export made without the parity gate (--no-verify): the Hub metadata, how it reads a review,
+    and that nothing vouches for its answers (no results to publish)."""
+    data = ModelCardData(
+        library_name="transformers.js",
+        pipeline_tag="text-classification",
+        license=DEFAULT_LICENSE,
+        language=["en"],
+        base_model=base_model,
+        tags=["onnx", "sentiment-analysis", "imdb", "distilbert", "imdb-deploy"],
+        model_name=model_name,
+    )
+    return f"""---
+{data.to_yaml()}
+---
+
+# {model_name}
+
+IMDb movie-review sentiment, exported to ONNX by imdb-deploy **without the parity gate**: nothing checked that its
+answers are the PyTorch model's. Run `imdb-deploy verify {model_name} --record` before publishing it.
+
+## How it reads a review
+
+{_reading(train_config)}
+"""

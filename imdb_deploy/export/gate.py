@@ -26,7 +26,7 @@ from imdb_deploy.errors import ModelLoadError
 from imdb_deploy.export.config import DEFAULT_EXACT, FP32_GRAPHS, OPENVINO_LOSSY, VerifyConfig
 from imdb_deploy.export.parity import ParityReport, _subset, _two_label_metrics, check_invariance, compare
 from imdb_deploy.fileio import write_json_atomic
-from imdb_deploy.folders import EXPORT_REPORT, is_local_reference, load_export_report, load_settings, read_json
+from imdb_deploy.folders import EXPORT_REPORT, is_local_reference, load_settings, read_json
 from imdb_deploy.metrics import softmax
 from imdb_deploy.rows.labelled import load_split, source_paths, stratified_sample
 from imdb_deploy.runtimes.config import LOSSY_PRECISIONS, OPENVINO_VARIANTS, unavailable_reason
@@ -118,6 +118,7 @@ def check_parity(
     model_ref = str(model) if model is not None else source_model(folder)
     thresholds = config.resolve_thresholds((folder.report.get("settings") or {}).get("optimize"))
 
+    folder.tokenizer  # noqa: B018 (loaded, and so checked against the folder's embedding table, before any model runs)
     tokenizer = load_tokenizer(model_ref)
     settings = load_settings(model_ref, tokenizer)
     torch_model = load_torch_classifier(model_ref, label_names=settings.label_names)
@@ -189,8 +190,10 @@ def verify_inputs(onnx_dir: str | os.PathLike, model: str | os.PathLike | None, 
     """What the gate reads, as outputs.Inputs: the ONNX folder, the PyTorch original (--model, or the source
     model its export_report.json names) and the data in every spelling --data takes."""
     source = model
-    if source is None:
-        report = load_export_report(onnx_dir) if Path(str(onnx_dir)).is_dir() else {}
-        source = report.get("source_model") if isinstance(report, dict) else None
+    if source is None and Path(str(onnx_dir)).is_dir():
+        try:
+            source = source_model(onnx_dir)
+        except ModelLoadError:  # said again, with the fix, when the gate looks for it
+            source = None
     local = source is not None and is_local_reference(source)
     return {"the ONNX folder": onnx_dir, "the PyTorch model": source if local else None} | source_paths(config.data)

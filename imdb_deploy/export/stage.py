@@ -35,6 +35,13 @@ import torch
 import transformers
 
 from imdb_deploy.errors import DataError, ModelLoadError, OutputError, ParityError
+from imdb_deploy.export.card import (
+    hub_base_model,
+    publishable_export_report,
+    publishable_train_config,
+    render_model_card,
+    unverified_card,
+)
 from imdb_deploy.export.config import ExportConfig, VerifyConfig
 from imdb_deploy.export.exporters import (
     EXPORT_ATTENTION,
@@ -49,14 +56,17 @@ from imdb_deploy.export.exporters import (
 )
 from imdb_deploy.export.gate import check_parity
 from imdb_deploy.export.portable import default_dtype, portable_tokenizer_config, prepend_truncation
-from imdb_deploy.fileio import out_of_space, write_json_atomic
+from imdb_deploy.fileio import out_of_space, sha256_file, write_json_atomic
 from imdb_deploy.folders import (
     EXPORT_REPORT,
+    TRAIN_CONFIG,
     TRAIN_CONFIG_FIELDS,
+    hub_reference,
     is_local_reference,
     load_export_report,
     load_settings,
     load_train_config,
+    model_weights,
     read_json,
     refuse_custom_code,
     write_train_config,
@@ -84,7 +94,10 @@ class ExportReport:
 
     Attributes:
         output: the output folder.
-        source_model: the model folder (absolute) or Hub id it came from; `verify` reloads PyTorch from it.
+        source_model: the Hub id it came from, or the name of its model folder (no path of this machine: the folder
+            is made to publish); `verify` reloads PyTorch from it (runtimes.folder.source_model).
+        source_sha256: the sha256 of that folder's weights, by which verify recognises it beside the export; None
+            for a Hub id.
         verified: True only when the parity gate ran and passed.
         variants: per ONNX variant, its file, size in bytes, and batching (artifacts.VariantBatching:
             one review per call or batched, batch-invariant or not, why).
@@ -106,6 +119,7 @@ class ExportReport:
 
     output: str
     source_model: str
+    source_sha256: str | None = None
     verified: bool = False
     variants: dict = field(default_factory=dict)
     default_variant: str | None = None
@@ -226,6 +240,7 @@ def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: s
             "it must be a DistilBERT-style sequence classifier folder, e.g. the output of `imdb-deploy train`"
         ) from exc
     written = folder / FP32_FILE
+    onnx_path(folder, "fp32").parent.mkdir(exist_ok=True)
     prepend_truncation(written, onnx_path(folder, "fp32"), settings)
     written.unlink()
     model.config.save_pretrained(folder)
@@ -352,8 +367,9 @@ def export(
     # there at the start) must not be, hold or sit inside the model or any data the export reads.
     output = Output(out_dir, export_inputs(model_ref, config), folder=True, overwrite=config.overwrite)
     refuse_custom_code(model_ref)
-    source = str(Path(model_ref).expanduser().resolve()) if local else model_ref
-    report = ExportReport(output=str(out_dir), source_model=source, versions=versions())
+    sha256 = sha256_file(model_weights(model_ref)) if local else None
+    report = ExportReport(output=output.path.name, source_model=hub_reference(model_ref), source_sha256=sha256)
+    report.versions = versions()
     exporter = resolve_exporter(config.exporter)
     quantization = _quantization_for_this_cpu(config, report, log) if config.quantize else None
 
@@ -367,11 +383,29 @@ def export(
             _gate_and_choose(tmp, model_ref, output.path, config, report, log)  # raises: no folder is written
         else:
             report.warnings.append("the parity gate was skipped (--no-verify): this export is not verified")
+        report = _publishable(tmp, report, model_ref, output.path.name)
         report.checksums = file_checksums(tmp)  # every file of the folder, last: what the gate judged, unchanged
         write_json_atomic(tmp / EXPORT_REPORT, report.to_dict())
     if output.replaces:
         log(f"replaced the folder that was at {output.path} (--overwrite)")
     return report
+
+
+def _publishable(tmp: Path, report: ExportReport, model_ref: str, name: str) -> ExportReport:
+    """Make the folder one to publish as it is: train_config.json and the report name no path of this machine
+    (Hub ids and plain names only: card.publishable_*), and README.md is a Hub model card with the gate's results
+    (card.render_model_card), or says the export is unverified. Returns the report as it will be written."""
+    recorded = read_json(tmp / TRAIN_CONFIG)
+    base_model = hub_base_model(recorded.get("base_model") or (recorded.get("training") or {}).get("model"))
+    train_config = publishable_train_config(recorded)
+    write_json_atomic(tmp / TRAIN_CONFIG, train_config)
+    published = publishable_export_report(report.to_dict())
+    if report.verified:
+        card = render_model_card(published, train_config, name, base_model=base_model)
+    else:
+        card = unverified_card(train_config, name, base_model=base_model)
+    (tmp / "README.md").write_text(card)
+    return ExportReport(**published)
 
 
 def export_inputs(model_ref: str, config: ExportConfig) -> dict:

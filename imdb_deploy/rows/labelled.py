@@ -233,15 +233,28 @@ def _read_aclimdb(root: Path, split: str) -> ReviewSplit:
 
 
 def _split_files(folder: Path, split: str) -> list[Path]:
+    """The files of one split in a data folder: SPLIT.EXT or its shards SPLIT-*.EXT, in the folder or its data/.
+
+    Raises:
+        DataError: the split is there in two forms (train.csv and train.jsonl, or a file and shards): reading
+            one of them silently could train on the wrong data.
+    """
+    found: list[tuple[str, list[Path]]] = []
     for base in (folder, folder / "data"):
         for suffix in FILE_SUFFIXES:
             exact = base / f"{split}{suffix}"
             if exact.is_file():
-                return [exact]
+                found.append((str(exact), [exact]))
             shards = sorted(base.glob(f"{split}-*{suffix}"))
             if shards:
-                return shards
-    return []
+                found.append((f"{base / split}-*{suffix} ({len(shards)} files)", shards))
+    if len(found) > 1:
+        raise DataError(
+            f"{folder}: the {split} split is there {len(found)} times ({', '.join(name for name, _ in found)}), "
+            f"so which to read is a guess; keep one (move the others away), or name the files with --data "
+            f"{split}=FILE,..."
+        )
+    return found[0][1] if found else []
 
 
 def _merge(parts: list[ReviewSplit], name: str, source: str) -> ReviewSplit:

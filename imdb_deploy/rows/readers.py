@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
+import pickle
+import re
+import tempfile
 import zlib
 from collections import deque
 from collections.abc import Sequence
+from functools import lru_cache
 
 import fsspec
 import pyarrow as pa
@@ -42,10 +47,11 @@ from imdb_deploy.rows.sources import (
 
 
 class _TooLong:
-    """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes."""
+    """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes, and for CSV the
+    quoting state at its end when it starts a record and when it starts inside a quoted field (_csv_scan)."""
 
-    def __init__(self, size: int, head: bytes) -> None:
-        self.size, self.head = size, head
+    def __init__(self, size: int, head: bytes, ends: tuple[int, int] = (0, 0)) -> None:
+        self.size, self.head, self.ends = size, head, ends
 
     def strip(self) -> bytes:
         return self.head.strip() or b"x"
@@ -60,6 +66,43 @@ def _too_long_reason(raw: _TooLong) -> tuple[str, str]:
 
 class _LineTooLong(Exception):
     pass
+
+
+# The states of a CSV record as csv's strict reader parses it (quotes doubled inside a quoted field, no escape
+# character): at a field's start, in an unquoted field, in a quoted one, just after a quote inside a quoted one;
+# then the record's end (a line ending outside quotes) or text after a closing quote (broken quoting).
+_FIELD, _UNQUOTED, _QUOTED, _QUOTE, _END, _BROKEN = range(6)
+
+
+@lru_cache(maxsize=8)
+def _field_stop(delimiter: bytes) -> re.Pattern:
+    return re.compile(re.escape(delimiter) + rb"|[\r\n]")
+
+
+def _csv_scan(state: int, data: bytes, delimiter: bytes) -> int:
+    """The CSV state after reading `data` (UTF-8 bytes, any piece of a record) from `state`; _END and _BROKEN
+    stay. Only quotes, delimiters and line endings are looked at, so a record of any size is scanned unheld."""
+    i, n = 0, len(data)
+    while i < n and state < _END:
+        if state == _QUOTED:
+            j = data.find(b'"', i)
+            if j < 0:
+                return state
+            state, i = _QUOTE, j + 1
+        elif state == _UNQUOTED:
+            stop = _field_stop(delimiter).search(data, i)
+            if stop is None:
+                return state
+            state, i = (_FIELD if stop.group() == delimiter else _END), stop.end()
+        elif data.startswith(b'"', i):  # a field's opening quote, or a doubled quote inside one
+            state, i = _QUOTED, i + 1
+        elif data.startswith(delimiter, i):
+            state, i = _FIELD, i + len(delimiter)
+        elif data[i] in b"\r\n":
+            state = _END
+        else:
+            state, i = (_UNQUOTED if state == _FIELD else _BROKEN), i + 1
+    return state
 
 
 def open_reader(
@@ -181,12 +224,21 @@ class InputReader:
                     continue
                 if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                     size, head = len(raw), raw[:256]
-                    while not raw.endswith(b"\n"):
+                    # CSV: where the line leaves the quoting, from a record's start and from inside a quoted
+                    # field, so a record that goes on past it can be skipped whole (_csv_record_end)
+                    csv_file = getattr(self, "format", None) == "csv" and self.delimiter
+                    delimiter = self.delimiter.encode() if csv_file else None
+                    ends = [_FIELD, _QUOTED]
+                    while True:
+                        if delimiter:
+                            ends = [_csv_scan(state, raw, delimiter) for state in ends]
+                        if raw.endswith(b"\n"):
+                            break
                         raw = stream.readline(1 << 20)
                         if not raw:
                             break
                         size += len(raw)
-                    yield number, _TooLong(size, head)
+                    yield number, _TooLong(size, head, tuple(ends))
                     continue
                 yield number, raw
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -290,24 +342,30 @@ class InputReader:
         return InputRow(line, row_id, text=value)
 
     def _csv(self):
-        """CSV rows. A row whose quoting is broken (a quote never closed, a field over MAX_LINE_BYTES, text
-        after a closing quote) is a bad row on the line it starts, and reading goes on from the next line:
-        one stray quote cannot swallow the rest of the file."""
+        """CSV rows. A row whose quoting is broken (a quote never closed, text after a closing quote) is a bad
+        row on the line it starts, and reading goes on from the next line: one stray quote cannot swallow the
+        rest of the file. A well-formed record with a field over MAX_LINE_BYTES is one bad row, and reading
+        goes on at the next record (_csv_record_end)."""
 
         csv.field_size_limit(MAX_LINE_BYTES)
         lines = self._raw_lines()
         pending: list[tuple[int, object]] = []  # lines of the record being parsed
-        replay: deque[tuple[int, object]] = deque()  # lines to parse again after a broken record
+        replay: deque = deque()  # iterators of lines to parse again after a broken record, first first
         bad_lines: dict[int, str] = {}
+
+        def pull():
+            while replay:
+                item = next(replay[0], None)
+                if item is not None:
+                    return item
+                replay.popleft()
+            return next(lines, None)
 
         def feed():
             while True:
-                if replay:
-                    item = replay.popleft()
-                else:
-                    item = next(lines, None)
-                    if item is None:
-                        return
+                item = pull()
+                if item is None:
+                    return
                 pending.append(item)
                 line, raw = item
                 if isinstance(raw, _TooLong):
@@ -340,6 +398,22 @@ class InputReader:
                 return
             except (csv.Error, _LineTooLong) as exc:
                 start = pending[0][0]
+                again = iter(pending[1:])  # the lines after the bad row's first: parsed again
+                if header is not None and (isinstance(exc, _LineTooLong) or "field limit" in str(exc)):
+                    end, again = self._csv_record_end(pending, pull)
+                    if end is not None:  # well-formed, only too big: one bad row, the next record follows
+                        for n in range(start, end + 1):
+                            bad_lines.pop(n, None)
+                        if end == start and isinstance(exc, _LineTooLong):
+                            reason, fix = _too_long_reason(exc.args[1])
+                        else:
+                            here = f"lines {start:,} to {end:,}" if end > start else f"line {start:,}"
+                            reason = f"a field of this record ({here}) is over the limit of {MAX_LINE_BYTES:,} bytes"
+                            fix = "shorten the review (only the first and last 512 tokens are read anyway)"
+                        yield InputRow(start, self.fallback_id(start), reason=reason, fix=fix)
+                        replay.appendleft(again)
+                        pending.clear()
+                        continue
                 if isinstance(exc, _LineTooLong):
                     line, raw = exc.args
                     reason, fix = _too_long_reason(raw)
@@ -365,8 +439,60 @@ class InputReader:
                 if header is None:
                     raise InputError(f"{self.name}, line {start}: the CSV header is broken: {reason}; {fix}") from exc
                 yield InputRow(start, self.fallback_id(start), reason=reason, fix=fix)
-                replay.extendleft(reversed(pending[1:]))  # the lines after the bad row's first: parsed again
+                replay.appendleft(again)
                 pending.clear()
+
+    def _csv_record_end(self, pending: list[tuple[int, object]], pull) -> tuple[int | None, object]:
+        """Where a CSV record with a field over the cap ends, scanning its quotes as csv would parse them.
+
+        Args:
+            pending: the record's lines read so far, from its first.
+            pull: gives the next line (number, bytes or _TooLong), None at the end of the input.
+
+        Returns:
+            (its last line, an iterator of `pending`'s lines after it) when the record's quoting is well-formed;
+            else (None, an iterator of the lines after its first, to parse again). Lines read past `pending` are
+            not held: they are spooled to a temporary file, so memory stays flat however far the record runs.
+        """
+        delimiter = self.delimiter.encode()
+        state, end = _FIELD, None
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (read back later, by the caller's replay)
+        read_past = 0
+        for index in range(len(pending)):
+            line, raw = pending[index]
+            if isinstance(raw, _TooLong):  # a line starts a record (_FIELD) or inside a quoted field
+                state = raw.ends[0 if state == _FIELD else 1]
+            else:
+                state = _csv_scan(state, raw, delimiter)
+            if state >= _END:
+                end = line
+                break
+        else:
+            while True:
+                item = pull()
+                if item is None:  # the input ends: the record with it, unless a quote is still open
+                    end = None if state == _QUOTED else line
+                    break
+                pickle.dump(item, spool)
+                read_past += 1
+                line, raw = item
+                state = raw.ends[1] if isinstance(raw, _TooLong) else _csv_scan(state, raw, delimiter)
+                if state >= _END:
+                    end = line
+                    break
+        if state == _BROKEN:
+            end = None
+        if end is not None:
+            spool.close()
+            return end, iter([item for item in pending if item[0] > end])
+
+        def spooled():
+            with spool:
+                spool.seek(0)
+                for _ in range(read_past):
+                    yield pickle.load(spool)
+
+        return None, itertools.chain(pending[1:], spooled())
 
     def _csv_header(self, record: list[str], bad_lines: dict[int, str], line: int = 1) -> list[str]:
         field, id_field = self.text_field, self.id_field if self.id_required else None
@@ -453,7 +579,10 @@ class ParquetReader:
                 f"{self.name}: no column {text_field!r} (columns: {columns}); use --text-field to name the column"
             )
         text_type = schema.field(text_field).type
-        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        # text in any Arrow string-like type: string, large_string, string_view, or a dictionary of one (a
+        # dictionary-encoded column, a pandas categorical); each reads back as Python str
+        values = text_type.value_type if pa.types.is_dictionary(text_type) else text_type
+        if not (pa.types.is_string(values) or pa.types.is_large_string(values) or pa.types.is_string_view(values)):
             raise InputError(
                 f"{self.name}: column {text_field!r} holds {text_type}, not text; use --text-field to name the "
                 "column with the reviews"

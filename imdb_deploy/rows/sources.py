@@ -39,6 +39,8 @@ def source_name(source: str | os.PathLike) -> str:
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     """The files behind the inputs, in order: each file as given, each folder's readable files (recursive,
     sorted, skipping names that start with "_" or "."), each glob's matching files (sorted); "-" is stdin.
+    Neither a folder nor a glob's "**" enters a symlinked folder, and a file reached by several names (a link,
+    a hard link, two inputs) is read once, under the first.
 
     Raises:
         InputError: no inputs, stdin mixed with files, a path that does not exist, a glob that matches
@@ -57,7 +59,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
         if is_url(item):
             files += _expand_url(item)
         elif glob.has_magic(item):
-            matches = sorted(path for path in glob.glob(item, recursive=True) if os.path.isfile(path))
+            matches = sorted(path for path in set(_glob_local(item)) if os.path.isfile(path))
             if not matches:
                 raise InputError(f"{item}: the pattern matches no file; check it (and quote it so the shell leaves it)")
             files += matches
@@ -67,7 +69,40 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             files.append(item)
         else:
             raise InputError(f"{item}: no such file or folder")
-    return list(dict.fromkeys(files))
+    unique: dict[object, str] = {}  # each file read once, however many names reach it (links, "a" and "./a")
+    for path in files:
+        try:
+            local = path.removeprefix("file://") if path.startswith("file://") else None if is_url(path) else path
+            info = os.stat(local) if local else None
+        except OSError:  # a dangling link: kept, so opening it gives its one-line error
+            info = None
+        unique.setdefault((info.st_dev, info.st_ino) if info else path, path)
+    return list(unique.values())
+
+
+def _glob_local(pattern: str) -> list[str]:
+    """`glob.glob(pattern, recursive=True)`, but "**" does not descend into symlinked folders, as a folder input
+    does not (os.walk): a link such as `again -> .` can neither repeat files nor make the expansion endless."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    base, rest = os.sep.join(parts[:at]), os.sep.join(parts[at + 1 :])
+    if at and not base:  # the pattern starts at the root folder
+        base = os.sep
+    bases = [path for path in glob.glob(base) if os.path.isdir(path)] if base else [""]
+    matches: list[str] = []
+    for top in bases:
+        for root, folders, names in os.walk(top or os.curdir):  # followlinks=False: links are not entered
+            folders[:] = [name for name in folders if not name.startswith(".")]  # as glob's "**": no hidden folders
+            if not top:
+                root = os.path.relpath(root)
+                root = "" if root == os.curdir else root
+            if rest:
+                matches += _glob_local(os.path.join(glob.escape(root), rest) if root else rest)
+            else:
+                matches += [os.path.join(root, name) for name in names if not name.startswith(".")]
+    return matches
 
 
 def _walk_local(folder: str) -> list[str]:

@@ -154,11 +154,12 @@ def choose(baseline: str, timings: dict[str, dict], eligible: Sequence[str], min
     best = max(speeds, key=speeds.get)
     if not base_speed:
         return {"baseline": baseline, "winner": best, "gain": None, "reason": f"{baseline} was not timed"}
-    gain = speeds[best] / base_speed
+    # One number for the decision, the record and the line people read: 1.0996 is not "1.10x (< 1.1x)".
+    gain = round(speeds[best] / base_speed, 3)
     if gain >= min_gain:
-        return {"baseline": baseline, "winner": best, "gain": round(gain, 3), "reason": f"{gain:.2f}x >= {min_gain}x"}
-    reason = f"the fastest other runtime's variant, {best}, ran {gain:.2f}x (< {min_gain}x)"
-    return {"baseline": baseline, "winner": baseline, "gain": round(gain, 3), "reason": reason}
+        return {"baseline": baseline, "winner": best, "gain": gain, "reason": f"{gain:.3f}x >= {min_gain}x"}
+    reason = f"the fastest other runtime's variant, {best}, ran {gain:.3f}x (< {min_gain}x)"
+    return {"baseline": baseline, "winner": baseline, "gain": gain, "reason": reason}
 
 
 def record(

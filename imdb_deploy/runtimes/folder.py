@@ -7,19 +7,25 @@ it), so each reads `export_report.json`, `config.json` and the tokenizer files o
 
 A verdict is tied to the files it judged: `export` records the sha256 of every file it wrote in
 export_report.json (`checksums`), and `check_files` hashes the files a runtime is about to load (one graph
-with its external data, the tokenizer files, config.json, train_config.json) and refuses any that changed
-since. Each file is hashed once per process (a cache keyed by path, device, inode, size and mtime), so
-opening the same folder again costs a few `stat` calls. A folder exported before checksums were recorded
-loads, marked unverified, with the hint to record them (`imdb-deploy verify DIR --record`).
+with its external data as the graph names it, the tokenizer files, config.json, train_config.json) and refuses
+any that changed since; a recorded name that is not a plain file name in the folder, or a link out of it, is
+refused before any file is opened. Each file is hashed once per process (a cache keyed by path, device, inode,
+size and mtime), so opening the same folder again costs a few `stat` calls. A folder exported before checksums
+were recorded loads, marked unverified, with the hint to record them (`imdb-deploy verify DIR --record`).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import onnx
+from google.protobuf.message import DecodeError
+from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -29,9 +35,12 @@ from imdb_deploy.folders import (
     EXPORT_REPORT,
     TRAIN_CONFIG,
     VOCABULARY_FILES,
+    check_weight_files,
     hub_errors,
     is_local_reference,
+    load_error_detail,
     load_settings,
+    model_weights,
     read_json,
     refuse_custom_code,
 )
@@ -73,7 +82,24 @@ def load_tokenizer(model_ref: str | os.PathLike, code_checked: bool = False):
         or len(tokenizer) <= len(tokenizer.all_special_tokens)
     ):
         raise ModelLoadError(_no_tokenizer(model_ref, TypeError(type(tokenizer).__name__)))
+    _refuse_ids_past_the_embeddings(folder if is_local_reference(model_ref) else None, tokenizer)
     return tokenizer
+
+
+def _refuse_ids_past_the_embeddings(folder: Path | None, tokenizer) -> None:
+    """Refuse a tokenizer that can give ids the model has no embedding for (more tokens than config.json's
+    vocab_size): every review holding such a token would fail deep inside torch or onnxruntime."""
+    config = folder / "config.json" if folder is not None else None
+    if config is None or not config.is_file():
+        return
+    data = read_json(config)
+    size = data.get("vocab_size") if isinstance(data, dict) else None
+    if isinstance(size, int) and not isinstance(size, bool) and len(tokenizer) > size:
+        raise ModelLoadError(
+            f"{folder}: the tokenizer has {len(tokenizer):,} tokens but {config.name}'s vocab_size is {size:,}, so "
+            f"token ids {size:,} and above have no embedding; use the tokenizer files the model was trained with "
+            "(copy them from its folder), or re-create the folder with the stage that wrote it"
+        )
 
 
 def _no_tokenizer(model_ref, exc: Exception) -> str:
@@ -99,6 +125,8 @@ def load_torch_classifier(
     """
 
     refuse_custom_code(model_ref)
+    if is_local_reference(model_ref):
+        check_weight_files(model_ref)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected for a base encoder
     bars = hf_logging.is_progress_bar_enabled()
@@ -113,6 +141,17 @@ def load_torch_classifier(
                 id2label=dict(enumerate(label_names)),
                 label2id={name: i for i, name in enumerate(label_names)},
             )
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # a damaged or refused pickle: no code ran
+        weights = Path(str(model_ref)).expanduser()
+        weights = next(iter(sorted(weights.glob("*.bin"))), weights) if weights.is_dir() else weights
+        if isinstance(exc, pickle.UnpicklingError):
+            fix = "imdb-deploy loads weights only and never runs a checkpoint's code"
+        else:
+            fix = "the file is damaged or does not fit config.json"
+        raise ModelLoadError(
+            f"{weights}: could not be loaded ({load_error_detail(exc)}); {fix}: get the weights as model.safetensors "
+            "from a source you trust, or re-create the folder with the stage that wrote it"
+        ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
@@ -153,10 +192,56 @@ def checksummed_names(folder: str | os.PathLike) -> list[str]:
 
 
 def graph_companions(graph: Path) -> list[Path]:
-    """The files that hold a graph's weights beside it (present or not): ONNX external data, an IR's .bin."""
+    """The files that hold a graph's weights beside it (present or not): ONNX external data (NAME_data, NAME.data
+    and the files the graph itself names, whatever their names), an IR's .bin."""
     if graph.suffix == ".xml":
         return [graph.with_suffix(".bin")]
-    return [graph.with_name(graph.name + "_data"), graph.with_name(graph.name + ".data")]
+    named = [graph.with_name(name) for name in external_data_names(graph) if is_plain_name(name)]
+    return list(dict.fromkeys([graph.with_name(graph.name + "_data"), graph.with_name(graph.name + ".data"), *named]))
+
+
+_external: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
+_external_lock = threading.Lock()
+
+
+def external_data_names(graph: str | os.PathLike) -> tuple[str, ...]:
+    """The external data files an ONNX graph names (its tensors' `location` entries, as written), read without
+    loading any weights; () for a file that is not a readable ONNX graph. Cached like sha256_file."""
+    graph = Path(graph)
+    if graph.suffix != ".onnx" or not graph.is_file():
+        return ()
+    stat = graph.stat()
+    key = (str(graph.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _external_lock:
+        known = _external.get(key)
+    if known is None:
+        try:
+            model = onnx.load(graph, load_external_data=False)
+        except (DecodeError, OSError, ValueError):  # damaged: its checksum (or the runtime) says so
+            return ()
+        tensors = [tensor for tensor in _get_all_tensors(model) if uses_external_data(tensor)]
+        known = tuple(dict.fromkeys(ExternalDataInfo(tensor).location for tensor in tensors))
+        with _external_lock:
+            _external[key] = known
+    return known
+
+
+def is_plain_name(name) -> bool:
+    """True for a file name inside a folder: a non-empty string without a folder part, "..", or a NUL."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and os.sep not in name
+        and "\0" not in name
+    )
+
+
+def is_name_in_folder(name) -> bool:
+    """True for the path of a file inside a folder as the checksums record it: plain names joined by "/"
+    ("tokenizer.json", "onnx/model.onnx"), never absolute, never "..", no backslash or NUL."""
+    return isinstance(name, str) and all(is_plain_name(part) for part in name.split("/"))
 
 
 @dataclass(frozen=True)
@@ -287,7 +372,24 @@ class ExportFolder:
                     f"`imdb-deploy verify {self.path} --record` to record them"
                 )
             return FileCheck("unrecorded", reason)
-        needed = self._needed(graph, recorded)
+        # Before any file is opened: every recorded name is a plain name in the folder, and neither the graph
+        # nor any file checked is a link that leads out of it (a report must not make us read /etc/...).
+        bad = next((name for name in recorded if not is_name_in_folder(name)), None)
+        if bad is not None:
+            problem = (
+                f"{self.path / EXPORT_REPORT}: its checksums name {bad!r}, which is not a file name inside the folder "
+                "(a name, or onnx/NAME; not absolute, no '..')"
+            )
+            return self._refuse_or_allow("unreadable", problem, allow_unverified, ())
+        problem = self._outside(self._name(graph))
+        if problem is None:
+            bad = next((name for name in external_data_names(graph) if not is_plain_name(name)), None)
+            if bad is not None:
+                problem = f"{graph}: names its external data {bad!r}, which is not a file inside the folder"
+        needed = self._needed(graph, recorded) if problem is None else []
+        problem = problem or next(filter(None, map(self._outside, needed)), None)
+        if problem is not None:
+            return self._refuse_or_allow("unreadable", problem, allow_unverified, ())
         for name in needed:
             path = self.path / name
             entry = recorded.get(name)
@@ -301,6 +403,16 @@ class ExportFolder:
                 continue
             return self._refuse_or_allow("mismatch", problem, allow_unverified, tuple(needed))
         return FileCheck("match", None, tuple(needed))
+
+    def _outside(self, name: str) -> str | None:
+        """Why the folder's file `name` must not be read (a link that leads out of the folder), or None."""
+        path = self.path / name
+        if not path.is_symlink():
+            return None
+        target = path.resolve()
+        if self.path.resolve() in target.parents:
+            return None
+        return f"{path}: a link to {target}, outside the folder; put the file itself in the folder"
 
     def _needed(self, graph: Path, recorded: dict) -> list[str]:
         """The names to check for `graph`: it and its companions, the config and tokenizer files (recorded or
@@ -433,15 +545,31 @@ def resolve_onnx_variant(onnx_dir: str | os.PathLike, variant: str = "auto", gpu
 
 
 def source_model(onnx_dir: str | os.PathLike | ExportFolder) -> str:
-    """The PyTorch model an export came from, as recorded in its export_report.json.
+    """The PyTorch model an export came from, found from its export_report.json, which names no path of the
+    machine that made it: a Hub id is itself; a local model is recorded by its folder name and the sha256 of its
+    weights (`source_sha256`) and found as the folder of that name beside the export (export's default output is
+    MODEL_DIR-onnx) holding those very weights. An older report's absolute path is taken as it is.
 
     Raises:
-        ModelLoadError: the folder has no report or the report names no source.
+        ModelLoadError: the folder has no report, the report names no source, or the source is not beside the
+            export (naming --model, the fix).
     """
-    source = open_folder(onnx_dir).report.get("source_model")
+    folder = open_folder(onnx_dir)
+    source, sha256 = folder.report.get("source_model"), folder.report.get("source_sha256")
     if not source:
         raise ModelLoadError(
-            f"{onnx_dir}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
+            f"{folder.path}: no {EXPORT_REPORT} naming the PyTorch model it was exported from; "
             "pass the original with --model MODEL_DIR"
         )
-    return str(source)
+    if not sha256:  # a Hub id, or an older report's absolute path
+        return str(source)
+    sibling = folder.path.resolve().parent / str(source)
+    try:
+        if sibling.is_dir() and sha256_file(model_weights(sibling)) == sha256:
+            return str(sibling)
+    except ModelLoadError:
+        pass
+    raise ModelLoadError(
+        f"{folder.path}: exported from the model folder {str(source)!r} (weights sha256 {sha256[:12]}...), which is "
+        "not beside it; pass the original with --model MODEL_DIR"
+    )

@@ -24,7 +24,8 @@ def _host_name(value: str) -> str:
 
 
 class AccessControl:
-    """Pure ASGI middleware, before any route: Host allow-list, Bearer API key, JSON Content-Type on /predict.
+    """Pure ASGI middleware, before any route: one Host header, Host allow-list, Bearer API key, JSON Content-Type
+    on /predict.
 
     Every refusal is a TEI error body. /health answers any Host, and no key unless `health_needs_key`.
     """
@@ -38,8 +39,12 @@ class AccessControl:
 
     def refusal(self, scope) -> RequestError | None:
         headers = {}
+        hosts = 0
         for name, value in scope.get("headers", ()):
             headers.setdefault(name.lower(), value)
+            hosts += name.lower() == b"host"
+        if hosts > 1:  # RFC 9112 3.2: a server MUST answer 400; which one names the target would be a guess
+            return RequestError(400, "BadRequest", f"{hosts} Host headers; send exactly one")
         host = headers.get(b"host", b"").decode("latin-1")
         path = scope["path"]
         # /health answers any Host: an orchestrator's probe names the pod's address, and it reveals nothing.

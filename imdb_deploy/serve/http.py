@@ -55,7 +55,7 @@ def predict_responses() -> dict:
         200: {"description": "TEI's answer (or ours, with details)", "content": {"application/json": {"schema": ok}}}
     }
     for status, text in (
-        (400, "An empty or blank text (TEI's Empty), or a Content-Length that is not a number"),
+        (400, "An empty or blank text (TEI's Empty), a Content-Length that is not a number, or two Host headers"),
         (401, "--api-key is set and the request has no or the wrong Authorization: Bearer"),
         (403, "The Host header is not one this server answers"),
         (408, "The body did not arrive within --body-timeout"),

@@ -35,7 +35,7 @@ from imdb_deploy.fileio import (
     work_dir_name,
     write_json_atomic,
 )
-from imdb_deploy.folders import METRICS, read_json, write_train_config
+from imdb_deploy.folders import METRICS, check_weight_files, load_error_detail, read_json, write_train_config
 from imdb_deploy.metrics import metrics_from_logits
 from imdb_deploy.outputs import CLAIM_FILE, Output, refuse_overlap
 from imdb_deploy.tokenization import pad
@@ -424,6 +424,8 @@ def load_checkpoint(accelerator, out: Path) -> tuple[dict, dict | None]:
     if checkpoint is None:
         return fresh_state(), None
     best_file = checkpoint / "best.pt"
+    fix = f"delete {out / CHECKPOINTS} and train again without --resume"
+    check_weight_files(checkpoint, fix)  # a damaged model.safetensors: one line naming it, not accelerate's traceback
     try:
         accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
         state = read_json(checkpoint / "state.json")
@@ -431,7 +433,7 @@ def load_checkpoint(accelerator, out: Path) -> tuple[dict, dict | None]:
         if state["best"] is not None and best_file.is_file():
             best_weights = torch.load(best_file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = load_error_detail(exc)  # never torch's advice to load the pickle with weights_only=False
         raise ConfigError(
             f"--resume: checkpoint {checkpoint} could not be loaded ({detail}); it is damaged or holds more than "
             f"tensors. Delete {out / CHECKPOINTS} and train again without --resume"

@@ -101,6 +101,7 @@ def _train(config: TrainConfig, accelerator, device, folder: RunFolder | None, r
         metrics,
         train_card(config, metrics),
         run.resumable,
+        progress,
         settings=settings,
         base_model=config.model,
         data_source=config.data,
