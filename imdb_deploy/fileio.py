@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import ctypes
 import errno
@@ -328,6 +329,14 @@ def remove_at_exit(path: str | os.PathLike) -> None:
 
 
 def _interrupt(signum, frame) -> None:
+    # Python ignores an exception that leaves a finalizer (__del__, run by the garbage collector at any
+    # allocation): raised there, the interrupt would be lost and the run go on. Deliver it again just after.
+    caller = frame
+    while caller is not None:
+        if caller.f_code.co_name == "__del__":
+            threading.Timer(0.05, _thread.interrupt_main, args=(signum,)).start()
+            return
+        caller = caller.f_back
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -335,11 +344,14 @@ def terminate_like_interrupt() -> None:
     """Make SIGTERM (sent by `timeout`, `docker stop`, Kubernetes) raise KeyboardInterrupt, like Ctrl-C.
 
     Every temporary output is removed by the `finally` blocks it then runs through; call once from the
-    main thread of a command-line process.
+    main thread of a command-line process. Ctrl-C (SIGINT) gets the same handler, which never loses a signal
+    that arrives while a finalizer runs (Python ignores exceptions raised there).
     """
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Ctrl-C too, unless ignored
+            signal.signal(signal.SIGINT, _interrupt)
 
 
 # --- checksums ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ TRAIN_CONFIG = "train_config.json"
 # folder has every key, None where it does not apply (e.g. `training` for a folder bench built).
 TRAIN_CONFIG_FIELDS = (
     "base_model",  # the encoder it was fine-tuned from (Hub id or folder), or the architecture spec
+    "base_model_hub_id",  # in a published folder: the Hub id base_model provably is, or None (export.card)
     "tokenizer",  # where the tokenizer came from when it is not the base model's
     "data_source",  # the training data (see imdb_deploy.data)
     "data_samples",  # reviews per split: {"train": n, "validation": n, "test": n}

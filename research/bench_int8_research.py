@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_deploy.export.stage import cls_only_last_layer
+from imdb_deploy.export.exporters import cls_only_last_layer
 from imdb_deploy.folders import load_settings
 from imdb_deploy.rows.labelled import load_split, stratified_sample
 from imdb_deploy.runtimes.folder import load_tokenizer, load_torch_classifier

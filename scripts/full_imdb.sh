@@ -17,7 +17,14 @@
 # 3. distils a LAYERS-layer student from it on the labelled training split and the 50,000 unlabelled reviews, the
 #    teacher's outputs computed once by the default variant of its export (cached: a resumed run reuses them);
 # 4. exports the student with the gate on all 25,000 test reviews;
-# 5. benches both exports on the same BENCH_SAMPLES test reviews, with the TF-IDF baseline: the frontier.
+# 5. benches both exports on the same BENCH_SAMPLES test reviews, with the TF-IDF baseline: the frontier;
+# 6. writes OUT-accuracy.json (scripts/accuracy_table.py): the gate's accuracy, F1, precision and recall of both
+#    models, PyTorch and default variant, with the frontier run's reviews/s beside them. To publish it as the
+#    README's Results table (from a clean checkout, cores quiet):
+#      python scripts/record_result.py full-imdb --kind accuracy --result OUT-accuracy.json --quiet-cores --headline \
+#          -- python scripts/accuracy_table.py teacher=OUT-onnx student=OUT-student-onnx \
+#             --bench OUT-frontier/bench.json -o OUT-accuracy.json
+#      python scripts/make_docs.py
 # Every step whose output is complete is skipped, so the script can be run again until it finishes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,4 +60,7 @@ fi
     "$CLI" export "$STUDENT" --output "$STUDENT-onnx" --quantize --data "$DATA" --verify-samples all
 [[ -f "$OUT-frontier/bench.json" ]] ||
     "$CLI" bench -m "$OUT-onnx" -m "$STUDENT-onnx" --data "$DATA" --samples "$BENCH_SAMPLES" --output "$OUT-frontier"
-step "done: $OUT-onnx, $STUDENT-onnx, $OUT-frontier/bench.json"
+PYTHON="$(dirname "$(command -v "$CLI")")/python"
+"$PYTHON" "$ROOT/scripts/accuracy_table.py" "$(basename "$OUT-onnx")=$OUT-onnx" "$(basename "$STUDENT-onnx")=$STUDENT-onnx" \
+    --bench "$OUT-frontier/bench.json" -o "$OUT-accuracy.json"
+step "done: $OUT-onnx, $STUDENT-onnx, $OUT-frontier/bench.json, $OUT-accuracy.json"

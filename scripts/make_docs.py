@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from imdb_deploy.fileio import atomic_file  # noqa: E402
 
-KINDS = ("bench", "serve", "ray", "exporters")
+KINDS = ("bench", "serve", "ray", "exporters", "frontier", "accuracy")
 META_REQUIRED = ("kind", "title", "command", "date", "commit", "quiet", "machine")
 MACHINE_REQUIRED = ("cpu_model", "isa", "physical_cores", "logical_cpus")
 README_START = "<!-- RESULTS:START (scripts/make_docs.py writes this block from docs/results) -->"
@@ -131,11 +131,12 @@ def check_envelope(envelope, where: str) -> None:
 
 
 def detect_kind(result) -> str | None:
-    """Which script wrote a result: bench.json, scripts/bench_serve.py or scripts/bench_ray.py."""
+    """Which script wrote a result: bench.json (one model, or several: the frontier), scripts/bench_serve.py,
+    scripts/bench_ray.py, scripts/bench_exporters.py or scripts/accuracy_table.py."""
     if not isinstance(result, dict):
         return None
-    if result.get("kind") == "exporters":
-        return "exporters"
+    if result.get("kind") in ("exporters", "frontier", "accuracy"):
+        return result["kind"]
     if isinstance(result.get("rows"), dict) and "model" in result:
         return "bench"
     if any(key in result for key in ("offline", "batched", "soak")):
@@ -376,7 +377,91 @@ def exporters_table(result: dict) -> list[str]:
     return lines + ["", f"Ratio new / baseline: {_num(result.get('ratio_new_to_baseline'), '.3f', 'x')}."]
 
 
-TABLES = {"bench": bench_table, "serve": serve_table, "ray": ray_table, "exporters": exporters_table}
+def frontier_table(result: dict) -> list[str]:
+    """`imdb-deploy bench` over several models: every row of every model, and the classical baseline, as points of
+    accuracy against reviews/s; then each model's default against the first model's."""
+    data = result.get("data", {})
+    settings = data.get("settings") or {}
+    models = list(result.get("models") or {})
+    lines = [
+        f"{', '.join(f'`{m}`' for m in models)} on the same {data.get('samples')} reviews of {data.get('source')} "
+        f"[{data.get('split')}], max length {settings.get('max_length')}; speed-up against `{models[0]}`'s "
+        "PyTorch fp32. A point is on the frontier when no other point is both faster and more accurate.",
+        "",
+    ]
+    rows = []
+    for point in sorted(result.get("frontier") or [], key=lambda p: -p["reviews_per_s"]):
+        facts = [point.get("variant"), point.get("engine") and f"on {point['engine']}", point.get("precision")]
+        what = f" ({', '.join(f for f in facts if f)})" if point.get("default") and any(facts) else ""
+        rows.append(
+            [
+                f"`{point['model']}`",
+                f"`{point['row']}`{what}",
+                _num(point.get("reviews_per_s")),
+                _num(point.get("speedup"), ".2f", "x"),
+                _num(point.get("accuracy"), ".4f"),
+                "yes" if point.get("pareto") else "",
+            ]
+        )
+    lines += table(["model", "row", "reviews/s", "vs PyTorch", "accuracy", "frontier"], rows)
+    defaults = result.get("defaults") or {}
+    first = defaults.get(models[0]) if models else None
+    if first and len(defaults) > 1:
+        lines += [
+            "",
+            "Defaults (what predict, serve and Ray run): "
+            + "; ".join(
+                f"`{name}` {_num(entry['reviews_per_s'])} reviews/s = {_num(entry.get('vs_first'), '.2f', 'x')} "
+                f"`{models[0]}`'s, accuracy {_num(entry['accuracy'], '.4f')} "
+                f"({100 * (entry['accuracy'] - first['accuracy']):+.2f} points)"
+                for name, entry in defaults.items()
+                if name != models[0] and entry.get("accuracy") is not None and first.get("accuracy") is not None
+            )
+            + ".",
+        ]
+    return lines
+
+
+def accuracy_table(result: dict) -> list[str]:
+    """scripts/accuracy_table.py: the seed's four metrics, from the parity gate, for PyTorch and the default
+    variant of each exported model."""
+    models = result.get("models") or {}
+    samples = {(m.get("samples"), m.get("data"), m.get("split")) for m in models.values()}
+    where = "; ".join(f"{n} reviews of {d} [{s}]" for n, d, s in sorted(samples, key=str)) if samples else "no reviews"
+    lines = [f"The parity gate's scores at export: {where}.", ""]
+    timed = any(model.get("reviews_per_s") for model in models.values())
+    rows = []
+    for name, model in models.items():
+        teacher = f", distilled from `{model['teacher']}`" if model.get("teacher") else ""
+        for runtime, key in (("PyTorch fp32", "pytorch"), (f"default: {model.get('default_variant')}", "default")):
+            metrics = model.get(key) or {}
+            cells = [
+                f"`{name}` ({model.get('layers')} layers{teacher})",
+                runtime,
+                *(_num(metrics.get(m), ".4f") for m in ("accuracy", "f1", "precision", "recall")),
+            ]
+            if timed:
+                cells += [
+                    _num((model.get("reviews_per_s") or {}).get(key)),
+                    _num((model.get("vs_first_pytorch") or {}).get(key), ".2f", "x"),
+                ]
+            rows.append(cells)
+    headers = ["model", "runtime", "accuracy", "F1", "precision", "recall"]
+    if timed:
+        bench = {model.get("bench_samples") for model in models.values()}
+        lines[0] += f" Speed: one bench run on {', '.join(str(n) for n in bench)} test reviews."
+        headers += ["reviews/s", f"vs `{next(iter(models))}` PyTorch"]
+    return lines + table(headers, rows)
+
+
+TABLES = {
+    "bench": bench_table,
+    "serve": serve_table,
+    "ray": ray_table,
+    "exporters": exporters_table,
+    "frontier": frontier_table,
+    "accuracy": accuracy_table,
+}
 
 
 def benchmarks_markdown(results: list[tuple[str, dict]]) -> str:

@@ -398,3 +398,81 @@ def test_random_weights_say_their_accuracy_is_blank(tmp_path):
     page = (root / "docs" / "benchmarks.md").read_text()
     assert "distilbert-base (random weights), 256 reviews of imdb [test], max length 256" in page
     assert "Accuracy is blank and label agreement says little: the weights are random" in page
+
+
+# --- the seed's results table and the frontier -------------------------------------------------------------
+
+
+def exported(folder: Path, accuracy: float, default_accuracy: float, layers: int, teacher: str | None = None) -> Path:
+    """An export folder's files as accuracy_table.py reads them: the gate's metrics, config and train config."""
+    folder.mkdir(parents=True)
+
+    def scores(acc: float) -> dict:
+        return {"accuracy": acc, "f1": acc - 0.01, "precision": acc + 0.01, "recall": acc - 0.02, "samples": 25000}
+
+    report = {
+        "verified": True,
+        "default_variant": "int8",
+        "settings": {"max_length": 256},
+        "parity": {
+            "data": "imdb",
+            "split": "test",
+            "samples": 25000,
+            "pytorch_metrics": scores(accuracy),
+            "variants": {"int8": {"metrics": scores(default_accuracy), "agreement": 0.995}},
+        },
+    }
+    (folder / "export_report.json").write_text(json.dumps(report))
+    (folder / "config.json").write_text(json.dumps({"n_layers": layers}))
+    (folder / "train_config.json").write_text(json.dumps({"teacher": {"name": teacher} if teacher else None}))
+    return folder
+
+
+def test_the_seed_table_comes_from_the_gate_with_speeds_from_one_bench_run(tmp_path):
+    import accuracy_table
+
+    from imdb_deploy.bench.frontier import frontier_report
+
+    teacher = exported(tmp_path / "teacher-onnx", 0.9301, 0.9288, 6)
+    student = exported(tmp_path / "student-onnx", 0.9251, 0.9240, 3, teacher="teacher")
+    slow = {
+        **BENCH,
+        "machine": MACHINE,
+        "rows": {"pytorch-fp32": BENCH["rows"]["pytorch-fp32"], "predict": BENCH["rows"]["predict"]},
+    }
+    fast = json.loads(json.dumps(slow))
+    fast["rows"]["predict"]["reviews_per_s"] = 240.0
+    frontier = frontier_report({"teacher-onnx": slow, "student-onnx": fast}, None)
+    bench_json = tmp_path / "bench.json"
+    bench_json.write_text(json.dumps(frontier))
+    out = tmp_path / "accuracy.json"
+    assert accuracy_table.main([str(teacher), str(student), "--bench", str(bench_json), "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert make_docs.detect_kind(result) == "accuracy"
+    assert result["models"]["student-onnx"]["teacher"] == "teacher"
+    assert result["models"]["student-onnx"]["reviews_per_s"]["default"] == 240.0
+
+    root = docs_root(tmp_path)
+    write_result(root, "full-imdb", {"meta": meta("accuracy", headline=True), "result": result})
+    write_result(root, "frontier", {"meta": meta("frontier"), "result": frontier})
+    assert make_docs.main(["--root", str(root)]) == 0
+    block = re.search(r"RESULTS:START.*?RESULTS:END", (root / "README.md").read_text(), re.S).group(0)
+    assert "The parity gate's scores at export: 25000 reviews of imdb [test]." in block
+    assert "| `teacher-onnx` (6 layers) | PyTorch fp32 | 0.9301 | 0.9201 | 0.9401 | 0.9101 | 29.06 | 1.00x |" in block
+    assert "| `student-onnx` (3 layers, distilled from `teacher`) | default: int8 | 0.9240 |" in block
+    assert "| 240.00 | 8.26x |" in block
+    page = (root / "docs" / "benchmarks.md").read_text()
+    assert "| `student-onnx` | `predict` | 240.00 | 8.26x | 0.8516 | yes |" in page
+    assert "`student-onnx` 240.00 reviews/s = 2.21x `teacher-onnx`'s, accuracy 0.8516 (+0.00 points)" in page
+
+
+def test_the_seed_table_refuses_a_folder_the_gate_did_not_check(tmp_path, capsys):
+    import accuracy_table
+
+    folder = exported(tmp_path / "unchecked-onnx", 0.93, 0.93, 6)
+    report = json.loads((folder / "export_report.json").read_text())
+    (folder / "export_report.json").write_text(json.dumps({**report, "verified": False}))
+    assert accuracy_table.main([str(folder), "-o", str(tmp_path / "a.json")]) == 1
+    err = capsys.readouterr().err
+    assert "was not verified by the parity gate" in err and "imdb-deploy export" in err
+    assert not (tmp_path / "a.json").exists()

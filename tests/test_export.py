@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from imdb_deploy.cli import cli
 from imdb_deploy.errors import ConfigError
+from imdb_deploy.export import exporters
 from imdb_deploy.export import stage as export_module
 from imdb_deploy.export.card import publishable_train_config
 from imdb_deploy.export.config import ExportConfig
@@ -257,7 +258,7 @@ def test_cls_only_last_layer_keeps_the_logits_and_runs_one_position(tiny_classif
     batch = {k: torch.from_numpy(v) for k, v in random_batch(5, 33, model.config.vocab_size, seed=3).items()}
     with torch.inference_mode():
         expected = model(**batch).logits
-        export_module.cls_only_last_layer(model)
+        exporters.cls_only_last_layer(model)
         shapes = []
         hook = model.distilbert.transformer.layer[-1].ffn.register_forward_hook(
             lambda module, args, output: shapes.append(tuple(args[0].shape))

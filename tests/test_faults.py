@@ -899,7 +899,8 @@ def test_ray_engine_never_replaces_the_working_home_or_an_input_folder(onnx_dir,
     for output, expected in (
         (str(work), f"--output {str(work)!r} is the current working folder"),
         (".", "--output '.' is the current working folder"),
-        (str(tmp_path), f"--output {str(tmp_path)!r} is a parent of the current working folder"),
+        # A parent of the working folder that also holds the input: the input, the more specific loss, is named.
+        (str(tmp_path), f"--output {str(tmp_path)!r} holds the input {str(source)!r}"),
         (str(home), f"--output {str(home)!r} is your home folder"),
         (str(data), f"--output {str(data)!r} holds the input {str(source)!r}"),
     ):

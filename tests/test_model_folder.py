@@ -70,7 +70,7 @@ def test_predictors_of_one_opened_folder_share_its_tokenizer_and_report(tiny_onn
     monkeypatch.setattr(artifacts, "refuse_custom_code", lambda path: checks.append(path) or real_refuse(path))
     folder = ExportFolder(tiny_onnx_dir)
     predictors = [Predictor(folder, variant=name) for name in ("fp32", "optimized", "int8")]
-    assert len(loads) == 1 and reads == ["export_report.json"] and checks == [tiny_onnx_dir]
+    assert len(loads) == 1 and sorted(reads) == ["config.json", "export_report.json"] and checks == [tiny_onnx_dir]
     assert all(p.folder is folder and p.tokenizer is folder.tokenizer for p in predictors)
     assert {p.settings for p in predictors} == {folder.settings} and folder.label_names == ("negative", "positive")
     assert folder.variants == {name: tiny_onnx_dir / file for name, file in folder.variants.items()}

@@ -125,7 +125,7 @@ def test_predictor_answers_the_same_with_the_cut_inside(plain_dir, cut_dir, revi
 
 
 def test_a_graph_is_cut_once(cut_dir, tmp_path):
-    settings = TokenizationSettings(max_length=64, truncation="head+tail")
+    settings = TokenizationSettings(max_length=48, truncation="head+tail", head_tokens=12)  # the legacy export's
     prepend_truncation(cut_dir / "model.onnx", tmp_path / "again.onnx", settings)
     assert (tmp_path / "again.onnx").read_bytes() == (cut_dir / "model.onnx").read_bytes()
     with pytest.raises(ModelLoadError, match="already cuts reviews another way"):
@@ -280,12 +280,14 @@ def test_an_export_names_no_path_of_this_machine_and_the_publishable_forms(
     for key in ("max_length", "truncation", "head_tokens", "label_names"):
         assert published[key] == train_config[key]
     assert published["base_model"] == Path(train_config["base_model"]).name
+    assert published["base_model_hub_id"] is None  # a plain name proves no Hub id: the card leaves it out
     (folder / "train_config.json").write_text(json.dumps(published))
     report = publishable_export_report({"source_model": str(tiny_classifier_dir), "output": str(folder)})
     assert report == {"source_model": tiny_classifier_dir.name, "output": "publish"}
     assert machine_paths(folder) == {}
     hub = {"base_model": "distilbert-base-uncased", "data_source": "stanfordnlp/imdb", "training": {"data": "imdb"}}
-    assert publishable_train_config(hub) == hub
+    assert publishable_train_config(hub) == {**hub, "base_model_hub_id": "distilbert-base-uncased"}
+    assert publishable_train_config(publishable_train_config(train_config))["base_model_hub_id"] is None
 
 
 def test_the_npm_packages_are_pinned_exactly():

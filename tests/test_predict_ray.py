@@ -177,8 +177,11 @@ def test_existing_output_is_kept_unless_overwrite(tiny_onnx_dir, tmp_path):
     (out / "keep.txt").write_text("x")
     from imdb_deploy.errors import OutputError
 
+    (tmp_path / "in.txt").write_text("a fine film\n")
     with pytest.raises(OutputError, match=r"already exists; choose another output or pass --overwrite"):
-        run(tiny_onnx_dir, [str(tmp_path / "out" / "keep.txt")], out)
+        run(tiny_onnx_dir, [str(tmp_path / "in.txt")], out)
+    with pytest.raises(OutputError, match=r"holds the input .*keep.txt'; writing there could destroy the input"):
+        run(tiny_onnx_dir, [str(out / "keep.txt")], out)  # named first: --overwrite would not help
     assert os.listdir(out) == ["keep.txt"]
 
 

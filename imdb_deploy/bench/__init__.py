@@ -1,4 +1,6 @@
-"""Bench: every runtime side by side on the same reviews (rows, timing, report and chart, the frontier of several models). May import the leaves, rows/, runtimes/, training/ and export/."""
+"""Bench: every runtime side by side on the same reviews (rows, timing, report and chart, the frontier of several
+models). May import the leaves, rows/, runtimes/, training/ and export/.
+"""
 
 from __future__ import annotations
 

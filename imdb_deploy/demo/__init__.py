@@ -1,4 +1,6 @@
-"""Demo: the whole pipeline on real reviews, composed from the stages' public functions. May import every stage; nothing imports it but cli/."""
+"""Demo: the whole pipeline on real reviews, composed from the stages' public functions. May import every stage; nothing
+imports it but cli/.
+"""
 
 from __future__ import annotations
 

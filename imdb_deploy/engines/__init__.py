@@ -1,4 +1,6 @@
-"""Engines: jobs over many rows (the local streaming engine, the Ray Data job and its cluster helpers), one options type and one summary type for both. May import the leaves, rows/ and runtimes/."""
+"""Engines: jobs over many rows (the local streaming engine, the Ray Data job and its cluster helpers), one options type
+and one summary type for both. May import the leaves, rows/ and runtimes/.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`imdb-deploy predict` on the local engine: stream files of reviews through a Predictor, in input order, nothing lost."""
+"""`imdb-deploy predict` on the local engine: files of reviews streamed through a Predictor, in order, nothing lost."""
 
 from __future__ import annotations
 

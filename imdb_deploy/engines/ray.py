@@ -20,6 +20,7 @@ The job is three Ray Data operators, streamed (nothing is held whole in memory):
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -30,10 +31,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from imdb_deploy.engines.cluster import (
     ACTOR_START_TIMEOUT_S,
@@ -51,12 +57,13 @@ from imdb_deploy.engines.cluster import (
 from imdb_deploy.engines.config import RayPredictConfig, RayPredictSummary
 from imdb_deploy.errors import InputError, OutputError
 from imdb_deploy.fileio import output_error, remove_leftovers, work_dir_name
+from imdb_deploy.metrics import softmax
 from imdb_deploy.outputs import Output, is_url, local_path
 from imdb_deploy.reviews import SKIP_HINT
 from imdb_deploy.rows.config import parse_delimiter
 from imdb_deploy.rows.objectstore import bucket_problem, protocol, url_error
-from imdb_deploy.rows.readers import InputReader, ParquetReader, chunks, output_id_type
-from imdb_deploy.rows.sources import expand_inputs, guess_format, gunzip_if_needed, id_prefixes
+from imdb_deploy.rows.readers import InputReader, ParquetReader, chunks
+from imdb_deploy.rows.sources import expand_inputs, guess_format, gunzip_if_needed, id_prefixes, output_id_type
 from imdb_deploy.rows.writers import IdTally, check_ids, id_text
 from imdb_deploy.runtimes.folder import ExportFolder, FileCheck
 from imdb_deploy.runtimes.predictor import Predictor
@@ -79,10 +86,7 @@ def _ray_path(path: str) -> str:
 
 def _rows_datasource(files, prefixes, config, id_type, ledger):
     """A Ray Data datasource whose read tasks parse files with the local engine's readers."""
-    import io
-    from contextlib import ExitStack
 
-    import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
 
     names = {_row_key(path): (path, prefixes.get(path)) for path in files}
@@ -169,11 +173,7 @@ class _Scorer:
         self.where = here()
 
     def __call__(self, batch):
-        import pyarrow as pa
-        import pyarrow.compute as pc
         import ray
-
-        from imdb_deploy.metrics import softmax
 
         good = pc.is_null(batch.column("reason")).to_numpy(zero_copy_only=False)
         texts = batch.column("text").filter(pa.array(good)).to_pylist()
@@ -245,10 +245,6 @@ def _shard_sink(folder: str, prob_columns: list[str], output: str):
             self.returns: list[dict] = []
 
         def write(self, blocks, ctx) -> dict:
-            import fsspec
-            import pyarrow as pa
-            import pyarrow.compute as pc
-            import pyarrow.parquet as pq
 
             start = time.perf_counter()
             fs, root = fsspec.core.url_to_fs(folder)
@@ -298,9 +294,6 @@ def _shard_sink(folder: str, prob_columns: list[str], output: str):
 
 
 def _write_empty_shard(folder: str, id_type, prob_columns: list[str]) -> None:
-    import fsspec
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     fields = [("id", id_type), ("label", pa.string()), ("score", pa.float32())]
     schema = pa.schema(fields + [(name, pa.float32()) for name in prob_columns])
@@ -314,8 +307,6 @@ def _commit(tmp: str, output: str, summary: RayPredictSummary, overwrite: bool, 
     """Move the finished folder into place with its _SUCCESS marker: on a local disk through the one output
     mechanism (`declared`: one rename, never over a folder that appeared or changed during the run); on object
     stores (no rename) the shards are moved first and the marker written last."""
-
-    import fsspec
 
     marker = json.dumps(  # nodes stay: what each node scored is the record of a multi-node run
         {k: v for k, v in summary.to_dict().items() if k not in ("ray_stats", "actors")} | {"engine": "ray"}
@@ -381,8 +372,6 @@ def _score(rows, config: RayPredictConfig, model_arg, variant: str, ledger):
 def _read_filesystem(files: Sequence[str]) -> dict:
     """Ray's read through fsspec (s3fs for s3://) when every input is a URL of one protocol, so both engines
     read an object store with the same library, credentials and endpoint (AWS_ENDPOINT_URL); else Ray's own."""
-    import fsspec
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     protocols = {protocol(path) for path in files}
     if len(protocols) != 1 or "" in protocols or "file" in protocols:
@@ -433,6 +422,75 @@ def _checked_paths(model_dir, inputs, output: str, overwrite: bool) -> tuple[lis
     return files, output, declared
 
 
+@contextlib.contextmanager
+def _ray_logging(verbose: bool, progress: bool):
+    """Ray Data's logging for one job: our own errors (said once, as one line, by the driver) and, unless
+    verbose, the tracebacks Ray logs for a failed task (several for one bad row) kept off the console (its log
+    files keep them); below ERROR silenced when no progress is drawn. Restored on the way out."""
+    import ray.data  # sets up the "ray.data" logger's handlers, which the filters go on
+
+    ray_logger = logging.getLogger("ray.data")
+    ray_level = ray_logger.level
+    drop = DropOurErrors()
+    handlers = [] if verbose else [*ray_logger.handlers, *logging.getLogger().handlers]
+    quiet_errors = [
+        handler
+        for handler in {*ray_logger.handlers, *logging.getLogger("ray").handlers}
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+    quiet_errors = [] if verbose else quiet_errors
+    for handler in handlers:
+        handler.addFilter(drop)
+    for handler in quiet_errors:
+        handler.addFilter(DROP_RAY_ERRORS)
+    if not progress:
+        ray_logger.setLevel(logging.ERROR)
+    try:
+        yield ray.data
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
+        for handler in quiet_errors:
+            handler.removeFilter(DROP_RAY_ERRORS)
+        ray_logger.setLevel(ray_level)
+
+
+def _finish(summary, ledger, sink, scored, tmp, output, id_type, prob_columns, config, declared, started) -> None:
+    """Counts from the ledger and the sink, the row check, then the commit of `tmp` to `output`."""
+    import ray
+
+    _count(summary, ray.get(ledger.report.remote()), sink.returns)
+    summary.repeated_ids, summary.null_ids = ray.get(ledger.id_counts.remote())
+    summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
+    summary.ray_stats = scored.stats()
+    if summary.input_rows != summary.scored + summary.errors:
+        raise RuntimeError(
+            f"row count mismatch: {summary.input_rows:,} rows read but {summary.scored:,} scored + "
+            f"{summary.errors:,} errors written; the output was not created"
+        )
+    try:
+        if not summary.shards:
+            _write_empty_shard(tmp, id_type, prob_columns)
+            summary.shards = 1
+        summary.seconds = time.perf_counter() - started
+        _commit(tmp, output, summary, config.overwrite, declared)
+    except OSError as exc:
+        error = output_error(exc, output)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _remove_work(tmp: str) -> None:
+    """The job's sibling work folder, local or in an object store, if it is still there."""
+    tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
+    if tmp_fs.exists(tmp_path):
+        if is_url(tmp) and not tmp.startswith("file://"):
+            tmp_fs.rm(tmp_path, recursive=True)
+        else:
+            shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def predict_ray(
     model_dir: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -461,8 +519,6 @@ def predict_ray(
             never replace the reviews it reads. A full disk while the shards are written.
     """
 
-    import fsspec
-
     config = config or RayPredictConfig()
     start = time.perf_counter()
     files, output, declared = _checked_paths(model_dir, inputs, str(output), config.overwrite)
@@ -488,85 +544,38 @@ def predict_ray(
     summary.unverified = None if checked.verified else checked.reason
 
     import ray
-    import ray.data  # sets up the "ray.data" logger's handlers, which the filters below go on
 
-    ray_logger = logging.getLogger("ray.data")
-    ray_level = ray_logger.level
-    drop = DropOurErrors()
-    handlers = [] if config.verbose else [*ray_logger.handlers, *logging.getLogger().handlers]
-    for handler in handlers:
-        handler.addFilter(drop)
-    # Ray logs a failed task's traceback (several, for one bad row) before the error reaches us: off the
-    # console unless verbose. The log files keep them; the error itself ends the job as one line.
-    quiet_errors = [
-        handler
-        for handler in {*ray_logger.handlers, *logging.getLogger("ray").handlers}
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
-    ]
-    quiet_errors = [] if config.verbose else quiet_errors
-    for handler in quiet_errors:
-        handler.addFilter(DROP_RAY_ERRORS)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = progress
-        context.print_on_execution_start = progress
-        context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
-        if not progress:
-            ray_logger.setLevel(logging.ERROR)
-        # The ledger lives on the driver's node: a lost worker node never takes the counts with it.
-        ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
-        if config.ship_model:
-            scratch.mkdir(mode=0o700)
-            shipped = ray.put(pack_model(model, variant))
-            model_arg = {"files": shipped, "scratch": str(scratch), "host": socket.gethostname()}
-        else:
-            model_arg = str(model.resolve())
-        prob_columns = [f"prob_{label}" for label in labels]
-        rows = ray.data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
-        scored = _score(rows, config, model_arg, variant, ledger)
-        sink = _shard_sink(tmp, prob_columns, output)
-        try:
-            scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
-        except Exception as exc:
-            error = unwrap_error(exc)
-            if error is exc:
-                error = lost_work(exc, output)
-                if error is None:
-                    raise
-            raise error from None
-        _count(summary, ray.get(ledger.report.remote()), sink.returns)
-        summary.repeated_ids, summary.null_ids = ray.get(ledger.id_counts.remote())
-        summary.id_note = check_ids(summary.repeated_ids, summary.null_ids, config.on_duplicate_id)
-        summary.ray_stats = scored.stats()
-        if summary.input_rows != summary.scored + summary.errors:
-            raise RuntimeError(
-                f"row count mismatch: {summary.input_rows:,} rows read but {summary.scored:,} scored + "
-                f"{summary.errors:,} errors written; the output was not created"
-            )
-        try:
-            if not summary.shards:
-                _write_empty_shard(tmp, id_type, prob_columns)
-                summary.shards = 1
-            summary.seconds = time.perf_counter() - start
-            _commit(tmp, output, summary, config.overwrite, declared)
-        except OSError as exc:
-            error = output_error(exc, output)
-            if error is None:
-                raise
-            raise error from exc
-    finally:
-        for handler in handlers:
-            handler.removeFilter(drop)
-        for handler in quiet_errors:
-            handler.removeFilter(DROP_RAY_ERRORS)
-        ray_logger.setLevel(ray_level)
-        shutil.rmtree(scratch, ignore_errors=True)
-        tmp_fs, tmp_path = fsspec.core.url_to_fs(tmp)
-        if tmp_fs.exists(tmp_path):
-            if is_url(tmp) and not tmp.startswith("file://"):
-                tmp_fs.rm(tmp_path, recursive=True)
+        with _ray_logging(config.verbose, progress) as ray_data:
+            context = ray_data.DataContext.get_current()
+            context.enable_progress_bars = progress
+            context.print_on_execution_start = progress
+            context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+            # The ledger lives on the driver's node: a lost worker node never takes the counts with it.
+            ledger = _ledger_class().options(name=f"imdb-deploy-ledger-{job}", **on_this_node()).remote()
+            if config.ship_model:
+                scratch.mkdir(mode=0o700)
+                shipped = ray.put(pack_model(model, variant))
+                model_arg = {"files": shipped, "scratch": str(scratch), "host": socket.gethostname()}
             else:
-                shutil.rmtree(tmp_path, ignore_errors=True)
+                model_arg = str(model.resolve())
+            prob_columns = [f"prob_{label}" for label in labels]
+            rows = ray_data.read_datasource(_rows_datasource(files, prefixes, config, id_type, ledger), num_cpus=0)
+            scored = _score(rows, config, model_arg, variant, ledger)
+            sink = _shard_sink(tmp, prob_columns, output)
+            try:
+                scored.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+            except Exception as exc:
+                error = unwrap_error(exc)
+                if error is exc:
+                    error = lost_work(exc, output)
+                    if error is None:
+                        raise
+                raise error from None
+            _finish(summary, ledger, sink, scored, tmp, output, id_type, prob_columns, config, declared, start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        _remove_work(tmp)
         if started:
             ray.shutdown()
     return summary

@@ -1,4 +1,6 @@
-"""Export: a trained folder into a self-describing ONNX folder (exporters, the export stage, the parity gate). May import the leaves, rows/ and runtimes/; never training/, engines/, serve/, bench/."""
+"""Export: a trained folder into a self-describing ONNX folder (exporters, the export stage, the parity gate).
+May import the leaves, rows/ and runtimes/; never training/, engines/, serve/, bench/.
+"""
 
 from __future__ import annotations
 

@@ -72,7 +72,8 @@ def publishable_train_config(config: dict) -> dict:
 
     The tokenization fields (max_length, truncation, head_tokens, label_names) are unchanged, so every stage
     reads the folder as before; `base_model`, `tokenizer`, `data_source` and the TrainConfig's model, data
-    and output paths become folder names.
+    and output paths become folder names. `base_model_hub_id` keeps what a plain name can no longer prove: the
+    Hub id the base model is (hub_base_model of the unscrubbed reference), or None.
 
     Args:
         config: the content of a train_config.json.
@@ -80,7 +81,14 @@ def publishable_train_config(config: dict) -> dict:
     Returns:
         A new dict; `config` is not changed.
     """
-    return _scrub(config)
+    return {**_scrub(config), "base_model_hub_id": _base_model_hub_id(config)}
+
+
+def _base_model_hub_id(train_config: dict) -> str | None:
+    """The Hub id of a train_config's base model: as recorded once published, else worked out from the reference."""
+    if "base_model_hub_id" in train_config:
+        return train_config["base_model_hub_id"]
+    return hub_base_model(train_config.get("base_model") or (train_config.get("training") or {}).get("model"))
 
 
 def publishable_export_report(report: dict) -> dict:
@@ -244,7 +252,7 @@ def render_model_card(
     if not parity or not parity.get("variants"):
         raise ValueError("export_report.json has no parity results: run the gate (imdb-deploy verify --record)")
     training = train_config.get("training") or {}
-    base_model = base_model or hub_base_model(train_config.get("base_model") or training.get("model"))
+    base_model = base_model or _base_model_hub_id(train_config)
     sources = (parity.get("data"), train_config.get("data_source"), training.get("data"))
     dataset = dataset or next((hub_dataset(s) for s in sources if hub_dataset(s)), None)
     dataset_type = dataset or plain_name(str(parity.get("data")))

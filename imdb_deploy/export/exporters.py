@@ -359,3 +359,54 @@ def _dropped_log_message(text: str) -> Iterator[None]:
         yield
     finally:
         root.removeFilter(keep)
+
+
+def cls_only_last_layer(model) -> None:
+    """Make a DistilBERT classifier's last transformer layer compute only the [CLS] position, in place.
+
+    Keys and values still cover every token; the query, the attention output, both LayerNorms and the
+    feed-forward block run for position 0 alone. The classifier head reads only position 0, so the logits
+    are unchanged (up to float rounding) while the layer does about a sixth of its work.
+
+    Raises:
+        ModelLoadError: the model is not a DistilBERT sequence classifier.
+    """
+    layers = getattr(getattr(getattr(model, "distilbert", None), "transformer", None), "layer", None)
+    if not layers:
+        raise ModelLoadError(
+            f"{type(model).__name__}: the [CLS]-only last layer needs a DistilBERT sequence classifier; "
+            "export with --full-last-layer"
+        )
+    last = layers[-1]
+    attention = last.attention
+    # transformers 5's blocks return the hidden states; 4.x's a tuple whose last item they are.
+    returns_tuple = int(transformers.__version__.split(".")[0]) < 5
+
+    def forward(hidden_states, attn_mask=None, *args, **kwargs):
+        if attn_mask is None:
+            attn_mask = kwargs.get("attention_mask")
+        batch, _, dim = hidden_states.shape
+        heads = attention.n_heads
+        head_dim = dim // heads
+
+        def split(t):
+            return t.view(batch, -1, heads, head_dim).transpose(1, 2)
+
+        query = hidden_states[:, :1]
+        q = split(attention.q_lin(query))
+        k = split(attention.k_lin(hidden_states))
+        v = split(attention.v_lin(hidden_states))
+        scores = torch.matmul(q, k.transpose(2, 3)) * head_dim**-0.5
+        if attn_mask is not None:
+            if attn_mask.dim() == 2:  # 4.x eager: (batch, tokens) of 1 keep / 0 padding
+                scores = scores.masked_fill(attn_mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min)
+            elif attn_mask.dtype == torch.bool:  # SDPA-style: True where attention is allowed
+                scores = scores.masked_fill(~attn_mask[:, :, :1, :], torch.finfo(scores.dtype).min)
+            else:  # 5.x eager: an additive float mask with a row per query position
+                scores = scores + attn_mask[:, :, :1, :]
+        context = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(batch, 1, dim)
+        attended = last.sa_layer_norm(attention.out_lin(context) + query)
+        output = last.output_layer_norm(last.ffn(attended) + attended)
+        return (output,) if returns_tuple else output
+
+    last.forward = forward

@@ -83,6 +83,22 @@ def record_parity(onnx_dir: str | os.PathLike, report: ParityReport) -> Path:
     return write_json_atomic(path, payload)
 
 
+def _wanted_variants(folder: ExportFolder, onnx_dir, variants: tuple[str, ...] | None) -> tuple[dict, tuple[str, ...]]:
+    """The folder's variants (name -> file) and the ones to judge: `variants`, or all of them.
+
+    Raises:
+        ModelLoadError: the folder has no ONNX model, or lacks a named variant.
+    """
+    present = present_variants(folder)
+    if not present:
+        raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")
+    wanted = tuple(variants or present)
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
+    return present, wanted
+
+
 def check_parity(
     onnx_dir: str | os.PathLike,
     model: str | os.PathLike | None = None,
@@ -108,13 +124,7 @@ def check_parity(
     config = config or VerifyConfig()
     log = log or (lambda message: None)
     folder = ExportFolder(onnx_dir)  # refuses custom code before any work; read once for every variant
-    present = present_variants(folder)
-    if not present:
-        raise ModelLoadError(f"{onnx_dir}: no ONNX model in it; create it with `imdb-deploy export`")
-    wanted = config.variants or tuple(present)
-    missing = [name for name in wanted if name not in present]
-    if missing:
-        raise ModelLoadError(f"{onnx_dir}: has no {', '.join(missing)} variant; present: {', '.join(present)}")
+    present, wanted = _wanted_variants(folder, onnx_dir, config.variants)
     model_ref = str(model) if model is not None else source_model(folder)
     thresholds = config.resolve_thresholds((folder.report.get("settings") or {}).get("optimize"))
 

@@ -305,6 +305,7 @@ def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     if quantization and (out / "model_quantized.onnx").is_file():
         fields = {key: value for key, value in quantization.items() if key != "source"}
         fields["operators"] = tuple(fields.get("operators") or ())
+        fields.setdefault("target", recorded.get("quantize_target") or "auto")  # exports before 0.2.0 kept it here
         quantize(
             out / quantization.get("source", "model_optimized.onnx"),
             out / "model_quantized.onnx",
@@ -318,7 +319,8 @@ def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     for name, entry in (report.get("variants") or {}).items():
         if (out / entry.get("file", "")).is_file() and entry["file"].endswith(".onnx"):
             after = operator_counts(out / entry["file"])
-            changes[name] = {"before": entry.get("operators"), "after": after}
+            before = entry.get("operators") or operator_counts(source / entry["file"])  # older reports lack them
+            changes[name] = {"before": before, "after": after}
             variants[name] = {**entry, "bytes": (out / entry["file"]).stat().st_size, "operators": after}
     present = onnx_variants(out)
     report.update(
@@ -331,8 +333,8 @@ def with_truncation(export_dir: str | os.PathLike, out_dir: str | os.PathLike) -
         checksums=file_checksums(out),
         warnings=[
             *report.get("warnings", []),
-            "graphs rebuilt with the training cut inside (imdb_deploy.export.portable.with_truncation); the parity results "
-            "are the original graphs': run `imdb-deploy verify` on this folder with --record to gate these",
+            "graphs rebuilt with the training cut inside (imdb_deploy.export.portable.with_truncation); the parity "
+            "results are the original graphs': run `imdb-deploy verify` on this folder with --record to gate these",
         ],
     )
     write_json_atomic(out / EXPORT_REPORT, report)

@@ -4,7 +4,7 @@ Three steps (imdb_deploy.exporters has the tools and why each):
 1. The fp32 graph `model.onnx` with dynamic `batch_size` and `sequence_length` axes, by torch's exporter
    (eager attention, so onnxruntime can fuse it) or optimum's where it imports (`--exporter`, default auto),
    plus config.json and the tokenizer. By default the last transformer layer is exported for the [CLS]
-   position only (`cls_only_last_layer`): the classifier reads nothing else, so the output is the same while
+   position only (`exporters.cls_only_last_layer`): the classifier reads nothing else, so the output is the same while
    that layer's query, attention output and feed-forward work shrinks from every token to one (about 14% of a
    6-layer model's multiply-adds).
 2. onnxruntime's transformer optimizer fuses attention, GELU and LayerNorm into its contrib ops at optimum's
@@ -31,12 +31,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-import transformers
-
 from imdb_deploy.errors import DataError, ModelLoadError, OutputError, ParityError
 from imdb_deploy.export.card import (
-    hub_base_model,
     publishable_export_report,
     publishable_train_config,
     render_model_card,
@@ -46,6 +42,7 @@ from imdb_deploy.export.config import ExportConfig, VerifyConfig
 from imdb_deploy.export.exporters import (
     EXPORT_ATTENTION,
     FP32_FILE,
+    cls_only_last_layer,
     describe_exporter,
     export_fp32,
     fuse,
@@ -159,57 +156,6 @@ def detect_quantization_target() -> tuple[str, dict]:
     if not flags:
         info["note"] = "CPU flags could not be read; assumed AVX2"
     return "avx2", info
-
-
-def cls_only_last_layer(model) -> None:
-    """Make a DistilBERT classifier's last transformer layer compute only the [CLS] position, in place.
-
-    Keys and values still cover every token; the query, the attention output, both LayerNorms and the
-    feed-forward block run for position 0 alone. The classifier head reads only position 0, so the logits
-    are unchanged (up to float rounding) while the layer does about a sixth of its work.
-
-    Raises:
-        ModelLoadError: the model is not a DistilBERT sequence classifier.
-    """
-    layers = getattr(getattr(getattr(model, "distilbert", None), "transformer", None), "layer", None)
-    if not layers:
-        raise ModelLoadError(
-            f"{type(model).__name__}: the [CLS]-only last layer needs a DistilBERT sequence classifier; "
-            "export with --full-last-layer"
-        )
-    last = layers[-1]
-    attention = last.attention
-    # transformers 5's blocks return the hidden states; 4.x's a tuple whose last item they are.
-    returns_tuple = int(transformers.__version__.split(".")[0]) < 5
-
-    def forward(hidden_states, attn_mask=None, *args, **kwargs):
-        if attn_mask is None:
-            attn_mask = kwargs.get("attention_mask")
-        batch, _, dim = hidden_states.shape
-        heads = attention.n_heads
-        head_dim = dim // heads
-
-        def split(t):
-            return t.view(batch, -1, heads, head_dim).transpose(1, 2)
-
-        query = hidden_states[:, :1]
-        q = split(attention.q_lin(query))
-        k = split(attention.k_lin(hidden_states))
-        v = split(attention.v_lin(hidden_states))
-        scores = torch.matmul(q, k.transpose(2, 3)) * head_dim**-0.5
-        if attn_mask is not None:
-            if attn_mask.dim() == 2:  # 4.x eager: (batch, tokens) of 1 keep / 0 padding
-                scores = scores.masked_fill(attn_mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min)
-            elif attn_mask.dtype == torch.bool:  # SDPA-style: True where attention is allowed
-                scores = scores.masked_fill(~attn_mask[:, :, :1, :], torch.finfo(scores.dtype).min)
-            else:  # 5.x eager: an additive float mask with a row per query position
-                scores = scores + attn_mask[:, :, :1, :]
-        context = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(batch, 1, dim)
-        attended = last.sa_layer_norm(attention.out_lin(context) + query)
-        output = last.output_layer_norm(last.ffn(attended) + attended)
-        return (output,) if returns_tuple else output
-
-    last.forward = forward
 
 
 def _export_fp32(model_ref: str, folder: Path, config: ExportConfig, exporter: str) -> int:
@@ -396,8 +342,8 @@ def _publishable(tmp: Path, report: ExportReport, model_ref: str, name: str) -> 
     (Hub ids and plain names only: card.publishable_*), and README.md is a Hub model card with the gate's results
     (card.render_model_card), or says the export is unverified. Returns the report as it will be written."""
     recorded = read_json(tmp / TRAIN_CONFIG)
-    base_model = hub_base_model(recorded.get("base_model") or (recorded.get("training") or {}).get("model"))
     train_config = publishable_train_config(recorded)
+    base_model = train_config["base_model_hub_id"]
     write_json_atomic(tmp / TRAIN_CONFIG, train_config)
     published = publishable_export_report(report.to_dict())
     if report.verified:

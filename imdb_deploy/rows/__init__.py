@@ -1,4 +1,6 @@
-"""Rows in and out: labelled datasets, input files and URLs, streaming readers, the one review check, writers, object stores. May import the leaves only."""
+"""Rows in and out: labelled datasets, input files and URLs, streaming readers, the one review check, writers, object
+stores. May import the leaves only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Settings of reading and writing rows, light enough for the CLI: formats, error policies, limits on one row, the CSV delimiter."""
+"""Settings of reading and writing rows, light enough for the CLI: formats, error policies, limits on one row, the CSV
+delimiter.
+"""
 
 from __future__ import annotations
 

@@ -17,14 +17,10 @@ import io
 import itertools
 import os
 import pickle
-import re
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Sequence
-from functools import lru_cache
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,6 +29,18 @@ from imdb_deploy.jsonlimits import json_kind, parse_json
 from imdb_deploy.outputs import is_url
 from imdb_deploy.reviews import DEFAULT_ID_FIELD, InputRow, _finite, _has_surrogate, review_problem
 from imdb_deploy.rows.config import MAX_CHUNK_CHARS, MAX_LINE_BYTES
+from imdb_deploy.rows.lines import (
+    BROKEN,
+    END,
+    FIELD,
+    QUOTED,
+    LineTooLong,
+    TooLong,
+    csv_scan,
+    decode_line,
+    skip_newlines,
+    too_long_reason,
+)
 from imdb_deploy.rows.sources import (
     _delimiter_hint,
     guess_format,
@@ -44,65 +52,6 @@ from imdb_deploy.rows.sources import (
     sniff_delimiter,
     source_name,
 )
-
-
-class _TooLong:
-    """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes, and for CSV the
-    quoting state at its end when it starts a record and when it starts inside a quoted field (_csv_scan)."""
-
-    def __init__(self, size: int, head: bytes, ends: tuple[int, int] = (0, 0)) -> None:
-        self.size, self.head, self.ends = size, head, ends
-
-    def strip(self) -> bytes:
-        return self.head.strip() or b"x"
-
-
-def _too_long_reason(raw: _TooLong) -> tuple[str, str]:
-    return (
-        f"the line is {raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line",
-        "shorten the review (only the first and last 512 tokens are read anyway)",
-    )
-
-
-class _LineTooLong(Exception):
-    pass
-
-
-# The states of a CSV record as csv's strict reader parses it (quotes doubled inside a quoted field, no escape
-# character): at a field's start, in an unquoted field, in a quoted one, just after a quote inside a quoted one;
-# then the record's end (a line ending outside quotes) or text after a closing quote (broken quoting).
-_FIELD, _UNQUOTED, _QUOTED, _QUOTE, _END, _BROKEN = range(6)
-
-
-@lru_cache(maxsize=8)
-def _field_stop(delimiter: bytes) -> re.Pattern:
-    return re.compile(re.escape(delimiter) + rb"|[\r\n]")
-
-
-def _csv_scan(state: int, data: bytes, delimiter: bytes) -> int:
-    """The CSV state after reading `data` (UTF-8 bytes, any piece of a record) from `state`; _END and _BROKEN
-    stay. Only quotes, delimiters and line endings are looked at, so a record of any size is scanned unheld."""
-    i, n = 0, len(data)
-    while i < n and state < _END:
-        if state == _QUOTED:
-            j = data.find(b'"', i)
-            if j < 0:
-                return state
-            state, i = _QUOTE, j + 1
-        elif state == _UNQUOTED:
-            stop = _field_stop(delimiter).search(data, i)
-            if stop is None:
-                return state
-            state, i = (_FIELD if stop.group() == delimiter else _END), stop.end()
-        elif data.startswith(b'"', i):  # a field's opening quote, or a doubled quote inside one
-            state, i = _QUOTED, i + 1
-        elif data.startswith(delimiter, i):
-            state, i = _FIELD, i + len(delimiter)
-        elif data[i] in b"\r\n":
-            state = _END
-        else:
-            state, i = (_UNQUOTED if state == _FIELD else _BROKEN), i + 1
-    return state
 
 
 def open_reader(
@@ -128,30 +77,6 @@ def open_reader(
     else:
         stream = open_binary(source, stack)
     return InputReader(source, stream, input_format, text_field, id_field, id_prefix, delimiter)
-
-
-def _skip_newlines(stream) -> int:
-    """Consume the empty lines (b"\\n" bytes) at the head of a peekable stream, in blocks; how many."""
-    count = 0
-    while True:
-        block = stream.peek(1 << 16)
-        run = len(block) - len(block.lstrip(b"\n"))
-        if not run:
-            return count
-        stream.read(run)
-        count += run
-
-
-def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
-    """A line's text (line ending kept) and, if its bytes are not UTF-8, the reason."""
-    if isinstance(raw, _TooLong):
-        raw = raw.head
-    if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as exc:
-        return raw.decode("utf-8", "replace"), f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
 
 
 _UTF8_FIX = "re-save the file as UTF-8"
@@ -197,7 +122,7 @@ class InputReader:
         for line, raw in self._lines:
             if raw.strip():  # only the first real line is kept: memory flat in the blank lines before it
                 self._peeked.append((line, raw))
-                first = _decode(raw, line)[0]
+                first = decode_line(raw, line)[0]
                 break
             self.blank_lines += 1
         self.format = guess_format(source, first) if input_format == "auto" else input_format
@@ -208,7 +133,7 @@ class InputReader:
         return f"{self.id_prefix}:{line}" if self.id_prefix else line
 
     def _numbered(self, stream):
-        """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as _TooLong, read in pieces."""
+        """(line number, bytes) per line; a line over MAX_LINE_BYTES comes as TooLong, read in pieces."""
 
         number = 0
         try:
@@ -218,7 +143,7 @@ class InputReader:
                     return
                 number += 1
                 if raw == b"\n" and self._squeeze:
-                    run = _skip_newlines(stream)
+                    run = skip_newlines(stream)
                     self.blank_lines += 1 + run
                     number += run
                     continue
@@ -228,17 +153,17 @@ class InputReader:
                     # field, so a record that goes on past it can be skipped whole (_csv_record_end)
                     csv_file = getattr(self, "format", None) == "csv" and self.delimiter
                     delimiter = self.delimiter.encode() if csv_file else None
-                    ends = [_FIELD, _QUOTED]
+                    ends = [FIELD, QUOTED]
                     while True:
                         if delimiter:
-                            ends = [_csv_scan(state, raw, delimiter) for state in ends]
+                            ends = [csv_scan(state, raw, delimiter) for state in ends]
                         if raw.endswith(b"\n"):
                             break
                         raw = stream.readline(1 << 20)
                         if not raw:
                             break
                         size += len(raw)
-                    yield number, _TooLong(size, head, tuple(ends))
+                    yield number, TooLong(size, head, tuple(ends))
                     continue
                 yield number, raw
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -256,11 +181,11 @@ class InputReader:
         """(line, text) of every non-blank line, text with its line ending; a line over the cap or not UTF-8
         comes as (line, InputRow) with the reason, and blank lines are counted, not yielded."""
         for line, raw in self._raw_lines():
-            if isinstance(raw, _TooLong):
-                reason, fix = _too_long_reason(raw)
+            if isinstance(raw, TooLong):
+                reason, fix = too_long_reason(raw)
                 yield line, InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
-            text, bad = _decode(raw, line)
+            text, bad = decode_line(raw, line)
             if bad:
                 yield line, InputRow(line, self.fallback_id(line), reason=bad, fix=_UTF8_FIX)
             elif not text.strip():
@@ -368,9 +293,9 @@ class InputReader:
                     return
                 pending.append(item)
                 line, raw = item
-                if isinstance(raw, _TooLong):
-                    raise _LineTooLong(line, raw)
-                text, bad = _decode(raw, line)
+                if isinstance(raw, TooLong):
+                    raise LineTooLong(line, raw)
+                text, bad = decode_line(raw, line)
                 if bad:
                     bad_lines[line] = bad
                 yield text
@@ -379,7 +304,7 @@ class InputReader:
         header: list[str] | None = None
         text_col = id_col = None
         if self.delimiter is None:
-            self.delimiter = sniff_delimiter(_decode(self._peeked[0][1], 1)[0] if self._peeked else "")
+            self.delimiter = sniff_delimiter(decode_line(self._peeked[0][1], 1)[0] if self._peeked else "")
         while True:
             reader = csv.reader(feed(), strict=True, delimiter=self.delimiter)
             try:
@@ -396,16 +321,16 @@ class InputReader:
                         continue
                     yield self._csv_row(record, start, end, header, text_col, id_col, bad_lines)
                 return
-            except (csv.Error, _LineTooLong) as exc:
+            except (csv.Error, LineTooLong) as exc:
                 start = pending[0][0]
                 again = iter(pending[1:])  # the lines after the bad row's first: parsed again
-                if header is not None and (isinstance(exc, _LineTooLong) or "field limit" in str(exc)):
+                if header is not None and (isinstance(exc, LineTooLong) or "field limit" in str(exc)):
                     end, again = self._csv_record_end(pending, pull)
                     if end is not None:  # well-formed, only too big: one bad row, the next record follows
                         for n in range(start, end + 1):
                             bad_lines.pop(n, None)
-                        if end == start and isinstance(exc, _LineTooLong):
-                            reason, fix = _too_long_reason(exc.args[1])
+                        if end == start and isinstance(exc, LineTooLong):
+                            reason, fix = too_long_reason(exc.args[1])
                         else:
                             here = f"lines {start:,} to {end:,}" if end > start else f"line {start:,}"
                             reason = f"a field of this record ({here}) is over the limit of {MAX_LINE_BYTES:,} bytes"
@@ -414,9 +339,9 @@ class InputReader:
                         replay.appendleft(again)
                         pending.clear()
                         continue
-                if isinstance(exc, _LineTooLong):
+                if isinstance(exc, LineTooLong):
                     line, raw = exc.args
-                    reason, fix = _too_long_reason(raw)
+                    reason, fix = too_long_reason(raw)
                     if line != start:
                         reason = (
                             f"the quoted field opened here is still open at line {line:,}, which is "
@@ -447,7 +372,7 @@ class InputReader:
 
         Args:
             pending: the record's lines read so far, from its first.
-            pull: gives the next line (number, bytes or _TooLong), None at the end of the input.
+            pull: gives the next line (number, bytes or TooLong), None at the end of the input.
 
         Returns:
             (its last line, an iterator of `pending`'s lines after it) when the record's quoting is well-formed;
@@ -455,32 +380,32 @@ class InputReader:
             not held: they are spooled to a temporary file, so memory stays flat however far the record runs.
         """
         delimiter = self.delimiter.encode()
-        state, end = _FIELD, None
+        state, end = FIELD, None
         spool = tempfile.TemporaryFile()  # noqa: SIM115 (read back later, by the caller's replay)
         read_past = 0
         for index in range(len(pending)):
             line, raw = pending[index]
-            if isinstance(raw, _TooLong):  # a line starts a record (_FIELD) or inside a quoted field
-                state = raw.ends[0 if state == _FIELD else 1]
+            if isinstance(raw, TooLong):  # a line starts a record (FIELD) or inside a quoted field
+                state = raw.ends[0 if state == FIELD else 1]
             else:
-                state = _csv_scan(state, raw, delimiter)
-            if state >= _END:
+                state = csv_scan(state, raw, delimiter)
+            if state >= END:
                 end = line
                 break
         else:
             while True:
                 item = pull()
                 if item is None:  # the input ends: the record with it, unless a quote is still open
-                    end = None if state == _QUOTED else line
+                    end = None if state == QUOTED else line
                     break
                 pickle.dump(item, spool)
                 read_past += 1
                 line, raw = item
-                state = raw.ends[1] if isinstance(raw, _TooLong) else _csv_scan(state, raw, delimiter)
-                if state >= _END:
+                state = raw.ends[1] if isinstance(raw, TooLong) else csv_scan(state, raw, delimiter)
+                if state >= END:
                     end = line
                     break
-        if state == _BROKEN:
+        if state == BROKEN:
             end = None
         if end is not None:
             spool.close()
@@ -653,28 +578,3 @@ def chunks(rows, size: int, max_chars: int = MAX_CHUNK_CHARS):
             chunk, chars = [], 0
     if chunk:
         yield chunk
-
-
-def output_id_type(files: Sequence[str], input_format: str, id_field: str | None) -> pa.DataType:
-    """The Arrow type of the Ray engine's output id column, fixed before the job so every shard agrees: the id
-    column's type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids,
-    CSV values, and JSON values as their JSON text).
-
-    Raises:
-        InputError: an input that should be Parquet is not readable as Parquet.
-    """
-    column = id_field or DEFAULT_ID_FIELD
-    types = set()
-    for path in files:
-        fmt = guess_format(path) if input_format == "auto" else input_format
-        if fmt != "parquet":
-            return pa.string()
-        try:
-            with fsspec.open(path, "rb") as f:
-                schema = pq.read_schema(f)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
-        if column not in schema.names:
-            return pa.string()
-        types.add(schema.field(column).type)
-    return types.pop() if len(types) == 1 else pa.string()

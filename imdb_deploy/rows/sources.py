@@ -17,9 +17,12 @@ import sys
 from collections.abc import Sequence
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from imdb_deploy.errors import InputError
 from imdb_deploy.outputs import is_url
+from imdb_deploy.reviews import DEFAULT_ID_FIELD
 from imdb_deploy.rows.config import CSV_DELIMITERS
 from imdb_deploy.rows.objectstore import bucket_problem, url_error
 
@@ -244,3 +247,28 @@ def name_excerpt(names: list[str], shown: int = 8) -> str:
     parts = [repr(name if len(name) <= 40 else name[:40] + "...") for name in names[:shown]]
     more = f", ... ({len(names):,} in all)" if len(names) > shown else ""
     return (", ".join(parts) or "none") + more
+
+
+def output_id_type(files: Sequence[str], input_format: str, id_field: str | None) -> pa.DataType:
+    """The Arrow type of the Ray engine's output id column, fixed before the job so every shard agrees: the id
+    column's type when every input is Parquet with that column in one type; else strings ("FILE:LINE" ids,
+    CSV values, and JSON values as their JSON text).
+
+    Raises:
+        InputError: an input that should be Parquet is not readable as Parquet.
+    """
+    column = id_field or DEFAULT_ID_FIELD
+    types = set()
+    for path in files:
+        fmt = guess_format(path) if input_format == "auto" else input_format
+        if fmt != "parquet":
+            return pa.string()
+        try:
+            with fsspec.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc}); check or re-create it") from exc
+        if column not in schema.names:
+            return pa.string()
+        types.add(schema.field(column).type)
+    return types.pop() if len(types) == 1 else pa.string()

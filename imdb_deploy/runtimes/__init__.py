@@ -1,4 +1,6 @@
-"""Runtimes: what runs a model (PyTorch, onnxruntime's Predictor, OpenVINO), the exported folder they open, and the measured choice of the default variant. May import the leaves only."""
+"""Runtimes: what runs a model (PyTorch, onnxruntime's Predictor, OpenVINO), the exported folder they open, and the
+measured choice of the default variant. May import the leaves only.
+"""
 
 from __future__ import annotations
 

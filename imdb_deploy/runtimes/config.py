@@ -1,4 +1,6 @@
-"""The variants a Predictor runs, their files and batching, and the runtimes' defaults: light enough for the CLI to import."""
+"""The variants a Predictor runs, their files and batching, and the runtimes' defaults: light enough for the CLI to
+import.
+"""
 
 from __future__ import annotations
 

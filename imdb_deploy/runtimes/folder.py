@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -127,12 +129,10 @@ def load_torch_classifier(
     refuse_custom_code(model_ref)
     if is_local_reference(model_ref):
         check_weight_files(model_ref)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected for a base encoder
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # transformers 5's "Loading weights" bar: a tiny folder loads at once
+    # The "newly initialized head" warning is expected for a base encoder; transformers 5's "Loading weights"
+    # bar is noise for a folder that loads at once.
     try:
-        with hub_errors(model_ref, "Model"):
+        with transformers_quiet(bars=False, warnings=False), hub_errors(model_ref, "Model"):
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(model_ref),
                 trust_remote_code=False,
@@ -152,11 +152,26 @@ def load_torch_classifier(
             f"{weights}: could not be loaded ({load_error_detail(exc)}); {fix}: get the weights as model.safetensors "
             "from a source you trust, or re-create the folder with the stage that wrote it"
         ) from exc
+    return model.eval()
+
+
+@contextmanager
+def transformers_quiet(bars: bool = False, warnings: bool = True) -> Iterator[None]:
+    """transformers' own progress bars (off unless `bars`) and warnings (errors only unless `warnings`) for the
+    block, restored after it."""
+    verbosity, enabled = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    if not warnings:
+        hf_logging.set_verbosity_error()
+    if not bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
+        if enabled:
             hf_logging.enable_progress_bar()
-    return model.eval()
+        else:
+            hf_logging.disable_progress_bar()
 
 
 # Files a runtime reads besides its graph: each must be covered by the recorded checksums when present.

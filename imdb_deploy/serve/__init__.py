@@ -1,4 +1,6 @@
-"""Serve: the HTTP service (app, dynamic batcher, TEI's wire types, access rules, metrics, HTTP glue). May import the leaves, rows/, runtimes/ and engines/' light config."""
+"""Serve: the HTTP service (app, dynamic batcher, TEI's wire types, access rules, metrics, HTTP glue). May import the
+leaves, rows/, runtimes/ and engines/' light config.
+"""
 
 from __future__ import annotations
 

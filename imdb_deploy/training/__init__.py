@@ -1,4 +1,7 @@
-"""Training: labelled reviews into a fine-tuned classifier (train, its accelerate loop and step), evaluate, distill, random-weight architectures, convert-bert. May import the leaves, rows/ and runtimes/; never export/, engines/, serve/, bench/."""
+"""Training: labelled reviews into a fine-tuned classifier (train, its accelerate loop and step), evaluate, distill,
+random-weight architectures, convert-bert. May import the leaves, rows/ and runtimes/; never export/, engines/,
+serve/, bench/.
+"""
 
 from __future__ import annotations
 

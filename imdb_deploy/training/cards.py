@@ -74,7 +74,7 @@ Distilled from the {layers["teacher"]}-layer teacher `{teacher["name"]}` (sha256
 with imdb-deploy {__version__}. The student started from the teacher's layers {layers["initialised_from"]}, its
 embeddings and classifier head; its loss was {config.alpha} x T^2 x KL(teacher || student) at temperature
 {config.temperature} plus {1 - config.alpha:g} x cross-entropy on labelled reviews (the KL term alone on unlabelled
-ones). The teacher's outputs came from {teacher["runtime"]}{f" ({teacher['variant']})" if teacher.get("variant") else ""}.
+ones). The teacher's outputs came from {teacher["runtime"]}{_variant(teacher)}.
 
 ## Test results ({test["samples"]} reviews of the test split)
 
@@ -93,6 +93,10 @@ Settings: max length and truncation as the teacher's, batch {config.batch_size},
 """
 
 
+def _variant(teacher: dict) -> str:
+    return f" ({teacher['variant']})" if teacher.get("variant") else ""
+
+
 def summary(model_dir: str | Path) -> str:
     """A one-screen summary of a finished training or distillation run (its metrics.json)."""
     metrics = json.loads((Path(model_dir) / METRICS).read_text())
@@ -108,7 +112,8 @@ def summary(model_dir: str | Path) -> str:
     teacher = metrics.get("teacher")
     if teacher:
         lines.append(
-            f"teacher on the same reviews: accuracy {teacher['accuracy']:.4f} ({100 * teacher['accuracy_difference']:+.2f} "
-            f"points for the student), labels agree on {100 * teacher['agreement']:.2f}%"
+            f"teacher on the same reviews: accuracy {teacher['accuracy']:.4f} "
+            f"({100 * teacher['accuracy_difference']:+.2f} points for the student), "
+            f"labels agree on {100 * teacher['agreement']:.2f}%"
         )
     return "\n".join(lines)

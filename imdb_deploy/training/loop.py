@@ -38,6 +38,7 @@ from imdb_deploy.fileio import (
 from imdb_deploy.folders import METRICS, check_weight_files, load_error_detail, read_json, write_train_config
 from imdb_deploy.metrics import metrics_from_logits
 from imdb_deploy.outputs import CLAIM_FILE, Output, refuse_overlap
+from imdb_deploy.runtimes.folder import transformers_quiet
 from imdb_deploy.tokenization import pad
 from imdb_deploy.training.step import make_optimizer
 
@@ -339,16 +340,26 @@ def evaluate_loader(accelerator, model, loader) -> dict:
 
 
 def finish_folder(
-    out: Path, model, tokenizer, metrics: dict, card: str, resumable: bool, settings, base_model, **fields
+    out: Path,
+    model,
+    tokenizer,
+    metrics: dict,
+    card: str,
+    resumable: bool,
+    progress: bool,
+    settings,
+    base_model,
+    **fields,
 ):
     """Write the finished model folder: weights, tokenizer, metrics.json and the model card, the checkpoints
     removed, then train_config.json last (folders.write_train_config with `settings`, `base_model` and
-    `fields`), so a folder with it is complete."""
+    `fields`), so a folder with it is complete. Without `progress`, transformers' "Writing model shards" bar
+    stays off."""
     staging = out / ".finishing"
     shutil.rmtree(staging, ignore_errors=True)
     with saving(out, "model", staging if resumable else out, resumable):
         staging.mkdir(parents=True)
-        with torch.no_grad():
+        with torch.no_grad(), transformers_quiet(bars=progress):
             model.save_pretrained(staging, safe_serialization=True)
         honour_umask(staging)  # safetensors writes model.safetensors 0600
         tokenizer.save_pretrained(staging)
