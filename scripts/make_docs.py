@@ -391,8 +391,9 @@ def frontier_table(result: dict) -> list[str]:
     ]
     rows = []
     for point in sorted(result.get("frontier") or [], key=lambda p: -p["reviews_per_s"]):
-        facts = [point.get("variant"), point.get("engine") and f"on {point['engine']}", point.get("precision")]
-        what = f" ({', '.join(f for f in facts if f)})" if point.get("default") and any(facts) else ""
+        ran = " on ".join(str(f) for f in (point.get("variant"), point.get("engine")) if f)
+        facts = [f for f in (ran, point.get("precision")) if f]
+        what = f" ({', '.join(facts)})" if point.get("default") and facts else ""
         rows.append(
             [
                 f"`{point['model']}`",

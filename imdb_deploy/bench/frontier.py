@@ -136,15 +136,18 @@ def write_frontier_chart(report: dict, path: str | os.PathLike) -> Path:
     for model, color in colors.items():
         axes.scatter([], [], color=color, label=model)
     axes.set_xscale("log")
+    axes.margins(x=0.12)
     axes.set_xlabel("reviews / second (log scale; higher is better)")
     axes.set_ylabel(f"accuracy on the {report['data']['samples']} reviews")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="lower left", fontsize=8, title="star: the default variant", title_fontsize=8)
+    axes.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="star: the default variant", title_fontsize=8
+    )
     machine = report["machine"]
     axes.set_title(
         f"speed/accuracy frontier: {report['data']['samples']} reviews, max length "
-        f"{report['data']['settings']['max_length']}; {machine['cpu_model']}, {machine['physical_cores']} cores, "
-        f"ISA {'+'.join(machine['isa'])}",
+        f"{report['data']['settings']['max_length']}\n{machine['cpu_model']}, {machine['physical_cores']} cores, "
+        f"ISA {'+'.join(machine['isa'][:4])}",
         fontsize=9,
     )
     figure.tight_layout()
