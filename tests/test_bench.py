@@ -223,3 +223,67 @@ def test_openvino_rows_are_skipped_with_the_reason_without_the_extra(monkeypatch
     assert bench_rows.row_unavailable(row) == (
         "openvino is not installed: pip install 'imdb-deploy[openvino]' (openvino and nncf, pinned in constraints.txt)"
     )
+
+
+def test_the_classical_baseline_is_fitted_on_the_training_split_and_scored_on_the_same_reviews(bench_run, toy_data_dir):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from imdb_deploy.bench import classical
+    from imdb_deploy.rows.labelled import load_split, stratified_sample
+
+    _, result, report = bench_run
+    row = report["classical"]
+    train = load_split(str(toy_data_dir), "train")
+    test = stratified_sample(load_split(str(toy_data_dir), "test"), SAMPLES, 42)
+    settings = classical.SETTINGS
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=settings["ngram_range"], min_df=settings["min_df"], sublinear_tf=True),
+        LogisticRegression(C=settings["C"], max_iter=settings["max_iter"]),
+    ).fit(train.texts, train.labels)
+    expected = float((model.predict(test.texts) == np.asarray(test.labels)).mean())
+    assert row["status"] == "ok" and row["train_samples"] == len(train) and row["reviews_per_s"] > 0
+    assert row["accuracy"] == pytest.approx(expected)
+    table_lines = [line for line in result.output.splitlines() if line.startswith("  tfidf-logreg ")]
+    assert len(table_lines) == 1, result.output  # one line in the table
+
+
+def test_several_models_make_one_frontier_table_chart_and_report(trained_dir, toy_data_dir, tmp_path):
+    import shutil
+
+    from imdb_deploy.bench.frontier import frontier_report
+
+    second = tmp_path / "second"  # a second trained folder (the same weights: the points pair up)
+    shutil.copytree(trained_dir, second)
+    out = tmp_path / "frontier"
+    args = [
+        "bench", "-m", str(trained_dir), "-m", str(second), "--data", str(toy_data_dir),
+        "--samples", str(SAMPLES), "--repeats", "1", "--latency-samples", "0",
+        "--rows", "pytorch-fp32,onnx-int8,predict", "--output", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    labels = list(report["models"])
+    assert report["kind"] == "frontier" and len(labels) == 2 and labels[0] == trained_dir.name
+    points = report["frontier"]
+    assert {(p["model"], p["row"]) for p in points} == {
+        *((label, row) for label in labels for row in ("pytorch-fp32", "onnx-int8", "predict")),
+        ("tfidf-logreg", "tfidf-logreg"),
+    }
+    first_base = report["models"][labels[0]]["rows"]["pytorch-fp32"]["reviews_per_s"]
+    for point in points:
+        assert point["speedup"] == pytest.approx(point["reviews_per_s"] / first_base)
+        dominated = any(
+            o["reviews_per_s"] >= point["reviews_per_s"]
+            and o["accuracy"] >= point["accuracy"]
+            and (o["reviews_per_s"], o["accuracy"]) != (point["reviews_per_s"], point["accuracy"])
+            for o in points
+        )
+        assert point["pareto"] is not dominated
+    assert set(report["defaults"]) == set(labels)  # each model's default (its predict row)
+    rebuilt = json.loads(json.dumps(frontier_report(report["models"], report["classical"])))
+    assert {k: v for k, v in report.items() if k not in ("files", "seconds")} == rebuilt
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.output.count("frontier:") == 1 and all(label in result.output for label in labels)

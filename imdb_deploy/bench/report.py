@@ -113,15 +113,6 @@ def format_table(report: dict) -> str:
         )
     elif classical.get("status") == "skipped":
         lines.append(f"  {'tfidf-logreg':<22} skipped: {classical['reason']}")
-    classical = report.get("classical") or {}
-    if classical.get("status") == "ok":
-        lines.append(
-            f"  {'tfidf-logreg':<22} {classical['reviews_per_s']:>9.2f} {'':>7} {classical['accuracy']:>8.4f}  "
-            f"(TF-IDF + logistic regression fitted on {classical['train_samples']:,} training reviews: the "
-            "classical baseline)"
-        )
-    elif classical.get("status") == "skipped":
-        lines.append(f"  {'tfidf-logreg':<22} skipped: {classical['reason']}")
     machine = report["machine"]
     lines.append(
         f"  machine: {machine['cpu_model']}, {machine['physical_cores']} cores at {fmt(machine['clock_ghz'], '.2f')} "
