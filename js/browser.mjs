@@ -10,9 +10,9 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { readRows } from './rows.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TYPES = {
@@ -81,19 +81,6 @@ function serve(folder) {
         }
     });
     return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, name })));
-}
-
-async function readRows(stream) {
-    const rows = [];
-    let number = 0;
-    for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
-        number++;
-        if (!line.trim()) continue;
-        const row = JSON.parse(line);
-        if (typeof row.text !== 'string') throw new Error(`line ${number}: field "text" missing`);
-        rows.push({ id: row.id ?? `stdin:${number}`, text: row.text });
-    }
-    return rows;
 }
 
 async function main() {

@@ -7,9 +7,9 @@
 // object with "text" (and optionally "id"); each output line has id, label, score and both probabilities, in
 // input order. The default --batch-size 1 runs one review per call, as imdb-deploy's Predictor runs dynamic
 // INT8 (its activation scales come from the review alone); fp32 gives the same answers batched.
-import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { env, pipeline } from '@huggingface/transformers';
+import { readRows } from './rows.mjs';
 
 function parseArgs(argv) {
     const args = { folder: null, dtype: 'fp32', batchSize: 1 };
@@ -26,19 +26,6 @@ function parseArgs(argv) {
     return args;
 }
 
-async function readLines(stream) {
-    const rows = [];
-    let number = 0;
-    for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
-        number++;
-        if (!line.trim()) continue;
-        const row = JSON.parse(line);
-        if (typeof row.text !== 'string') throw new Error(`line ${number}: field "text" missing`);
-        rows.push({ id: row.id ?? `stdin:${number}`, text: row.text });
-    }
-    return rows;
-}
-
 async function main() {
     process.stdout.on('error', (error) => process.exit(error.code === 'EPIPE' ? 0 : 1));
     const args = parseArgs(process.argv.slice(2));
@@ -51,7 +38,7 @@ async function main() {
     env.localModelPath = path.dirname(folder) + path.sep;
     env.allowRemoteModels = false;
     const classifier = await pipeline('text-classification', path.basename(folder), { dtype: args.dtype });
-    const rows = await readLines(process.stdin);
+    const rows = await readRows(process.stdin);
     for (let start = 0; start < rows.length; start += args.batchSize) {
         const batch = rows.slice(start, start + args.batchSize);
         // top_k null: every label's probability, most probable first.
