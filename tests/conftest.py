@@ -5,9 +5,12 @@ Nothing here touches the network or large weights: the Hub is forced offline and
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import sys
 import tempfile
+from pathlib import Path
 
 _HF_HOME = tempfile.mkdtemp(prefix="imdb-deploy-hf-")
 os.environ.update(
@@ -20,6 +23,9 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from imdb_deploy.cli import cli  # noqa: E402
 
 POSITIVE_WORDS = ["good", "great", "excellent", "wonderful", "loved", "brilliant", "superb", "enjoyable"]
 NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hated", "dull", "worst", "weak"]
@@ -135,3 +141,27 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "training_step", step_or_stop)
+
+
+# --- the CLI as a user runs it (the fault tests) ----------------------------------------------------------------
+
+IMDB_DEPLOY = [sys.executable, "-m", "imdb_deploy"]
+
+
+def run_cli(args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def one_line_error(result) -> str:
+    """The single `Error: ...` line of a failed command (exit 1, no traceback, nothing else on stderr)."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

@@ -12,35 +12,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import Interrupted, interrupt_at_step, toy_reviews
-
-from imdb_deploy.cli import cli
-
-IMDB_DEPLOY = [sys.executable, "-m", "imdb_deploy"]
-
-
-def run_cli(args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def one_line_error(result) -> str:
-    """The single `Error: ...` line of a failed command (exit 1, no traceback, nothing else on stderr)."""
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+from conftest import IMDB_DEPLOY, Interrupted, interrupt_at_step, one_line_error, run_cli, toy_reviews, write_jsonl
 
 
 def reviews(n: int, seed: int = 11) -> list[dict]:

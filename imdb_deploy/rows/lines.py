@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from imdb_deploy.rows.config import MAX_LINE_BYTES
-
 
 class TooLong:
     """Stands for a line over MAX_LINE_BYTES, which is skipped unread: its size and first bytes, and for CSV the
@@ -20,9 +18,9 @@ class TooLong:
         return self.head.strip() or b"x"
 
 
-def too_long_reason(raw: TooLong) -> tuple[str, str]:
+def too_long_reason(raw: TooLong, limit: int) -> tuple[str, str]:
     return (
-        f"the line is {raw.size:,} bytes, over the limit of {MAX_LINE_BYTES:,} bytes per line",
+        f"the line is {raw.size:,} bytes, over the limit of {limit:,} bytes per line",
         "shorten the review (only the first and last 512 tokens are read anyway)",
     )
 

@@ -182,7 +182,7 @@ class InputReader:
         comes as (line, InputRow) with the reason, and blank lines are counted, not yielded."""
         for line, raw in self._raw_lines():
             if isinstance(raw, TooLong):
-                reason, fix = too_long_reason(raw)
+                reason, fix = too_long_reason(raw, MAX_LINE_BYTES)
                 yield line, InputRow(line, self.fallback_id(line), reason=reason, fix=fix)
                 continue
             text, bad = decode_line(raw, line)
@@ -330,7 +330,7 @@ class InputReader:
                         for n in range(start, end + 1):
                             bad_lines.pop(n, None)
                         if end == start and isinstance(exc, LineTooLong):
-                            reason, fix = too_long_reason(exc.args[1])
+                            reason, fix = too_long_reason(exc.args[1], MAX_LINE_BYTES)
                         else:
                             here = f"lines {start:,} to {end:,}" if end > start else f"line {start:,}"
                             reason = f"a field of this record ({here}) is over the limit of {MAX_LINE_BYTES:,} bytes"
@@ -341,7 +341,7 @@ class InputReader:
                         continue
                 if isinstance(exc, LineTooLong):
                     line, raw = exc.args
-                    reason, fix = too_long_reason(raw)
+                    reason, fix = too_long_reason(raw, MAX_LINE_BYTES)
                     if line != start:
                         reason = (
                             f"the quoted field opened here is still open at line {line:,}, which is "
