@@ -685,3 +685,25 @@ def test_a_ray_driver_killed_outright_leaves_only_what_the_next_run_removes(loca
     assert summary.scored == 3
     assert [path for path in left if os.path.exists(path)] == []
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_cluster_that_cannot_be_joined_is_one_line_naming_the_address(monkeypatch, tmp_path):
+    """RAY_ADDRESS or --address naming a head that is gone or refuses us (a stale address, a token cluster):
+    ray.init's ConnectionError and its traceback became one line naming the address and the fix."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from imdb_deploy.engines import cluster
+    from imdb_deploy.errors import ConfigError
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs.get('address')}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setenv("RAY_ADDRESS", "10.9.8.7:6379")
+    with pytest.raises(ConfigError) as caught:
+        cluster.connect()
+    message = str(caught.value)
+    assert message.startswith("RAY_ADDRESS=10.9.8.7:6379: cannot join that Ray cluster (Failed to connect")
+    assert "unset RAY_ADDRESS" in message and "\n" not in message
+    with pytest.raises(ConfigError, match=r"^ray://head:10001: cannot join"):
+        cluster.connect("ray://head:10001")

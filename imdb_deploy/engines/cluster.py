@@ -67,7 +67,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
         lean: see start_options; only for a Ray started here (a cluster keeps the options it was started with).
 
     Raises:
-        ConfigError: Ray is not installed.
+        ConfigError: Ray is not installed, or the cluster named cannot be joined (unreachable, refused).
     """
     try:
         import ray
@@ -88,7 +88,25 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
                 ray.init(address="local", num_cpus=num_cpus, **options)
             else:
                 joining = {k: v for k, v in options.items() if k in ("logging_level", "log_to_driver")}
-                ray.init(address=address, **joining)
+                try:
+                    ray.init(address=address, **joining)
+                except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+                    given = address or f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}"
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    chain, cause = [], exc
+                    while cause is not None:
+                        chain.append(str(cause))
+                        cause = cause.__cause__ or cause.__context__
+                    fix = (
+                        "the cluster asks for a token: set RAY_AUTH_MODE=token (its token in ~/.ray/auth_token or "
+                        "RAY_AUTH_TOKEN)"
+                        if any("InvalidAuthToken" in text or "Authentication token" in text for text in chain)
+                        else "check the address with `ray status` on its head node"
+                    )
+                    raise ConfigError(
+                        f"{given}: cannot join that Ray cluster ({reason}); {fix}, or unset RAY_ADDRESS and leave "
+                        "out --address to start a local Ray"
+                    ) from None
     finally:
         for name in added:
             os.environ.pop(name, None)
