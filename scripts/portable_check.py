@@ -30,6 +30,7 @@ from imdb_deploy.fileio import write_json_atomic
 from imdb_deploy.machine import versions
 from imdb_deploy.metrics import softmax
 from imdb_deploy.rows.labelled import load_split, stratified_sample
+from imdb_deploy.runtimes.onnx import onnx_path
 from imdb_deploy.runtimes.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def main() -> int:
         "seed": args.seed,
     }
     folder = args.export_dir
-    if graph_truncation(folder / "model.onnx") is None:
+    if graph_truncation(onnx_path(folder, "fp32")) is None:
         folder = args.work / f"{args.export_dir.name}-cut"
         record["operators"] = with_truncation(args.export_dir, folder)
         for name, change in record["operators"].items():

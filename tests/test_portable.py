@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,18 @@ def test_portable_main_writes_a_transformersjs_copy(cut_dir, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     assert (tmp_path / "out" / "onnx" / "model_quantized.onnx").is_file()
     assert main([str(cut_dir), str(tmp_path / "out")]) == 1  # exists: refused, nothing replaced
+
+
+@pytest.mark.skipif(NODE_MISSING is not None, reason=NODE_MISSING or "")
+def test_the_portable_check_script_runs_on_an_export_as_export_writes_it(tiny_onnx_dir, toy_data_dir, tmp_path):
+    """scripts/portable_check.py (the numbers in docs/portable.md) on the current layout (graphs under onnx/),
+    Node only: the fp32 and q8 rows agree with Predictor."""
+    out = tmp_path / "portable.json"
+    args = [sys.executable, str(ROOT / "scripts" / "portable_check.py"), str(tiny_onnx_dir), "--data"]
+    args += [str(toy_data_dir), "--samples", "8", "--work", str(tmp_path / "work"), "--out", str(out), "--no-browser"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["reviews"] == 8 and set(record["results"]) == {"node fp32", "node q8"}
+    assert all(row["agreement"] == 1.0 for row in record["results"].values()), record["results"]
+    assert "operators" not in record  # the export already cuts inside its graphs: nothing was rebuilt
