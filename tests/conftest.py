@@ -143,6 +143,21 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
     monkeypatch.setattr(train_module, "training_step", step_or_stop)
 
 
+def checkpointed_run(model_dir, data_dir, tmp_path, monkeypatch):
+    """A tiny `train` stopped after its checkpoint at step 1: (its TrainConfig options, the checkpoint folder)."""
+    from imdb_deploy.training.config import TrainConfig
+    from imdb_deploy.training.train import train
+
+    monkeypatch.chdir(tmp_path)
+    options = dict(model=str(model_dir), data=str(data_dir), output_dir=str(tmp_path / "run"), epochs=1)
+    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1, seed=3)
+    with monkeypatch.context() as patch, pytest.raises(Interrupted):
+        interrupt_at_step(patch, 2)  # stopped after the checkpoint at step 1
+        train(TrainConfig(**options), progress=False)
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step-*")
+    return options, checkpoint
+
+
 # --- the CLI as a user runs it (the fault tests) ----------------------------------------------------------------
 
 IMDB_DEPLOY = [sys.executable, "-m", "imdb_deploy"]

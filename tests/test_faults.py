@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IMDB_DEPLOY, Interrupted, interrupt_at_step, one_line_error, run_cli, toy_reviews, write_jsonl
+from conftest import (
+    IMDB_DEPLOY,
+    Interrupted,
+    checkpointed_run,
+    interrupt_at_step,
+    one_line_error,
+    run_cli,
+    toy_reviews,
+    write_jsonl,
+)
 
 from imdb_deploy.errors import ConfigError, ImdbDeployError, InputError, OutputError
 
@@ -553,13 +562,7 @@ def test_resume_refuses_a_checkpoint_pickle_that_would_run_code(tiny_model_dir, 
     from imdb_deploy.training.config import TrainConfig
     from imdb_deploy.training.train import train
 
-    monkeypatch.chdir(tmp_path)
-    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(tmp_path / "run"), epochs=1)
-    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1, seed=3)
-    with monkeypatch.context() as patch, pytest.raises(Interrupted):
-        interrupt_at_step(patch, 2)  # stopped after the checkpoint at step 1
-        train(TrainConfig(**options), progress=False)
-    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step-*")
+    options, checkpoint = checkpointed_run(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch)
     (checkpoint / "optimizer.bin").write_bytes(pickle.dumps({"state": _Evil()}))
     with pytest.raises(ConfigError) as caught:
         train(TrainConfig(**options), resume=True, progress=False)

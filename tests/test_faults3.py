@@ -15,7 +15,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import IMDB_DEPLOY, Interrupted, interrupt_at_step, one_line_error, run_cli, toy_reviews, write_jsonl
+from conftest import (
+    IMDB_DEPLOY,
+    Interrupted,
+    checkpointed_run,
+    interrupt_at_step,
+    one_line_error,
+    run_cli,
+    toy_reviews,
+    write_jsonl,
+)
 
 
 def reviews(n: int, seed: int = 11) -> list[dict]:
@@ -285,16 +294,8 @@ def test_a_damaged_model_safetensors_is_one_line_naming_the_file(
 def test_train_resume_from_a_checkpoint_with_damaged_weights_is_one_line(
     tiny_model_dir, toy_data_dir, tmp_path, monkeypatch
 ):
-    from imdb_deploy.training.config import TrainConfig
-    from imdb_deploy.training.train import train
 
-    monkeypatch.chdir(tmp_path)
-    options = dict(model=str(tiny_model_dir), data=str(toy_data_dir), output_dir=str(tmp_path / "run"), epochs=1)
-    options.update(max_train_samples=32, max_eval_samples=16, max_length=32, checkpoint_every=1, seed=3)
-    with monkeypatch.context() as patch, pytest.raises(Interrupted):
-        interrupt_at_step(patch, 2)  # stopped after the checkpoint at step 1
-        train(TrainConfig(**options), progress=False)
-    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step-*")
+    options, checkpoint = checkpointed_run(tiny_model_dir, toy_data_dir, tmp_path, monkeypatch)
     weights = checkpoint / "model.safetensors"
     original = weights.read_bytes()
     for how in ("truncated", "empty", "random"):

@@ -93,14 +93,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool
                 except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
                     given = address or f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}"
                     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    chain, cause = [], exc
-                    while cause is not None:
-                        chain.append(str(cause))
-                        cause = cause.__cause__ or cause.__context__
+                    texts = [str(seen) for seen in error_chain(exc)]
                     fix = (
                         "the cluster asks for a token: set RAY_AUTH_MODE=token (its token in ~/.ray/auth_token or "
                         "RAY_AUTH_TOKEN)"
-                        if any("InvalidAuthToken" in text or "Authentication token" in text for text in chain)
+                        if any("InvalidAuthToken" in text or "Authentication token" in text for text in texts)
                         else "check the address with `ray status` on its head node"
                     )
                     raise ConfigError(
@@ -167,10 +164,7 @@ def lost_work(exc: BaseException, output: str) -> RayJobError | None:
     import ray.exceptions as rex
 
     lost = (rex.NodeDiedError, rex.ObjectLostError, rex.ActorDiedError, rex.WorkerCrashedError)
-    seen: BaseException | None = exc
-    for _ in range(16):  # a chain of causes (RayTaskError.cause, __cause__), never a loop
-        if seen is None:
-            break
+    for seen in error_chain(exc):
         if isinstance(seen, rex.GetTimeoutError) and "starting actors" in str(seen):
             return RayJobError(
                 f"the cluster did not start the pool's actors within {ACTOR_START_TIMEOUT_S} s (too few free CPUs "
@@ -182,8 +176,17 @@ def lost_work(exc: BaseException, output: str) -> RayJobError | None:
                 f"the Ray job lost work it could not redo ({type(seen).__name__}: {detail}); nothing was written "
                 f"to {output}. Check the cluster's nodes (ray status) and run the job again"
             )
-        seen = seen.__cause__ or getattr(seen, "cause", None)
     return None
+
+
+def error_chain(exc: BaseException, limit: int = 16):
+    """`exc` and the errors behind it (`__cause__`, or a RayTaskError's `cause`), at most `limit`: never a loop."""
+    seen: BaseException | None = exc
+    for _ in range(limit):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or getattr(seen, "cause", None)
 
 
 def model_folder(model: dict) -> Path:
